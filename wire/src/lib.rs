@@ -1,0 +1,1 @@
+//! Frame codec; being written (issue 3 / issue 5).
