@@ -1,8 +1,450 @@
-//! placeholder; filled in the next commit
+//! Raft consensus (the extended paper, Figure 2, §5.4 and §7, plus the
+//! thesis' pre-vote, check-quorum and ReadIndex) as a pure state machine.
+//!
+//! [`Raft`] performs no I/O, reads no clock and owns no thread. Everything
+//! that happens to it is an [`Input`]; everything it wants done is an
+//! [`Action`]. The caller's duties, in order:
+//!
+//! 1. Build the node with [`Raft::new`] (fresh) or [`Raft::restore`] (from
+//!    the [`Durable`] state a previous incarnation persisted).
+//! 2. Call [`Raft::step`] with [`Input::Tick`] at a fixed interval
+//!    ([`config::DEFAULT_TICK_MS`] by default), with every message received
+//!    from a peer, and with the application's proposals, read requests and
+//!    snapshots.
+//! 3. Execute every returned [`Action`] in order before the next `step`:
+//!    make `Persist*` actions durable before performing any later action in
+//!    the list (group commit of consecutive persists is fine), send `Send`
+//!    messages best-effort, feed `Apply` / `ApplySnapshot` to the application
+//!    in order.
+//! 4. After a crash, rebuild with [`Raft::restore`] from what was durable,
+//!    and hand the stored snapshot (if any) to the application yourself:
+//!    the machine resumes applying after the snapshot's index.
+//!
+//! Given the same [`Config`] and the same input sequence, a machine produces
+//! byte-identical actions: election jitter comes from [`Config::rng_seed`].
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 pub mod config;
 pub mod durable;
+mod election;
 pub mod io;
+mod log;
 pub mod message;
+mod progress;
+mod read;
+mod replication;
 pub mod rng;
+mod snapshot;
 pub mod types;
+
+pub use config::{Config, ConfigError, DEFAULT_TICK_MS};
+pub use durable::{Durable, RestoreError};
+pub use io::{Action, Input};
+pub use message::{Entry, HardState, Message, Payload, Reject, Snapshot};
+pub use types::{LogIndex, NodeId, Term};
+
+use log::RaftLog;
+use progress::Progress;
+use read::ReadQueue;
+use rng::SplitMix64;
+use std::collections::BTreeMap;
+
+/// The part a node currently plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Follows a leader (or waits for one).
+    Follower,
+    /// Probing with a pre-vote whether an election could succeed.
+    PreCandidate,
+    /// Campaigning for votes in its current term.
+    Candidate,
+    /// Leads its current term.
+    Leader,
+}
+
+/// One Raft node.
+#[derive(Debug)]
+pub struct Raft {
+    config: Config,
+    /// Voters other than this node, in ascending order.
+    peers: Vec<NodeId>,
+    rng: SplitMix64,
+
+    // Durable state (mirrors what the Persist actions have recorded).
+    term: Term,
+    vote: Option<NodeId>,
+    log: RaftLog,
+    /// Latest snapshot, kept to send to lagging followers.
+    snapshot: Option<Snapshot>,
+
+    // Volatile state.
+    role: Role,
+    leader: Option<NodeId>,
+    commit: LogIndex,
+    applied: LogIndex,
+    election_elapsed: u64,
+    election_timeout: u64,
+    heartbeat_elapsed: u64,
+    /// Ticks seen by this incarnation; ages in-flight messages.
+    ticks: u64,
+    /// Votes (or pre-votes) granted to this node in the current campaign.
+    votes: BTreeMap<NodeId, bool>,
+    /// Leader only: per-follower replication state.
+    progress: BTreeMap<NodeId, Progress>,
+    /// Leader only: the current heartbeat round.
+    round: u64,
+    reads: ReadQueue,
+
+    /// Actions produced by the current step.
+    out: Vec<Action>,
+}
+
+impl Raft {
+    /// A fresh node with an empty log.
+    pub fn new(config: Config) -> Result<Raft, ConfigError> {
+        config.validate()?;
+        Ok(Self::build(config, Durable::default()))
+    }
+
+    /// Rebuild a node from the state a previous incarnation made durable.
+    pub fn restore(config: Config, durable: Durable) -> Result<Raft, RestoreError> {
+        config.validate()?;
+        durable.validate()?;
+        Ok(Self::build(config, durable))
+    }
+
+    fn build(config: Config, durable: Durable) -> Raft {
+        let mut peers: Vec<NodeId> = config
+            .voters
+            .iter()
+            .copied()
+            .filter(|v| *v != config.id)
+            .collect();
+        peers.sort();
+        let (snap_index, snap_term) = durable
+            .snapshot
+            .as_ref()
+            .map_or((LogIndex(0), Term(0)), |s| (s.index, s.term));
+        let log = RaftLog::new(snap_index, snap_term, durable.entries);
+        let commit = durable
+            .hard_state
+            .commit
+            .max(snap_index)
+            .min(log.last_index());
+        let mut raft = Raft {
+            rng: SplitMix64::new(config.rng_seed),
+            peers,
+            term: durable.hard_state.term,
+            vote: durable.hard_state.vote,
+            log,
+            snapshot: durable.snapshot,
+            role: Role::Follower,
+            leader: None,
+            commit,
+            applied: snap_index,
+            election_elapsed: 0,
+            election_timeout: 0,
+            heartbeat_elapsed: 0,
+            ticks: 0,
+            votes: BTreeMap::new(),
+            progress: BTreeMap::new(),
+            round: 0,
+            reads: ReadQueue::default(),
+            out: Vec::new(),
+            config,
+        };
+        raft.reset_election_timer();
+        raft
+    }
+
+    /// Feed one input; returns the actions to execute, in order.
+    pub fn step(&mut self, input: Input) -> Vec<Action> {
+        match input {
+            Input::Tick => self.tick(),
+            Input::Receive { from, msg } => self.receive(from, msg),
+            Input::Propose(data) => self.propose(vec![data]),
+            Input::ProposeBatch(batch) => self.propose(batch),
+            Input::ReadIndex { id } => self.read_index(id),
+            Input::Snapshot { index, data } => self.compact(index, data),
+        }
+        self.apply_committed();
+        std::mem::take(&mut self.out)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// The configuration the node runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Current term.
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    /// Vote cast in the current term.
+    pub fn vote(&self) -> Option<NodeId> {
+        self.vote
+    }
+
+    /// Current role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// True if this node is the leader of its current term.
+    pub fn is_leader(&self) -> bool {
+        self.role == Role::Leader
+    }
+
+    /// The node believed to lead the current term (itself when leader).
+    pub fn leader_hint(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    /// Highest index known to be committed.
+    pub fn commit_index(&self) -> LogIndex {
+        self.commit
+    }
+
+    /// Highest index handed to the application.
+    pub fn applied_index(&self) -> LogIndex {
+        self.applied
+    }
+
+    /// Index of the last log entry (or of the snapshot if the log is empty).
+    pub fn last_index(&self) -> LogIndex {
+        self.log.last_index()
+    }
+
+    /// Term of the last log entry.
+    pub fn last_term(&self) -> Term {
+        self.log.last_term()
+    }
+
+    /// Index covered by the latest snapshot (0 without one).
+    pub fn snapshot_index(&self) -> LogIndex {
+        self.log.snapshot_index()
+    }
+
+    /// The term of the entry at `index`, if the node still holds it.
+    pub fn term_at(&self, index: LogIndex) -> Option<Term> {
+        self.log.term_at(index)
+    }
+
+    /// The live log entries in `from..=to` (for checkers and debugging).
+    pub fn entries(&self, from: LogIndex, to: LogIndex) -> Vec<Entry> {
+        self.log.range(from, to)
+    }
+
+    /// Voters other than this node.
+    pub fn peers(&self) -> &[NodeId] {
+        &self.peers
+    }
+
+    /// Number of votes that make a majority.
+    fn quorum(&self) -> usize {
+        self.config.voters.len() / 2 + 1
+    }
+
+    fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.commit,
+        }
+    }
+
+    fn persist_hard_state(&mut self) {
+        let hs = self.hard_state();
+        self.out.push(Action::PersistHardState(hs));
+    }
+
+    fn send(&mut self, to: NodeId, msg: Message) {
+        self.out.push(Action::Send { to, msg });
+    }
+
+    fn reset_election_timer(&mut self) {
+        self.election_elapsed = 0;
+        self.election_timeout = self
+            .rng
+            .range_inclusive(self.config.election_ticks_min, self.config.election_ticks_max);
+    }
+
+    fn tick(&mut self) {
+        self.ticks += 1;
+        if self.role == Role::Leader {
+            self.tick_leader();
+        } else {
+            self.tick_election();
+        }
+    }
+
+    /// Dispatch a peer message after the term rules every message obeys.
+    fn receive(&mut self, from: NodeId, msg: Message) {
+        if !self.peers.contains(&from) {
+            tracing::debug!(node = %self.config.id, %from, "dropping message from unknown node");
+            return;
+        }
+        if !self.observe_term(from, &msg) {
+            return;
+        }
+        match msg {
+            Message::RequestVote {
+                term,
+                last_log_index,
+                last_log_term,
+                pre_vote,
+            } => self.handle_request_vote(from, term, last_log_index, last_log_term, pre_vote),
+            Message::RequestVoteResponse {
+                term,
+                granted,
+                pre_vote,
+            } => self.handle_vote_response(from, term, granted, pre_vote),
+            Message::AppendEntries {
+                term,
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+                round,
+            } => self.handle_append_entries(
+                from,
+                term,
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+                round,
+            ),
+            Message::AppendEntriesResponse {
+                term,
+                match_index,
+                reject,
+                round,
+            } => self.handle_append_response(from, term, match_index, reject, round),
+            Message::InstallSnapshot {
+                term,
+                snapshot,
+                round,
+            } => self.handle_install_snapshot(from, term, snapshot, round),
+            Message::InstallSnapshotResponse {
+                term,
+                match_index,
+                round,
+            } => self.handle_snapshot_response(from, term, match_index, round),
+        }
+    }
+
+    /// Figure 2's "if RPC request or response contains term T > currentTerm:
+    /// set currentTerm = T, convert to follower", refined by pre-vote and
+    /// check-quorum. Returns false if the message must be ignored.
+    fn observe_term(&mut self, from: NodeId, msg: &Message) -> bool {
+        let term = msg.term();
+        if term > self.term {
+            match msg {
+                // A pre-vote asks about a future term; it never moves ours.
+                Message::RequestVote { pre_vote: true, .. } => return true,
+                // A granted pre-vote echoes the term we would campaign in.
+                Message::RequestVoteResponse {
+                    pre_vote: true,
+                    granted: true,
+                    ..
+                } => return true,
+                Message::RequestVote { .. } if self.in_leader_lease() => {
+                    // Check-quorum: while we hear from a live leader, a
+                    // disruptive candidate is ignored (thesis §4.2.3).
+                    tracing::debug!(node = %self.config.id, %from, "ignoring vote request inside leader lease");
+                    return false;
+                }
+                _ => {}
+            }
+            let leader = match msg {
+                Message::AppendEntries { .. } | Message::InstallSnapshot { .. } => Some(from),
+                _ => None,
+            };
+            self.become_follower(term, leader);
+            return true;
+        }
+        if term < self.term {
+            // Tell a stale leader or candidate about the newer term so it steps
+            // down; stale responses are simply dropped.
+            match msg {
+                Message::AppendEntries { round, .. } => {
+                    let m = Message::AppendEntriesResponse {
+                        term: self.term,
+                        match_index: LogIndex(0),
+                        reject: Some(Reject {
+                            prev_log_index: LogIndex(0),
+                            conflict_term: None,
+                            conflict_index: LogIndex(0),
+                        }),
+                        round: *round,
+                    };
+                    self.send(from, m);
+                }
+                Message::InstallSnapshot { round, .. } => {
+                    let m = Message::InstallSnapshotResponse {
+                        term: self.term,
+                        match_index: LogIndex(0),
+                        round: *round,
+                    };
+                    self.send(from, m);
+                }
+                Message::RequestVote { pre_vote, .. } => {
+                    let m = Message::RequestVoteResponse {
+                        term: self.term,
+                        granted: false,
+                        pre_vote: *pre_vote,
+                    };
+                    self.send(from, m);
+                }
+                _ => {}
+            }
+            return false;
+        }
+        true
+    }
+
+    /// Move to `term` as a follower of `leader` (if known), persisting the new
+    /// term and the cleared vote when the term changed.
+    fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        let was_leader = self.role == Role::Leader;
+        if term > self.term {
+            self.term = term;
+            self.vote = None;
+            self.persist_hard_state();
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.votes.clear();
+        self.progress.clear();
+        self.reset_election_timer();
+        if was_leader {
+            self.fail_pending_reads();
+        }
+    }
+
+    /// Hand every newly committed entry to the application, in order.
+    fn apply_committed(&mut self) {
+        if self.commit <= self.applied {
+            return;
+        }
+        let from = self.applied.next();
+        let entries = self.log.range(from, self.commit);
+        assert!(
+            entries.first().is_some_and(|e| e.index == from)
+                && entries.last().is_some_and(|e| e.index == self.commit),
+            "committed entries {from}..={} are not all in the log (snapshot at {})",
+            self.commit,
+            self.log.snapshot_index()
+        );
+        self.applied = self.commit;
+        self.out.push(Action::Apply(entries));
+    }
+}

@@ -145,6 +145,9 @@ pub enum Message {
 /// 6.824 lab and the Raft paper's §5.3 note).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Reject {
+    /// The `prev_log_index` of the refused request, so the leader can tell a
+    /// refusal of its current probe from a stale one.
+    pub prev_log_index: LogIndex,
     /// Term of the follower's entry at `prev_log_index`, if it has one.
     pub conflict_term: Option<Term>,
     /// If `conflict_term` is set: the first index the follower holds with

@@ -1,0 +1,169 @@
+//! Leader election (§5.2) with pre-vote (thesis §9.6) and the leader lease
+//! that check-quorum gives followers (thesis §4.2.3).
+
+use crate::message::{Entry, Message, Payload};
+use crate::progress::Progress;
+use crate::{Raft, Role};
+
+impl Raft {
+    /// True while this node has reason to believe a leader is alive: it heard
+    /// from one (or is one) within the minimum election timeout. Vote requests
+    /// are then ignored, so a node returning from a partition cannot depose a
+    /// healthy leader.
+    pub(crate) fn in_leader_lease(&self) -> bool {
+        self.config.check_quorum
+            && self.leader.is_some()
+            && self.election_elapsed < self.config.election_ticks_min
+    }
+
+    /// Followers and candidates: count toward the election timeout.
+    pub(crate) fn tick_election(&mut self) {
+        self.election_elapsed += 1;
+        if self.election_elapsed >= self.election_timeout {
+            if self.config.pre_vote {
+                self.become_pre_candidate();
+            } else {
+                self.become_candidate();
+            }
+        }
+    }
+
+    fn become_pre_candidate(&mut self) {
+        self.role = Role::PreCandidate;
+        self.leader = None;
+        self.start_campaign(true);
+    }
+
+    fn become_candidate(&mut self) {
+        self.role = Role::Candidate;
+        self.leader = None;
+        self.term = self.term.next();
+        self.vote = Some(self.config.id);
+        // The new term and self-vote must be durable before any vote request
+        // leaves: otherwise a crash could let this node vote twice in a term.
+        self.persist_hard_state();
+        self.start_campaign(false);
+    }
+
+    fn start_campaign(&mut self, pre_vote: bool) {
+        self.votes.clear();
+        self.votes.insert(self.config.id, true);
+        self.reset_election_timer();
+        if self.tally_votes() {
+            return;
+        }
+        let term = if pre_vote {
+            self.term.next()
+        } else {
+            self.term
+        };
+        let msg = Message::RequestVote {
+            term,
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+            pre_vote,
+        };
+        for peer in self.peers.clone() {
+            self.send(peer, msg.clone());
+        }
+    }
+
+    /// Act on the votes gathered so far. Returns true if the campaign ended.
+    fn tally_votes(&mut self) -> bool {
+        let granted = self.votes.values().filter(|g| **g).count();
+        let refused = self.votes.len() - granted;
+        if granted >= self.quorum() {
+            match self.role {
+                Role::PreCandidate => self.become_candidate(),
+                Role::Candidate => self.become_leader(),
+                _ => {}
+            }
+            return true;
+        }
+        if refused >= self.quorum() {
+            // The campaign cannot succeed; wait for a leader or the next timeout.
+            self.become_follower(self.term, None);
+            return true;
+        }
+        false
+    }
+
+    pub(crate) fn handle_request_vote(
+        &mut self,
+        from: crate::NodeId,
+        term: crate::Term,
+        last_log_index: crate::LogIndex,
+        last_log_term: crate::Term,
+        pre_vote: bool,
+    ) {
+        // §5.4.1: only a candidate whose log is at least as up to date as
+        // ours may get our vote.
+        let up_to_date = last_log_term > self.log.last_term()
+            || (last_log_term == self.log.last_term() && last_log_index >= self.log.last_index());
+        let can_vote = self.vote == Some(from)
+            || (self.vote.is_none() && self.leader.is_none())
+            || (pre_vote && term > self.term);
+        let granted = can_vote && up_to_date;
+        if granted && !pre_vote {
+            self.vote = Some(from);
+            self.persist_hard_state();
+            self.reset_election_timer();
+        }
+        let reply_term = if granted && pre_vote { term } else { self.term };
+        self.send(
+            from,
+            Message::RequestVoteResponse {
+                term: reply_term,
+                granted,
+                pre_vote,
+            },
+        );
+    }
+
+    pub(crate) fn handle_vote_response(
+        &mut self,
+        from: crate::NodeId,
+        term: crate::Term,
+        granted: bool,
+        pre_vote: bool,
+    ) {
+        let expected = match (self.role, pre_vote) {
+            (Role::PreCandidate, true) => self.term.next(),
+            (Role::Candidate, false) => self.term,
+            _ => return,
+        };
+        if term != expected && granted {
+            return;
+        }
+        self.votes.insert(from, granted);
+        self.tally_votes();
+    }
+
+    pub(crate) fn become_leader(&mut self) {
+        self.role = Role::Leader;
+        self.leader = Some(self.config.id);
+        self.votes.clear();
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        let next = self.log.last_index().next();
+        self.progress = self
+            .peers
+            .iter()
+            .map(|p| (*p, Progress::new(next)))
+            .collect();
+        tracing::debug!(node = %self.config.id, term = %self.term, "became leader");
+        if self.config.leader_noop {
+            let entry = Entry {
+                index: next,
+                term: self.term,
+                payload: Payload::Noop,
+            };
+            self.log.push(entry.clone());
+            self.out.push(crate::Action::PersistEntries(vec![entry]));
+        }
+        for peer in self.peers.clone() {
+            self.send_append(peer);
+        }
+        self.maybe_commit();
+    }
+}
