@@ -421,7 +421,9 @@ impl Coordinator {
             };
             self.waiting.pop_front();
             let now_tick = self.now_tick;
-            let slot = self.slot_mut(task).expect("next_idle returns existing tasks");
+            let slot = self
+                .slot_mut(task)
+                .expect("next_idle returns existing tasks");
             slot.state = TaskState::InProgress {
                 worker,
                 since_tick: now_tick,

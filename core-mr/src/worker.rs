@@ -114,7 +114,11 @@ impl Worker {
                 self.ask(Some(Report::Failed { task, error }))
             }
             (state, input) => {
-                tracing::warn!(?state, ?input, "input does not fit the worker's state; dropped");
+                tracing::warn!(
+                    ?state,
+                    ?input,
+                    "input does not fit the worker's state; dropped"
+                );
                 vec![]
             }
         }

@@ -93,17 +93,27 @@ fn reduce_waits_for_every_map() {
     let done = ask(&mut c, 1, Some(Report::Done(t)));
     let r2 = reply_to(&done, 2).expect("worker 2 woken with the reduce");
     assert_eq!(task_of(&r2), TaskRef::Reduce(ReduceTaskId(0)));
-    assert_eq!(reply_to(&done, 1), None, "worker 1 waits for the last reduce");
+    assert_eq!(
+        reply_to(&done, 1),
+        None,
+        "worker 1 waits for the last reduce"
+    );
 }
 
 #[test]
 fn silent_worker_loses_its_task_after_exactly_the_timeout() {
     let mut c = coord(1, 1, 5);
     let a = ask(&mut c, 1, None);
-    assert_eq!(task_of(&reply_to(&a, 1).unwrap()), TaskRef::Map(MapTaskId(0)));
+    assert_eq!(
+        task_of(&reply_to(&a, 1).unwrap()),
+        TaskRef::Map(MapTaskId(0))
+    );
     assert!(ask(&mut c, 2, None).is_empty());
     for _ in 0..4 {
-        assert!(c.step(Input::Tick).is_empty(), "re-issued before the timeout");
+        assert!(
+            c.step(Input::Tick).is_empty(),
+            "re-issued before the timeout"
+        );
     }
     let t = c.step(Input::Tick);
     assert!(t.contains(&Action::Reassigned {
@@ -325,7 +335,10 @@ fn run_random(seed: u64) -> Vec<Action> {
             match a {
                 Action::Reply { worker, reply } => {
                     let w = worker.0 as usize;
-                    assert!(waiting[w], "seed {seed}: reply to a worker that did not ask");
+                    assert!(
+                        waiting[w],
+                        "seed {seed}: reply to a worker that did not ask"
+                    );
                     waiting[w] = false;
                     if let Reply::Reduce(_) = reply {
                         let p = c.progress();
@@ -347,7 +360,11 @@ fn run_random(seed: u64) -> Vec<Action> {
             break;
         }
     }
-    assert_eq!(c.phase(), Phase::Finished, "seed {seed}: job did not finish");
+    assert_eq!(
+        c.phase(),
+        Phase::Finished,
+        "seed {seed}: job did not finish"
+    );
     assert_eq!(finished, 1, "seed {seed}");
     let p = c.progress();
     assert_eq!(p.reduce.done, n_reduce as usize, "seed {seed}");

@@ -14,8 +14,14 @@ fn map0() -> MapTask {
 #[test]
 fn asks_runs_reports_and_exits() {
     let mut w = Worker::new();
-    assert_eq!(w.step(Input::Start), [Action::Send(Request { report: None })]);
-    assert_eq!(w.step(Input::Reply(Reply::Map(map0()))), [Action::RunMap(map0())]);
+    assert_eq!(
+        w.step(Input::Start),
+        [Action::Send(Request { report: None })]
+    );
+    assert_eq!(
+        w.step(Input::Reply(Reply::Map(map0()))),
+        [Action::RunMap(map0())]
+    );
     let t = TaskRef::Map(MapTaskId(0));
     assert_eq!(
         w.step(Input::TaskDone(t)),
@@ -35,7 +41,10 @@ fn asks_runs_reports_and_exits() {
 #[test]
 fn out_of_place_inputs_are_dropped() {
     let mut w = Worker::new();
-    assert!(w.step(Input::Reply(Reply::Exit)).is_empty(), "reply before start");
+    assert!(
+        w.step(Input::Reply(Reply::Exit)).is_empty(),
+        "reply before start"
+    );
     w.step(Input::Start);
     w.step(Input::Reply(Reply::Map(map0())));
     // A completion for a task it is not running, and a second reply.

@@ -30,7 +30,9 @@ mod tests {
     #[test]
     fn distinct_words_and_sorted_docs() {
         let mut got = Vec::new();
-        Indexer.map("../b.txt", "x y x", &mut |k, v| got.push(format!("{k}={v}")));
+        Indexer.map("../b.txt", "x y x", &mut |k, v| {
+            got.push(format!("{k}={v}"))
+        });
         assert_eq!(got, ["x=../b.txt", "y=../b.txt"]);
         let out = Indexer.reduce("x", &mut vec!["b".to_string(), "a".to_string()].into_iter());
         assert_eq!(out, "2 a,b");

@@ -43,7 +43,10 @@ mod tests {
             got.push((k.to_string(), v.to_string()))
         });
         let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(keys, ["It", "s", "a", "dog", "eat", "dog", "world", "times"]);
+        assert_eq!(
+            keys,
+            ["It", "s", "a", "dog", "eat", "dog", "world", "times"]
+        );
         assert!(got.iter().all(|(_, v)| v == "1"));
     }
 
