@@ -348,6 +348,14 @@ impl Raft {
         let term = msg.term();
         if term > self.term {
             match msg {
+                // Check-quorum: while we hear from a live leader, a disruptive
+                // candidate is ignored (thesis §4.2.3). This covers pre-votes
+                // too: granting one would let a rejoining node with an equally
+                // up-to-date log raise its term and depose the leader.
+                Message::RequestVote { .. } if self.in_leader_lease() => {
+                    tracing::debug!(node = %self.config.id, %from, "ignoring vote request inside leader lease");
+                    return false;
+                }
                 // A pre-vote asks about a future term; it never moves ours.
                 Message::RequestVote { pre_vote: true, .. } => return true,
                 // A granted pre-vote echoes the term we would campaign in.
@@ -356,12 +364,6 @@ impl Raft {
                     granted: true,
                     ..
                 } => return true,
-                Message::RequestVote { .. } if self.in_leader_lease() => {
-                    // Check-quorum: while we hear from a live leader, a
-                    // disruptive candidate is ignored (thesis §4.2.3).
-                    tracing::debug!(node = %self.config.id, %from, "ignoring vote request inside leader lease");
-                    return false;
-                }
                 _ => {}
             }
             let leader = match msg {
