@@ -82,7 +82,7 @@ pub struct Cluster {
     pub cut: BTreeSet<(NodeId, NodeId)>,
     /// Every message ever sent, in order.
     pub sent: Vec<Envelope>,
-    /// Every non-`Send` action each node produced, in order.
+    /// Every non-`Send` action each node produced (persists included), in order.
     pub outputs: BTreeMap<NodeId, Vec<Action>>,
     /// Per node: the index the application has applied through.
     pub applied: BTreeMap<NodeId, LogIndex>,
@@ -163,6 +163,7 @@ impl Cluster {
         let mut d = self.durable.remove(&id).unwrap();
         for a in actions {
             if d.persist(a) {
+                self.outputs.get_mut(&id).unwrap().push(a.clone());
                 continue;
             }
             if self.check {
