@@ -23,7 +23,11 @@ fn basic_agree_3b() {
             let (nd, _) = c.n_committed(LogIndex(index));
             assert_eq!(nd, 0, "some have committed before Start()");
             let xindex = c.one(cmd(index * 100), servers, false);
-            assert_eq!(xindex, LogIndex(index), "got index {xindex}, expected {index}");
+            assert_eq!(
+                xindex,
+                LogIndex(index),
+                "got index {xindex}, expected {index}"
+            );
         }
         c.check_time_limit();
     });
@@ -44,7 +48,11 @@ fn rpc_bytes_3b() {
         for index in 2..12u64 {
             let s: Vec<u8> = (0..5000).map(|_| b'a' + c.rng().below(26) as u8).collect();
             let xindex = c.one(s, servers, false);
-            assert_eq!(xindex, LogIndex(index), "got index {xindex}, expected {index}");
+            assert_eq!(
+                xindex,
+                LogIndex(index),
+                "got index {xindex}, expected {index}"
+            );
             sent += 5000;
         }
         let got = c.net.bytes_sent - bytes0;
@@ -155,10 +163,7 @@ fn fail_no_agree_3b() {
         let leader2 = c.check_one_leader();
         let (index2, _, ok2) = c.start_cmd(leader2, cmd(30));
         assert!(ok2, "leader2 rejected Start()");
-        assert!(
-            (2..=3).contains(&index2.0),
-            "unexpected index {index2}"
-        );
+        assert!((2..=3).contains(&index2.0), "unexpected index {index2}");
         c.one(cmd(1000), servers, true);
         c.check_time_limit();
     });
@@ -357,7 +362,10 @@ fn count_3b() {
         assert!(success, "term changed too often");
         c.run_for(ELECTION_TIMEOUT_MS);
         let idle = c.rpc_total() - total2;
-        assert!(idle <= 3 * 20, "too many RPCs ({idle}) for 1 second of idleness");
+        assert!(
+            idle <= 3 * 20,
+            "too many RPCs ({idle}) for 1 second of idleness"
+        );
         c.check_time_limit();
     });
 }

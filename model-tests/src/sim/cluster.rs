@@ -66,6 +66,18 @@ enum Event {
     },
 }
 
+/// A simulated client: polled every [`CLIENT_POLL_MS`] of virtual time while
+/// the cluster runs, so several clients act concurrently with the scenario.
+/// A client must not call [`Cluster::run_for`] itself.
+pub trait Client {
+    /// Do whatever is due at the cluster's current time. Return true once
+    /// finished; the client is then dropped.
+    fn poll(&mut self, cluster: &mut Cluster) -> bool;
+}
+
+/// How often background clients are polled, in virtual milliseconds.
+pub const CLIENT_POLL_MS: u64 = 10;
+
 /// One simulated server: the live machine (if up), its storage and its app.
 struct Slot {
     raft: Option<Raft>,
@@ -95,6 +107,7 @@ pub struct Cluster {
     pub read_outcomes: Vec<(NodeId, Action)>,
     /// Number of steps taken (all nodes).
     pub steps: u64,
+    clients: Vec<Box<dyn Client>>,
 }
 
 impl Cluster {
@@ -115,6 +128,7 @@ impl Cluster {
             trace_hash: 0xcbf2_9ce4_8422_2325,
             read_outcomes: Vec::new(),
             steps: 0,
+            clients: Vec::new(),
             slots: (0..n)
                 .map(|_| Slot {
                     raft: None,
@@ -425,9 +439,32 @@ impl Cluster {
         self.queue.insert((self.now_ms + delay_ms, self.seq), event);
     }
 
-    /// Advance virtual time by `ms`, processing every event due.
+    /// Add a background client.
+    pub fn spawn(&mut self, client: Box<dyn Client>) {
+        self.clients.push(client);
+    }
+
+    /// Number of background clients still running.
+    pub fn clients_running(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Advance virtual time by `ms`, processing every event due and polling
+    /// background clients along the way.
     pub fn run_for(&mut self, ms: u64) {
         let until = self.now_ms + ms;
+        while !self.clients.is_empty() && self.now_ms < until {
+            let slice_end = until.min(self.now_ms + CLIENT_POLL_MS);
+            self.run_events_until(slice_end);
+            let mut clients = std::mem::take(&mut self.clients);
+            clients.retain_mut(|c| !c.poll(self));
+            clients.append(&mut self.clients);
+            self.clients = clients;
+        }
+        self.run_events_until(until);
+    }
+
+    fn run_events_until(&mut self, until: u64) {
         while let Some(entry) = self.queue.first_entry() {
             if entry.key().0 > until {
                 break;

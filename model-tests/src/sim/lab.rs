@@ -3,7 +3,7 @@
 //! `wait`, and the lab's crash / restart / connect semantics (§4.1 of the
 //! lab catalogue).
 
-use super::cluster::Cluster;
+use super::cluster::{Client, Cluster, CLIENT_POLL_MS};
 use core_raft::{LogIndex, Term};
 use std::collections::BTreeMap;
 
@@ -116,39 +116,27 @@ impl Cluster {
     /// least `expected` servers applied it. Retries for 10 s; with
     /// `retry == false` a failed first agreement is fatal.
     pub fn one(&mut self, command: Vec<u8>, expected: usize, retry: bool) -> LogIndex {
-        let t0 = self.now_ms;
-        let mut starts = 0;
-        while self.now_ms - t0 < 10_000 {
-            let mut index = None;
-            for _ in 0..self.len() {
-                starts = (starts + 1) % self.len();
-                if self.is_connected(starts) && self.is_up(starts) {
-                    let (i, _, ok) = self.start_cmd(starts, command.clone());
-                    if ok {
-                        index = Some(i);
-                        break;
-                    }
-                }
-            }
-            if let Some(index) = index {
-                let t1 = self.now_ms;
-                while self.now_ms - t1 < 2_000 {
-                    let (n, value) = self.n_committed(index);
-                    if n > 0 && n >= expected && value.as_ref() == Some(&command) {
-                        return index;
-                    }
-                    self.run_for(20);
-                }
-                if !retry {
-                    self.fail(format!("one({command:?}) failed to reach agreement"));
-                }
-            } else {
-                self.run_for(50);
+        let mut task = One::new(self, command, expected, retry);
+        loop {
+            match task.advance(self) {
+                Ok(index) => return index,
+                Err(wait_ms) => self.run_for(wait_ms),
             }
         }
-        self.fail(format!(
-            "one({command:?}) failed to reach agreement in 10 s"
-        ))
+    }
+
+    /// `go one(...)`: the same as [`Cluster::one`], running in the
+    /// background while the scenario goes on.
+    pub fn spawn_one(&mut self, command: Vec<u8>, expected: usize, retry: bool) {
+        let task = One::new(self, command, expected, retry);
+        self.spawn(Box::new(task));
+    }
+
+    /// Run until every background client has finished.
+    pub fn join_clients(&mut self) {
+        while self.clients_running() > 0 {
+            self.run_for(CLIENT_POLL_MS);
+        }
     }
 
     /// `wait`: poll with backoff until `n` servers applied `index`. Returns
@@ -216,5 +204,78 @@ impl Cluster {
                 self.now_ms
             ));
         }
+    }
+}
+
+/// The state of one `one()` agreement, advanced without blocking so it can
+/// run in the foreground or as a background client.
+pub struct One {
+    command: Vec<u8>,
+    expected: usize,
+    retry: bool,
+    t0: u64,
+    starts: usize,
+    /// The index the command was accepted at, and when.
+    waiting: Option<(LogIndex, u64)>,
+    next_at: u64,
+}
+
+impl One {
+    fn new(c: &Cluster, command: Vec<u8>, expected: usize, retry: bool) -> One {
+        One {
+            command,
+            expected,
+            retry,
+            t0: c.now_ms,
+            starts: 0,
+            waiting: None,
+            next_at: c.now_ms,
+        }
+    }
+
+    /// Do what is due now: `Ok(index)` once agreed, else `Err(ms)` to wait.
+    fn advance(&mut self, c: &mut Cluster) -> Result<LogIndex, u64> {
+        if c.now_ms < self.next_at {
+            return Err(self.next_at - c.now_ms);
+        }
+        if c.now_ms - self.t0 >= 10_000 {
+            c.fail(format!(
+                "one({:?}) failed to reach agreement in 10 s",
+                self.command
+            ));
+        }
+        if let Some((index, since)) = self.waiting {
+            let (n, value) = c.n_committed(index);
+            if n > 0 && n >= self.expected && value.as_ref() == Some(&self.command) {
+                return Ok(index);
+            }
+            if c.now_ms - since < 2_000 {
+                self.next_at = c.now_ms + 20;
+                return Err(20);
+            }
+            if !self.retry {
+                c.fail(format!("one({:?}) failed to reach agreement", self.command));
+            }
+            self.waiting = None;
+        }
+        for _ in 0..c.len() {
+            self.starts = (self.starts + 1) % c.len();
+            if c.is_connected(self.starts) && c.is_up(self.starts) {
+                let (index, _, ok) = c.start_cmd(self.starts, self.command.clone());
+                if ok {
+                    self.waiting = Some((index, c.now_ms));
+                    // Check at once: a single-node quorum commits immediately.
+                    return self.advance(c);
+                }
+            }
+        }
+        self.next_at = c.now_ms + 50;
+        Err(50)
+    }
+}
+
+impl Client for One {
+    fn poll(&mut self, cluster: &mut Cluster) -> bool {
+        self.advance(cluster).is_ok()
     }
 }
