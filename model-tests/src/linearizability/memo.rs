@@ -110,11 +110,14 @@ impl Hasher for IdentityHasher {
     }
 }
 
+/// The configurations sharing one combined hash: linearized words and state.
+type Bucket<S> = Vec<(Box<[u64]>, S)>;
+
 /// The set of configurations already explored, bucketed by a combined hash of
 /// the linearized set and the state; buckets are compared in full, so hash
 /// collisions cost time, never correctness.
 pub(crate) struct Memo<S> {
-    buckets: HashMap<u64, Vec<(Box<[u64]>, S)>, BuildHasherDefault<IdentityHasher>>,
+    buckets: HashMap<u64, Bucket<S>, BuildHasherDefault<IdentityHasher>>,
 }
 
 impl<S: Eq + Hash> Memo<S> {

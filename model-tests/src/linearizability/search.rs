@@ -28,8 +28,9 @@ const HEAD: usize = 0;
 /// The verdict of one partition's search.
 #[derive(Debug)]
 pub(crate) enum SearchResult {
-    /// Linearizable; the order found, as indices into the partition.
-    Ok(Vec<usize>),
+    /// Linearizable; the order found, as indices into the partition (read by
+    /// the tests, which verify it independently).
+    Ok(#[cfg_attr(not(test), allow(dead_code))] Vec<usize>),
     /// Not linearizable; how far the search got.
     Illegal(Deepest),
     /// The search was asked to stop (budget spent or another partition failed).
@@ -174,10 +175,15 @@ pub(crate) fn search<M: Model>(
 
     let mut cur = list.nodes[HEAD].next;
     let mut steps: u64 = 0;
+    let mut until_stop_check = STOP_CHECK_INTERVAL;
     while unlinearized_completed > 0 {
         steps += 1;
-        if steps % STOP_CHECK_INTERVAL == 0 && (limits.should_stop)() {
-            return SearchResult::Stopped;
+        until_stop_check -= 1;
+        if until_stop_check == 0 {
+            until_stop_check = STOP_CHECK_INTERVAL;
+            if (limits.should_stop)() {
+                return SearchResult::Stopped;
+            }
         }
         if limits.max_steps.is_some_and(|max| steps > max) {
             return SearchResult::Stopped;
@@ -208,9 +214,10 @@ pub(crate) fn search<M: Model>(
         } else {
             // A return entry: its operation cannot be linearized after the
             // current prefix. Remember the deepest such point, then backtrack.
-            let deeper = deepest
-                .as_ref()
-                .map_or(true, |d| calls.len() > d.prefix.len());
+            let deeper = match &deepest {
+                Some(d) => calls.len() > d.prefix.len(),
+                None => true,
+            };
             if deeper {
                 let d = deepest.get_or_insert_with(|| Deepest {
                     prefix: Vec::new(),
