@@ -64,6 +64,8 @@ pub struct Network {
     pub bytes_sent: u64,
     /// Messages sent, delivered or not.
     pub messages_sent: u64,
+    /// InstallSnapshot messages sent, delivered or not.
+    pub snapshots_sent: u64,
 }
 
 impl Network {
@@ -75,6 +77,7 @@ impl Network {
             requests_delivered: vec![0; n],
             bytes_sent: 0,
             messages_sent: 0,
+            snapshots_sent: 0,
         }
     }
 
@@ -97,6 +100,9 @@ impl Network {
     /// Decide what happens to a message from `from` to `to`.
     pub fn route(&mut self, rng: &mut SimRng, from: NodeId, to: NodeId, msg: &Message) -> Fate {
         self.messages_sent += 1;
+        if matches!(msg, Message::InstallSnapshot { .. }) {
+            self.snapshots_sent += 1;
+        }
         self.bytes_sent += postcard::to_allocvec(msg).map_or(0, |b| b.len() as u64);
         if !self.linked(from, to) {
             return Vec::new();
