@@ -17,7 +17,9 @@ fn wc() {
     let mut lab = Lab::new("wc");
     let want = lab.sequential("wc");
     let (coord, addr) = lab.start_coordinator("tokio", &[]);
-    let workers: Vec<usize> = (0..3).map(|_| lab.start_worker("wc", &addr, "tokio")).collect();
+    let workers: Vec<usize> = (0..3)
+        .map(|_| lab.start_worker("wc", &addr, "tokio"))
+        .collect();
     assert!(lab.wait(coord, LIMIT).success(), "coordinator failed");
     assert_same_output(&lab.outputs(), &want, "wc");
     for w in workers {
@@ -170,5 +172,8 @@ fn crash() {
     assert!(status.success(), "coordinator failed");
     assert_same_output(&lab.outputs(), &want, "crash");
     // The test only means something if workers actually died and came back.
-    assert!(*crashes.lock().unwrap() > 0, "no restarted worker ever crashed");
+    assert!(
+        *crashes.lock().unwrap() > 0,
+        "no restarted worker ever crashed"
+    );
 }

@@ -41,7 +41,10 @@ pub struct Lab {
 
 impl Lab {
     pub fn new(name: &str) -> Lab {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
         let root = std::env::temp_dir().join(format!(
             "mr-test-{name}-{}-{nanos}-{}",
             std::process::id(),
@@ -103,7 +106,13 @@ impl Lab {
         let log = self.log_file("coordinator");
         let child = Command::new(mr_exe())
             .current_dir(&self.work)
-            .args(["coordinator", "--listen", "127.0.0.1:0", "--runtime", runtime])
+            .args([
+                "coordinator",
+                "--listen",
+                "127.0.0.1:0",
+                "--runtime",
+                runtime,
+            ])
             .arg("--addr-file")
             .arg(&addr_file)
             .args(extra)
@@ -122,7 +131,10 @@ impl Lab {
                 }
             }
             if let Ok(Some(st)) = self.children[idx].try_wait() {
-                panic!("coordinator exited early with {st}; see {}", self.root.display());
+                panic!(
+                    "coordinator exited early with {st}; see {}",
+                    self.root.display()
+                );
             }
             assert!(Instant::now() < deadline, "coordinator did not start");
             std::thread::sleep(Duration::from_millis(10));
@@ -133,7 +145,15 @@ impl Lab {
     pub fn worker_cmd(&self, app: &str, addr: &str, runtime: &str) -> Command {
         let mut c = Command::new(mr_exe());
         c.current_dir(&self.work)
-            .args(["worker", "--app", app, "--coordinator", addr, "--runtime", runtime])
+            .args([
+                "worker",
+                "--app",
+                app,
+                "--coordinator",
+                addr,
+                "--runtime",
+                runtime,
+            ])
             .args(["--connect-timeout-ms", "1000"])
             .stdout(Stdio::null());
         c
@@ -142,15 +162,23 @@ impl Lab {
     /// Starts a worker in the background; returns its index.
     pub fn start_worker(&mut self, app: &str, addr: &str, runtime: &str) -> usize {
         let log = self.log_file("worker");
-        let child = self.worker_cmd(app, addr, runtime).stderr(log).spawn().unwrap();
+        let child = self
+            .worker_cmd(app, addr, runtime)
+            .stderr(log)
+            .spawn()
+            .unwrap();
         self.children.push(child);
         self.children.len() - 1
     }
 
     /// Waits for process `idx` (at most `limit`, like the lab's `timeout`).
     pub fn wait(&mut self, idx: usize, limit: Duration) -> ExitStatus {
-        wait_deadline(&mut self.children[idx], limit)
-            .unwrap_or_else(|| panic!("process {idx} still running after {limit:?}; logs in {}", self.root.display()))
+        wait_deadline(&mut self.children[idx], limit).unwrap_or_else(|| {
+            panic!(
+                "process {idx} still running after {limit:?}; logs in {}",
+                self.root.display()
+            )
+        })
     }
 
     /// Polls until any of `idxs` exits; returns which.
@@ -162,7 +190,10 @@ impl Lab {
                     return i;
                 }
             }
-            assert!(Instant::now() < deadline, "no process exited within {limit:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no process exited within {limit:?}"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -226,7 +257,11 @@ pub fn sorted_lines(dir: &Path) -> Vec<String> {
     let mut lines = Vec::new();
     for e in fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
-        if p.file_name().unwrap().to_string_lossy().starts_with("mr-out") {
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("mr-out")
+        {
             lines.extend(
                 fs::read_to_string(&p)
                     .unwrap()
