@@ -12,7 +12,7 @@ use super::render::{interval, Failure};
 /// Horizontal space for the client labels.
 const LEFT_PX: usize = 90;
 /// Width of one step of compressed time.
-const COLUMN_PX: usize = 26;
+const COLUMN_PX: usize = 34;
 /// Height of one client row.
 const ROW_PX: usize = 44;
 /// Height of an operation bar.
@@ -58,7 +58,7 @@ impl Failure {
         let mut svg = String::new();
         let _ = writeln!(
             svg,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="monospace" font-size="11">"#
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="monospace" font-size="10">"#
         );
         for (client, row) in &rows {
             let y = TOP_PX + row * ROW_PX;
@@ -84,7 +84,8 @@ impl Failure {
                 ""
             };
             let mut tooltip = format!(
-                "op {i}, client {}, {}\n{}",
+                "op {i} (history #{}), client {}, {}\n{}",
+                op.history_index,
                 op.client_id,
                 interval(op),
                 op.description
@@ -97,7 +98,7 @@ impl Failure {
                 None if i == self.blocked => tooltip.push_str("\ncould not be linearized"),
                 None => tooltip.push_str("\nnot in the longest linearizable prefix"),
             }
-            let max_chars = (x1 - x0).saturating_sub(6) / 7;
+            let max_chars = (x1 - x0).saturating_sub(6) / 6;
             let _ = writeln!(
                 svg,
                 r#"<g><title>{}</title><rect x="{x0}" y="{y}" width="{}" height="{BAR_PX}" rx="3" fill="{fill}" stroke="{stroke}" stroke-width="{stroke_width}"{dash}/><text x="{}" y="{}">{}</text>"#,

@@ -152,9 +152,10 @@ impl fmt::Display for Failure {
                 None if i == self.blocked => "  <-- could not be linearized".to_string(),
                 None => String::new(),
             };
+            let origin = format!("(history #{})", op.history_index);
             writeln!(
                 f,
-                "  op {i:>3}  client {:>3}  {:<width$}  {}{note}",
+                "  op {i:>3} {origin:<16} client {:>3}  {:<width$}  {}{note}",
                 op.client_id,
                 interval(op),
                 op.description,
