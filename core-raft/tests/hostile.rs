@@ -1,0 +1,688 @@
+//! Hostile and invalid input: unknown senders, malformed and stale messages,
+//! invalid durable state and configuration. The design contract: a core
+//! never panics on an input, drops what it cannot use, and never lets such
+//! input corrupt its state. Also: determinism of the whole machine.
+
+mod common;
+
+use common::*;
+use core_raft::rng::SplitMix64;
+use core_raft::{
+    Action, Config, ConfigError, Entry, Input, LogIndex, Message, NodeId, Payload, Raft, Reject,
+    RestoreError, Role, Snapshot, Term,
+};
+
+/// Everything observable about a node's replicated state.
+fn state(r: &Raft) -> (Term, Option<NodeId>, LogIndex, LogIndex, Vec<Entry>, Role) {
+    (
+        r.term(),
+        r.vote(),
+        r.commit_index(),
+        r.applied_index(),
+        r.entries(r.snapshot_index().next(), r.last_index()),
+        r.role(),
+    )
+}
+
+/// A 3-node cluster led by node 1, with a few commands committed everywhere.
+fn busy_cluster() -> Cluster {
+    let mut c = Cluster::new(3, |_| {});
+    c.elect(n(1));
+    for i in 0..5u8 {
+        c.propose(n(1), &[i]);
+    }
+    c.run(3);
+    c
+}
+
+fn receive(from: NodeId, msg: Message) -> Input {
+    Input::Receive { from, msg }
+}
+
+fn no_state_change(actions: &[Action]) -> bool {
+    !actions.iter().any(|a| {
+        matches!(
+            a,
+            Action::PersistEntries(_)
+                | Action::PersistHardState(_)
+                | Action::PersistSnapshot { .. }
+                | Action::Apply(_)
+                | Action::ApplySnapshot(_)
+        )
+    })
+}
+
+/// Messages from nodes outside the voter set (or claiming to come from the
+/// node itself) are dropped without a trace.
+#[test]
+fn messages_from_unknown_nodes_are_dropped() {
+    let mut c = busy_cluster();
+    let term = c.node(n(1)).term();
+    let last = c.node(n(1)).last_index();
+    let msgs = vec![
+        Message::RequestVote {
+            term: term.next(),
+            last_log_index: LogIndex(100),
+            last_log_term: term.next(),
+            pre_vote: false,
+        },
+        Message::RequestVoteResponse {
+            term,
+            granted: true,
+            pre_vote: false,
+        },
+        Message::AppendEntries {
+            term: term.next(),
+            prev_log_index: LogIndex(0),
+            prev_log_term: Term(0),
+            entries: vec![cmd(1, term.next().0, b"evil")],
+            leader_commit: LogIndex(1),
+            round: 0,
+        },
+        Message::AppendEntriesResponse {
+            term,
+            match_index: last,
+            reject: None,
+            round: 1_000,
+        },
+        Message::InstallSnapshot {
+            term: term.next(),
+            snapshot: Snapshot {
+                index: LogIndex(50),
+                term,
+                data: vec![],
+            },
+            round: 0,
+        },
+        Message::InstallSnapshotResponse {
+            term,
+            match_index: last,
+            round: 0,
+        },
+    ];
+    for id in c.ids.clone() {
+        for from in [NodeId(99), NodeId(0), id, NodeId(u64::MAX)] {
+            for msg in &msgs {
+                let before = state(c.node(id));
+                let a = c.step(id, receive(from, msg.clone()));
+                assert_eq!(a, vec![], "{id} answered {from}");
+                assert_eq!(state(c.node(id)), before);
+            }
+        }
+    }
+}
+
+/// Malformed AppendEntries (gaps, terms above the message term, terms going
+/// backwards, a `prev_log_term` above the message term, indexes at and past
+/// `u64::MAX`, an absurd `leader_commit`) change nothing on the follower.
+#[test]
+fn malformed_append_entries_change_nothing() {
+    let mut c = busy_cluster();
+    let term = c.node(n(2)).term();
+    let last = c.node(n(2)).last_index();
+    let t = term.0;
+    let ae = |prev: u64, prev_term: u64, entries: Vec<Entry>, commit: u64| Message::AppendEntries {
+        term,
+        prev_log_index: LogIndex(prev),
+        prev_log_term: Term(prev_term),
+        entries,
+        leader_commit: LogIndex(commit),
+        round: 0,
+    };
+    let l = last.0;
+    let cases = vec![
+        (
+            "gap",
+            ae(l, t, vec![cmd(l + 1, t, b"a"), cmd(l + 3, t, b"b")], 0),
+        ),
+        ("gap after prev", ae(l, t, vec![cmd(l + 2, t, b"a")], 0)),
+        ("index before prev", ae(l, t, vec![cmd(l, t, b"a")], 0)),
+        (
+            "entry term above message",
+            ae(l, t, vec![cmd(l + 1, t + 1, b"a")], 0),
+        ),
+        ("prev term above message", ae(l, t + 1, vec![], l + 1)),
+        (
+            "terms go backwards",
+            ae(l, t, vec![cmd(l + 1, t, b"a"), cmd(l + 2, t - 1, b"b")], 0),
+        ),
+        (
+            "entry term below prev term",
+            ae(l, t, vec![cmd(l + 1, t - 1, b"a")], 0),
+        ),
+        ("u64::MAX prev", ae(u64::MAX, t, vec![], u64::MAX)),
+        (
+            "past u64::MAX",
+            ae(u64::MAX, t, vec![cmd(0, t, b"a")], u64::MAX),
+        ),
+        (
+            "entry at u64::MAX",
+            ae(u64::MAX - 1, t, vec![cmd(u64::MAX, t, b"a")], u64::MAX),
+        ),
+        (
+            "wrong prev term, huge commit",
+            ae(l, t - 1, vec![], u64::MAX),
+        ),
+        (
+            "beyond our log",
+            ae(l + 10, t, vec![cmd(l + 11, t, b"a")], u64::MAX),
+        ),
+    ];
+    for (name, msg) in cases {
+        let before = state(c.node(n(2)));
+        let a = c.step(n(2), receive(n(1), msg));
+        assert!(no_state_change(&a), "{name}: {a:?}");
+        assert_eq!(state(c.node(n(2))), before, "{name}");
+        c.take_queue();
+    }
+    // The cluster still works.
+    c.propose(n(1), b"ok");
+    c.run(3);
+    assert_eq!(c.applied_commands(n(2)).last(), Some(&b"ok".to_vec()));
+}
+
+/// An AppendEntries that would overwrite a committed entry is refused.
+#[test]
+fn append_entries_never_rewrite_committed_entries() {
+    let mut c = busy_cluster();
+    c.check_safety = false;
+    let term = c.node(n(2)).term();
+    let commit = c.node(n(2)).commit_index();
+    let before = state(c.node(n(2)));
+    // Same term (a forged "leader"), rewriting index 2 with different data.
+    let msg = Message::AppendEntries {
+        term,
+        prev_log_index: LogIndex(1),
+        prev_log_term: c.node(n(2)).term_at(LogIndex(1)).unwrap(),
+        entries: vec![cmd(2, term.0, b"rewrite")],
+        leader_commit: commit,
+        round: 0,
+    };
+    let a = c.step(n(2), receive(n(1), msg));
+    assert!(no_state_change(&a), "{a:?}");
+    assert_eq!(state(c.node(n(2))), before);
+}
+
+/// InstallSnapshot with index 0, or with a snapshot term above the message
+/// term, is dropped; an old snapshot is acknowledged without being applied.
+#[test]
+fn malformed_and_old_install_snapshot_change_nothing() {
+    let mut c = busy_cluster();
+    let term = c.node(n(2)).term();
+    let is = |index: u64, sterm: Term| Message::InstallSnapshot {
+        term,
+        snapshot: Snapshot {
+            index: LogIndex(index),
+            term: sterm,
+            data: b"junk".to_vec(),
+        },
+        round: 0,
+    };
+    for (name, msg) in [
+        ("index 0", is(0, Term(0))),
+        ("index 0 with term", is(0, term)),
+        ("snapshot term above message", is(100, term.next())),
+        (
+            "already committed",
+            is(2, c.node(n(2)).term_at(LogIndex(2)).unwrap()),
+        ),
+    ] {
+        let before = state(c.node(n(2)));
+        let a = c.step(n(2), receive(n(1), msg));
+        assert!(no_state_change(&a), "{name}: {a:?}");
+        assert_eq!(state(c.node(n(2))), before, "{name}");
+        assert_eq!(c.node(n(2)).snapshot_index(), LogIndex(0));
+        c.take_queue();
+    }
+}
+
+/// Stale, duplicated, forged and out-of-range responses on the leader
+/// neither panic nor move its commit index or log; the cluster keeps working.
+#[test]
+fn stale_and_duplicated_responses_are_harmless() {
+    let mut c = busy_cluster();
+    let term = c.node(n(1)).term();
+    let last = c.node(n(1)).last_index();
+    let before = state(c.node(n(1)));
+    // Replay every response ever sent to the leader, twice.
+    let replies: Vec<Envelope> = c
+        .sent
+        .iter()
+        .filter(|e| e.to == n(1) && !e.msg.is_request())
+        .cloned()
+        .collect();
+    assert!(!replies.is_empty());
+    for e in replies.iter().chain(replies.iter()) {
+        c.deliver(e.clone());
+    }
+    c.take_queue();
+    let junk = [
+        Message::AppendEntriesResponse {
+            term: Term(0),
+            match_index: last,
+            reject: None,
+            round: 0,
+        },
+        Message::AppendEntriesResponse {
+            term,
+            match_index: LogIndex(u64::MAX),
+            reject: None,
+            round: u64::MAX,
+        },
+        Message::AppendEntriesResponse {
+            term,
+            match_index: LogIndex(0),
+            reject: Some(Reject {
+                prev_log_index: LogIndex(u64::MAX),
+                conflict_term: Some(Term(u64::MAX)),
+                conflict_index: LogIndex(u64::MAX),
+            }),
+            round: 0,
+        },
+        Message::AppendEntriesResponse {
+            term,
+            match_index: LogIndex(0),
+            reject: Some(Reject {
+                prev_log_index: last,
+                conflict_term: None,
+                conflict_index: LogIndex(0),
+            }),
+            round: 0,
+        },
+        Message::InstallSnapshotResponse {
+            term,
+            match_index: LogIndex(0),
+            round: 0,
+        },
+        Message::InstallSnapshotResponse {
+            term,
+            match_index: LogIndex(u64::MAX),
+            round: u64::MAX,
+        },
+        Message::InstallSnapshotResponse {
+            term,
+            match_index: LogIndex(2),
+            round: 1,
+        },
+        Message::RequestVoteResponse {
+            term,
+            granted: true,
+            pre_vote: false,
+        },
+        Message::RequestVoteResponse {
+            term: term.next(),
+            granted: true,
+            pre_vote: true,
+        },
+    ];
+    for msg in junk {
+        for id in c.ids.clone() {
+            let from = if id == n(1) { n(2) } else { n(1) };
+            c.step(id, receive(from, msg.clone()));
+        }
+        c.take_queue();
+    }
+    let after = state(c.node(n(1)));
+    assert_eq!(after, before);
+    c.run(3);
+    c.propose(n(1), b"still works");
+    c.run(3);
+    for id in c.ids.clone() {
+        assert_eq!(
+            c.applied_commands(id).last(),
+            Some(&b"still works".to_vec()),
+            "{id}"
+        );
+    }
+}
+
+/// A forged message carrying the largest term must not make the node panic
+/// when it later campaigns (the term after `u64::MAX` does not exist).
+#[test]
+fn maximal_term_does_not_panic() {
+    let mut c = busy_cluster();
+    c.check_safety = false;
+    let msg = Message::AppendEntries {
+        term: Term(u64::MAX),
+        prev_log_index: LogIndex(0),
+        prev_log_term: Term(0),
+        entries: vec![],
+        leader_commit: LogIndex(0),
+        round: 0,
+    };
+    c.isolate(n(1));
+    c.step(n(2), receive(n(3), msg.clone()));
+    c.step(n(3), receive(n(2), msg));
+    for _ in 0..100 {
+        c.tick_all();
+        c.deliver_all();
+    }
+}
+
+/// A random forged message from a known peer, with plausible small numbers.
+fn random_message(rng: &mut SplitMix64, term: Term, last: LogIndex) -> Message {
+    let mut pick = |n: u64| rng.next_u64() % n;
+    let t = Term(term.0.saturating_sub(1) + pick(3));
+    let i = |x: u64| LogIndex(x);
+    let li = last.0 + 3;
+    match pick(6) {
+        0 => Message::RequestVote {
+            term: t,
+            last_log_index: i(pick(li)),
+            last_log_term: Term(pick(t.0 + 1)),
+            pre_vote: pick(2) == 0,
+        },
+        1 => Message::RequestVoteResponse {
+            term: t,
+            granted: pick(2) == 0,
+            pre_vote: pick(2) == 0,
+        },
+        2 => {
+            let prev = pick(li);
+            let count = pick(4);
+            let mut et = pick(t.0 + 1);
+            let entries = (0..count)
+                .map(|k| {
+                    et = (et + pick(2)).min(t.0);
+                    let idx = if pick(10) == 0 {
+                        pick(li)
+                    } else {
+                        prev + 1 + k
+                    };
+                    Entry {
+                        index: i(idx),
+                        term: Term(et),
+                        payload: Payload::Command(vec![k as u8]),
+                    }
+                })
+                .collect();
+            Message::AppendEntries {
+                term: t,
+                prev_log_index: i(prev),
+                prev_log_term: Term(pick(t.0 + 2)),
+                entries,
+                leader_commit: i(pick(li)),
+                round: pick(20),
+            }
+        }
+        3 => Message::AppendEntriesResponse {
+            term: t,
+            match_index: i(pick(li)),
+            reject: (pick(2) == 0).then(|| Reject {
+                prev_log_index: i(pick(li)),
+                conflict_term: (pick(2) == 0).then(|| Term(pick(t.0 + 2))),
+                conflict_index: i(pick(li)),
+            }),
+            round: pick(20),
+        },
+        4 => Message::InstallSnapshot {
+            term: t,
+            snapshot: Snapshot {
+                index: i(pick(li)),
+                term: Term(pick(t.0 + 2)),
+                data: vec![],
+            },
+            round: pick(20),
+        },
+        _ => Message::InstallSnapshotResponse {
+            term: t,
+            match_index: i(pick(li)),
+            round: pick(20),
+        },
+    }
+}
+
+/// A stream of random forged messages from known peers, interleaved with
+/// normal operation (ticks, proposals, snapshots, deliveries): no panic,
+/// and every node's storage stays valid and mirrors its memory. (Forged
+/// messages can impersonate a leader, so Raft's safety is not checked.)
+#[test]
+fn random_forged_messages_never_panic() {
+    for seed in 0..20 {
+        let mut rng = SplitMix64::new(seed);
+        let mut c = busy_cluster();
+        c.check_safety = false;
+        for step in 0..2_000 {
+            let id = NodeId(1 + rng.next_u64() % 3);
+            let from = NodeId(1 + (id.0 + rng.next_u64() % 2) % 3);
+            let (term, last) = (c.node(id).term(), c.node(id).last_index());
+            let input = match rng.next_u64() % 10 {
+                0..=3 => receive(from, random_message(&mut rng, term, last)),
+                4..=6 => Input::Tick,
+                7 => Input::Propose(vec![step as u8]),
+                8 => Input::ReadIndex { id: step },
+                _ => Input::Snapshot {
+                    index: c.node(id).applied_index(),
+                    data: vec![],
+                },
+            };
+            c.step(id, input);
+            if rng.next_u64() % 4 == 0 {
+                c.deliver_all();
+            }
+        }
+    }
+}
+
+/// Determinism: the same configuration and the same inputs give identical
+/// actions, and identical bytes on the wire.
+#[test]
+fn same_inputs_give_identical_actions() {
+    let run = || {
+        let mut c = Cluster::new(5, |_| {});
+        for round in 0..300u64 {
+            c.tick_all();
+            // Drop a deterministic subset of messages to exercise retries.
+            let mut k = 0;
+            c.queue.retain(|_| {
+                k += 1;
+                (k + round) % 7 != 0
+            });
+            c.deliver_all();
+            if let Some(l) = c.leader() {
+                if round % 3 == 0 {
+                    c.propose(l, &round.to_le_bytes());
+                }
+                if round % 50 == 0 {
+                    let applied = c.node(l).applied_index();
+                    c.step(
+                        l,
+                        Input::Snapshot {
+                            index: applied,
+                            data: vec![1],
+                        },
+                    );
+                }
+            }
+            if round == 100 {
+                let l = c.leader().unwrap();
+                c.crash(l);
+            }
+            if round == 150 {
+                for id in c.ids.clone() {
+                    if !c.is_up(id) {
+                        c.restart(id);
+                    }
+                }
+            }
+        }
+        c
+    };
+    let (a, b) = (run(), run());
+    assert_eq!(a.sent, b.sent);
+    assert_eq!(a.outputs, b.outputs);
+    let wire = |c: &Cluster| -> Vec<Vec<u8>> {
+        c.sent
+            .iter()
+            .map(|e| postcard::to_allocvec(&e.msg).unwrap())
+            .collect()
+    };
+    assert_eq!(wire(&a), wire(&b));
+    assert!(a.sent.len() > 1_000);
+
+    // One machine, fed the same inputs twice.
+    let cfg = test_config(n(1), &ids(3));
+    let mut x = Raft::new(cfg.clone()).unwrap();
+    let mut y = Raft::new(cfg).unwrap();
+    let mut rng = SplitMix64::new(7);
+    for _ in 0..5_000 {
+        let input = if rng.next_u64() % 3 == 0 {
+            receive(n(2), random_message(&mut rng, x.term(), x.last_index()))
+        } else {
+            Input::Tick
+        };
+        assert_eq!(x.step(input.clone()), y.step(input));
+    }
+}
+
+/// `Raft::restore` rejects durable state a correct node cannot have written,
+/// naming the offending entry.
+#[test]
+fn restore_rejects_invalid_durable_state() {
+    let cfg = test_config(n(1), &ids(3));
+    let restore = |d| Raft::restore(cfg.clone(), d).map(|_| ());
+    let err = restore(durable(2, None, 0, vec![cmd(1, 1, b""), cmd(3, 1, b"")])).unwrap_err();
+    assert_eq!(
+        err,
+        RestoreError::Gap {
+            expected: LogIndex(2),
+            found: LogIndex(3)
+        }
+    );
+    assert!(
+        err.to_string().contains("expected entry i2, found i3"),
+        "{err}"
+    );
+
+    let err = restore(durable(2, None, 0, vec![cmd(2, 1, b"")])).unwrap_err();
+    assert!(
+        matches!(err, RestoreError::Gap { .. }),
+        "log must start at 1"
+    );
+
+    let mut d = durable(3, None, 0, vec![cmd(7, 3, b"")]);
+    d.snapshot = Some(Snapshot {
+        index: LogIndex(5),
+        term: Term(2),
+        data: vec![],
+    });
+    assert_eq!(
+        restore(d).unwrap_err(),
+        RestoreError::Gap {
+            expected: LogIndex(6),
+            found: LogIndex(7)
+        }
+    );
+
+    let err = restore(durable(1, None, 0, log_with_terms(&[1, 2]))).unwrap_err();
+    assert_eq!(err, RestoreError::FutureTerm { index: LogIndex(2) });
+    assert!(err.to_string().contains("i2"), "{err}");
+
+    let mut d = durable(1, None, 0, vec![]);
+    d.snapshot = Some(Snapshot {
+        index: LogIndex(4),
+        term: Term(2),
+        data: vec![],
+    });
+    assert_eq!(
+        restore(d).unwrap_err(),
+        RestoreError::FutureTerm { index: LogIndex(4) }
+    );
+
+    assert_eq!(
+        restore(durable(3, None, 0, log_with_terms(&[2, 1]))).unwrap_err(),
+        RestoreError::TermRegression { index: LogIndex(2) }
+    );
+
+    let mut d = durable(3, None, 0, vec![cmd(6, 1, b"")]);
+    d.snapshot = Some(Snapshot {
+        index: LogIndex(5),
+        term: Term(2),
+        data: vec![],
+    });
+    assert_eq!(
+        restore(d).unwrap_err(),
+        RestoreError::TermRegression { index: LogIndex(6) }
+    );
+
+    let bad = Config::new(n(9), ids(3));
+    assert_eq!(
+        Raft::restore(bad, Default::default()).unwrap_err(),
+        RestoreError::Config(ConfigError::NotAVoter(n(9)))
+    );
+
+    // A commit index beyond the stored log is clamped, not trusted.
+    let r = Raft::restore(
+        cfg.clone(),
+        durable(2, Some(2), 10, log_with_terms(&[1, 2])),
+    )
+    .unwrap();
+    assert_eq!(r.commit_index(), LogIndex(2));
+    assert_eq!(r.vote(), Some(n(2)));
+    assert_eq!(r.term(), Term(2));
+}
+
+/// `Config::validate` (and `Raft::new`) reject each kind of mistake with an
+/// actionable message.
+#[test]
+fn config_validation_errors() {
+    let ok = test_config(n(1), &ids(3));
+    assert_eq!(ok.validate(), Ok(()));
+    assert_eq!(Config::new(n(1), ids(1)).validate(), Ok(()));
+    let check = |tweak: &dyn Fn(&mut Config), want: ConfigError, text: &str| {
+        let mut cfg = ok.clone();
+        tweak(&mut cfg);
+        assert_eq!(cfg.validate(), Err(want.clone()));
+        assert_eq!(Raft::new(cfg).unwrap_err(), want);
+        assert!(want.to_string().contains(text), "{want}");
+    };
+    check(
+        &|c| c.id = n(4),
+        ConfigError::NotAVoter(n(4)),
+        "not in the voter list",
+    );
+    check(&|c| c.voters = vec![], ConfigError::NotAVoter(n(1)), "n1");
+    check(
+        &|c| c.voters = vec![n(1), n(2), n(2)],
+        ConfigError::DuplicateVoter,
+        "twice",
+    );
+    check(
+        &|c| c.heartbeat_ticks = 0,
+        ConfigError::ZeroHeartbeat,
+        "heartbeat_ticks",
+    );
+    check(
+        &|c| c.election_ticks_min = 3,
+        ConfigError::ElectionTimeout {
+            min: 3,
+            max: 20,
+            heartbeat: 3,
+        },
+        "above the heartbeat interval",
+    );
+    check(
+        &|c| c.election_ticks_max = 9,
+        ConfigError::ElectionTimeout {
+            min: 10,
+            max: 9,
+            heartbeat: 3,
+        },
+        "non-empty range",
+    );
+    check(
+        &|c| c.max_entries_per_message = 0,
+        ConfigError::ZeroLimit,
+        "at least 1",
+    );
+    check(
+        &|c| c.max_bytes_per_message = 0,
+        ConfigError::ZeroLimit,
+        "at least 1",
+    );
+    check(
+        &|c| c.max_inflight_messages = 0,
+        ConfigError::ZeroLimit,
+        "at least 1",
+    );
+}
