@@ -336,26 +336,33 @@ fn stale_and_duplicated_responses_are_harmless() {
     }
 }
 
-/// A forged message carrying the largest term must not make the node panic
-/// when it later campaigns (the term after `u64::MAX` does not exist).
+/// A forged message carrying one of the largest terms must not make a node
+/// panic when it later campaigns (the term after `u64::MAX` does not exist),
+/// with or without pre-vote.
 #[test]
-fn maximal_term_does_not_panic() {
-    let mut c = busy_cluster();
-    c.check_safety = false;
-    let msg = Message::AppendEntries {
-        term: Term(u64::MAX),
-        prev_log_index: LogIndex(0),
-        prev_log_term: Term(0),
-        entries: vec![],
-        leader_commit: LogIndex(0),
-        round: 0,
-    };
-    c.isolate(n(1));
-    c.step(n(2), receive(n(3), msg.clone()));
-    c.step(n(3), receive(n(2), msg));
-    for _ in 0..100 {
-        c.tick_all();
-        c.deliver_all();
+fn maximal_terms_do_not_panic() {
+    for pre_vote in [true, false] {
+        for term in [u64::MAX, u64::MAX - 1, u64::MAX - 2] {
+            let mut c = Cluster::new(3, |cfg| cfg.pre_vote = pre_vote);
+            c.elect(n(1));
+            c.check_safety = false;
+            let msg = Message::AppendEntries {
+                term: Term(term),
+                prev_log_index: LogIndex(0),
+                prev_log_term: Term(0),
+                entries: vec![],
+                leader_commit: LogIndex(0),
+                round: 0,
+            };
+            c.isolate(n(1));
+            c.step(n(2), receive(n(3), msg.clone()));
+            c.step(n(3), receive(n(2), msg));
+            c.take_queue();
+            for _ in 0..200 {
+                c.tick_all();
+                c.deliver_all();
+            }
+        }
     }
 }
 
