@@ -20,6 +20,13 @@ impl Raft {
     pub(crate) fn tick_election(&mut self) {
         self.election_elapsed += 1;
         if self.election_elapsed >= self.election_timeout {
+            if self.term.0 >= u64::MAX - 1 {
+                // Only forged messages get a node here; campaigning would
+                // reach the maximal term, which has no successor.
+                tracing::warn!(node = %self.config.id, term = %self.term, "term space exhausted; not campaigning");
+                self.reset_election_timer();
+                return;
+            }
             if self.config.pre_vote {
                 self.become_pre_candidate();
             } else {

@@ -291,6 +291,12 @@ impl Raft {
             tracing::debug!(node = %self.config.id, %from, "dropping message from unknown node");
             return;
         }
+        if msg.term() == Term(u64::MAX) {
+            // No real cluster gets there (each term takes an election), and
+            // adopting it would leave no next term to campaign in.
+            tracing::debug!(node = %self.config.id, %from, "dropping message with the maximal term");
+            return;
+        }
         if !self.observe_term(from, &msg) {
             return;
         }
