@@ -4,7 +4,7 @@
 //! [`Worker`] that sequences one worker's conversation with it.
 //!
 //! Neither machine touches a socket, a file, a clock or a thread. A driver
-//! (`driver-tokio`, `driver-threads`) owns all of those and, for each
+//! (one of the workspace's `driver-*` crates) owns all of those and, for each
 //! machine:
 //!
 //! 1. builds it ([`Coordinator::new`] with a [`CoordinatorConfig`] whose

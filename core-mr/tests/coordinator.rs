@@ -1,6 +1,6 @@
 //! Scenario and randomised tests of the pure coordinator.
 
-use core_mr::coordinator::{Action, Input, JobOutcome, Phase, ReassignReason};
+use core_mr::coordinator::{Action, ConfigError, Input, JobOutcome, Phase, ReassignReason};
 use core_mr::{
     Coordinator, CoordinatorConfig, MapTaskId, ReduceTaskId, Reply, Report, Request, TaskRef,
     WorkerId,
@@ -212,13 +212,26 @@ fn hostile_reports_are_dropped() {
 #[test]
 fn bad_configs_are_refused() {
     let files = vec!["a".to_string()];
-    let mut cfg = CoordinatorConfig::default();
-    cfg.n_reduce = 0;
-    assert!(Coordinator::new(cfg.clone(), files.clone()).is_err());
-    assert!(Coordinator::new(CoordinatorConfig::default(), vec![]).is_err());
-    cfg.n_reduce = 1;
-    cfg.task_timeout_ticks = 0;
-    assert!(Coordinator::new(cfg, files).is_err());
+    let no_reduces = CoordinatorConfig {
+        n_reduce: 0,
+        ..CoordinatorConfig::default()
+    };
+    assert_eq!(
+        Coordinator::new(no_reduces, files.clone()).unwrap_err(),
+        ConfigError::NoReduceTasks
+    );
+    assert_eq!(
+        Coordinator::new(CoordinatorConfig::default(), vec![]).unwrap_err(),
+        ConfigError::NoInputFiles
+    );
+    let zero_timeout = CoordinatorConfig {
+        task_timeout_ticks: 0,
+        ..CoordinatorConfig::default()
+    };
+    assert_eq!(
+        Coordinator::new(zero_timeout, files).unwrap_err(),
+        ConfigError::ZeroTimeout
+    );
 }
 
 /// Jobcount's property: with tasks shorter than the timeout and no crashes,

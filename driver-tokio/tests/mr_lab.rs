@@ -137,7 +137,7 @@ fn crash() {
                 let lab_work = lab.work.clone();
                 let addr = addr.clone();
                 move |n: u32| {
-                    let runtime = if (i + n) % 2 == 0 { "tokio" } else { "threads" };
+                    let runtime = ["tokio", "threads"][((i + n) % 2) as usize];
                     let mut c = std::process::Command::new(common::mr_exe());
                     c.current_dir(&lab_work)
                         .args(["worker", "--app", "crash", "--coordinator", &addr])

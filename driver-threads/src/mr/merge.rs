@@ -94,7 +94,6 @@ impl Merger {
             let result = f(&key, &mut values);
             // Skip values the function did not consume.
             for _ in values.by_ref() {}
-            drop(values);
             result?;
             if let Some(e) = self.error.take() {
                 return Err(e);

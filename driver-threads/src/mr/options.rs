@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Default cluster id: workers and coordinators of one job must agree.
-pub const DEFAULT_CLUSTER: u64 = 0x6d72_6a6f_62; // "mrjob"
+pub const DEFAULT_CLUSTER: u64 = 0x006d_726a_6f62; // "mrjob"
 
 /// Default address: both ends on this machine, no flags needed.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:5840";
