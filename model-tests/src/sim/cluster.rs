@@ -27,8 +27,8 @@ pub struct SimConfig {
     /// Out of 1000: after a step, crash the node having carried out only a
     /// random prefix of its actions (a crash between two actions).
     pub torn_crash_per_mille: u64,
-    /// Keep a readable trace of every input and action.
-    pub trace: bool,
+    /// Record a readable trace of every input and action.
+    pub trace: TraceMode,
 }
 
 impl SimConfig {
@@ -49,10 +49,35 @@ impl SimConfig {
             raft,
             tick_ms: core_raft::DEFAULT_TICK_MS,
             torn_crash_per_mille: 0,
-            trace: std::env::var_os("SIM_TRACE").is_some(),
+            trace: TraceMode::from_env(),
         }
     }
 }
+
+/// What to do with the readable trace of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceMode {
+    /// No trace (fastest).
+    Off,
+    /// Keep the last lines, printed with a failure report.
+    Tail,
+    /// Print every line to standard output as it happens.
+    Print,
+}
+
+impl TraceMode {
+    /// `Tail` if `SIM_TRACE` is set, else `Off`.
+    pub fn from_env() -> TraceMode {
+        if std::env::var_os("SIM_TRACE").is_some() {
+            TraceMode::Tail
+        } else {
+            TraceMode::Off
+        }
+    }
+}
+
+/// Lines of trace kept in `Tail` mode.
+const TRACE_TAIL_LINES: usize = 60;
 
 enum Event {
     Deliver {
@@ -101,7 +126,7 @@ pub struct Cluster {
     pub checker: Checker,
     /// The lab's notion of a connected server.
     connected: Vec<bool>,
-    trace: Vec<String>,
+    trace: std::collections::VecDeque<String>,
     trace_hash: u64,
     /// Read outcomes (ReadReady / ReadFailed) per node, for clients to collect.
     pub read_outcomes: Vec<(NodeId, Action)>,
@@ -124,7 +149,7 @@ impl Cluster {
             seq: 0,
             checker: Checker::default(),
             connected: vec![true; n],
-            trace: Vec::new(),
+            trace: std::collections::VecDeque::new(),
             trace_hash: 0xcbf2_9ce4_8422_2325,
             read_outcomes: Vec::new(),
             steps: 0,
@@ -212,9 +237,9 @@ impl Cluster {
         self.trace_hash
     }
 
-    /// The readable trace (empty unless `SimConfig::trace`).
-    pub fn trace(&self) -> &[String] {
-        &self.trace
+    /// The tail of the readable trace (empty unless tracing).
+    pub fn trace_tail(&self) -> impl Iterator<Item = &String> {
+        self.trace.iter()
     }
 
     /// Start (or restart) node `i` from its durable state.
@@ -303,6 +328,12 @@ impl Cluster {
         self.log_trace(|| format!("partition {side_a:?} | {side_b:?}"));
     }
 
+    /// Change the probability (out of 1000, per step) of crashing a node
+    /// between two of its actions.
+    pub fn set_torn_crash_per_mille(&mut self, per_mille: u64) {
+        self.config.torn_crash_per_mille = per_mille;
+    }
+
     /// Change the network's fault settings.
     pub fn set_net(&mut self, net: NetConfig) {
         self.net.config = net;
@@ -323,9 +354,9 @@ impl Cluster {
     /// check the invariants, and return the actions.
     pub fn step(&mut self, i: usize, input: Input) -> Vec<Action> {
         let id = NodeId(i as u64);
-        if self.config.trace {
+        if self.config.trace != TraceMode::Off {
             let line = format!("{:>8}ms {id} <- {}", self.now_ms, describe_input(&input));
-            self.trace.push(line);
+            self.push_trace(line);
         }
         let raft = self.slots[i].raft.as_mut().expect("step on a crashed node");
         let actions = raft.step(input);
@@ -356,12 +387,16 @@ impl Cluster {
         let id = NodeId(i as u64);
         let mut snapshot_due = None;
         for action in actions {
-            if self.config.trace {
+            if self.config.trace != TraceMode::Off {
                 let line = format!("            -> {}", describe_action(action));
-                self.trace.push(line);
+                self.push_trace(line);
             }
             let result = match action {
-                Action::PersistHardState(_) | Action::PersistSnapshot { .. } => {
+                Action::PersistHardState(hs) => {
+                    self.slots[i].durable.persist(action);
+                    self.checker.on_persist_hard_state(id, hs)
+                }
+                Action::PersistSnapshot { .. } => {
                     self.slots[i].durable.persist(action);
                     Ok(())
                 }
@@ -502,16 +537,16 @@ impl Cluster {
     /// Stop the run with a violation report (caught by the seed runner,
     /// which prints the replay command).
     pub fn fail(&self, what: String) -> ! {
-        let tail: Vec<&String> = self.trace.iter().rev().take(40).collect();
         let mut trace = String::new();
-        for line in tail.into_iter().rev() {
+        for line in &self.trace {
             trace.push_str(line);
             trace.push('\n');
         }
         panic!(
-            "seed {}: at {} ms: {what}\n{}",
+            "seed {}: at {} ms: {what}\n{}{}",
             self.config.seed,
             self.now_ms,
+            self.describe_nodes(),
             if trace.is_empty() {
                 "(set SIM_TRACE=1 for a trace of the run)".to_string()
             } else {
@@ -520,10 +555,47 @@ impl Cluster {
         );
     }
 
+    /// One line per node: up/down, connectivity, role, term, log and commit.
+    pub fn describe_nodes(&self) -> String {
+        let mut out = String::new();
+        for i in 0..self.len() {
+            let line = match self.raft(i) {
+                None => format!("  n{i}: down\n"),
+                Some(r) => format!(
+                    "  n{i}: {:?} {} last={}/{} commit={} applied={} snap={} leader={:?}{}\n",
+                    r.role(),
+                    r.term(),
+                    r.last_index(),
+                    r.last_term(),
+                    r.commit_index(),
+                    r.applied_index(),
+                    r.snapshot_index(),
+                    r.leader_hint(),
+                    if self.connected[i] { "" } else { " (disconnected)" }
+                ),
+            };
+            out.push_str(&line);
+        }
+        out
+    }
+
     fn log_trace(&mut self, line: impl FnOnce() -> String) {
-        if self.config.trace {
+        if self.config.trace != TraceMode::Off {
             let l = format!("{:>8}ms {}", self.now_ms, line());
-            self.trace.push(l);
+            self.push_trace(l);
+        }
+    }
+
+    fn push_trace(&mut self, line: String) {
+        match self.config.trace {
+            TraceMode::Off => {}
+            TraceMode::Print => println!("{line}"),
+            TraceMode::Tail => {
+                if self.trace.len() == TRACE_TAIL_LINES {
+                    self.trace.pop_front();
+                }
+                self.trace.push_back(line);
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 //! Safety invariants of Raft (Figure 3 of the paper), checked by the
 //! simulator after every step of every node rather than only at the end.
 
-use core_raft::{Entry, LogIndex, NodeId, Payload, Raft, Snapshot, Term};
+use core_raft::{Entry, HardState, LogIndex, NodeId, Payload, Raft, Snapshot, Term};
 use std::collections::{BTreeMap, HashMap};
 
 /// A broken invariant, described for a human.
@@ -20,8 +20,9 @@ pub struct Checker {
     stored: HashMap<(u64, u64), (u64, Option<Term>)>,
     /// Per node: the index it applied last (this incarnation).
     applied: BTreeMap<NodeId, LogIndex>,
-    /// Per node: highest term ever observed (terms never go back, even across crashes).
-    max_term: BTreeMap<NodeId, Term>,
+    /// Per node: the last persisted hard state. Its term never goes back,
+    /// and within one term the persisted vote never changes.
+    persisted: BTreeMap<NodeId, HardState>,
 }
 
 /// A stable fingerprint of an entry's payload (FNV-1a 64).
@@ -165,18 +166,39 @@ impl Checker {
         Ok(())
     }
 
+    /// A node persisted its hard state: terms only grow, and a vote cast in
+    /// a term is never changed (that is what makes one leader per term).
+    pub fn on_persist_hard_state(&mut self, node: NodeId, hs: &HardState) -> Result<(), Violation> {
+        if let Some(old) = self.persisted.get(&node) {
+            if hs.term < old.term {
+                return Err(Violation(format!(
+                    "{node} persisted {} after {}",
+                    hs.term, old.term
+                )));
+            }
+            if hs.term == old.term && old.vote.is_some() && hs.vote != old.vote {
+                return Err(Violation(format!(
+                    "{node} changed its vote in {} from {:?} to {:?}",
+                    hs.term, old.vote, hs.vote
+                )));
+            }
+        }
+        self.persisted.insert(node, *hs);
+        Ok(())
+    }
+
     /// Checks on a node's visible state after each of its steps.
     pub fn after_step(&mut self, raft: &Raft) -> Result<(), Violation> {
         let id = raft.id();
-        let max = self.max_term.entry(id).or_default();
-        if raft.term() < *max {
-            return Err(Violation(format!(
-                "{id} went back from {} to {}",
-                max,
-                raft.term()
-            )));
+        if let Some(hs) = self.persisted.get(&id) {
+            if raft.term() < hs.term {
+                return Err(Violation(format!(
+                    "{id} runs in {} below its persisted {}",
+                    raft.term(),
+                    hs.term
+                )));
+            }
         }
-        *max = raft.term();
         if raft.commit_index() > raft.last_index() {
             return Err(Violation(format!(
                 "{id} commit {} is beyond its last entry {}",

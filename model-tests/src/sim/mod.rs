@@ -9,7 +9,8 @@ pub mod lab;
 pub mod network;
 pub mod rng;
 pub mod seeds;
+pub mod swarm;
 
-pub use cluster::{Cluster, SimConfig};
+pub use cluster::{Cluster, SimConfig, TraceMode};
 pub use network::NetConfig;
 pub use rng::SimRng;

@@ -1,0 +1,155 @@
+//! `sim`: run the deterministic simulator over many seeds from the command
+//! line, replay a failing seed, or print the readable trace of one.
+
+use clap::{Parser, Subcommand};
+use model_tests::sim::swarm::{run_swarm, SwarmOptions, SwarmReport};
+use model_tests::sim::TraceMode;
+use std::io::{IsTerminal, Write};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Deterministic simulation of the pure protocol cores.
+///
+/// Every seed picks its own cluster size (3, 5 or 7) and fault mix (loss,
+/// duplication, delay, long reordering, partitions, crashes, crashes between
+/// two actions of a step), runs a chaotic phase with every safety invariant
+/// checked after every step, then heals the cluster and requires progress.
+/// A failing seed prints the command that replays it.
+#[derive(Parser)]
+#[command(name = "sim", version)]
+struct Cli {
+    #[command(subcommand)]
+    system: System,
+}
+
+#[derive(Subcommand)]
+enum System {
+    /// Simulate Raft clusters (election, replication, persistence, snapshots).
+    Raft(RaftArgs),
+}
+
+#[derive(Parser)]
+struct RaftArgs {
+    /// Number of seeds to run.
+    #[arg(long, default_value_t = 100)]
+    seeds: u64,
+    /// First seed of the range.
+    #[arg(long, default_value_t = 1)]
+    start: u64,
+    /// Run only this seed (overrides --seeds/--start).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Virtual milliseconds of the chaotic phase of each seed.
+    #[arg(long, default_value_t = 20_000)]
+    chaos_ms: u64,
+    /// Print the readable trace of every input and action (use with --seed).
+    #[arg(long)]
+    trace: bool,
+    /// Run every seed twice and compare trace hashes.
+    #[arg(long)]
+    check_determinism: bool,
+    /// Stop at the first failing seed.
+    #[arg(long)]
+    fail_fast: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.system {
+        System::Raft(args) => raft(args),
+    }
+}
+
+fn raft(args: RaftArgs) -> ExitCode {
+    let seeds: Vec<u64> = match args.seed {
+        Some(s) => vec![s],
+        None => (args.start..args.start.saturating_add(args.seeds)).collect(),
+    };
+    let trace = if args.trace {
+        TraceMode::Print
+    } else {
+        TraceMode::Tail
+    };
+    // Panics are reported per seed below; keep the default hook quiet.
+    std::panic::set_hook(Box::new(|_| {}));
+    let interactive = std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let (mut passed, mut failed) = (0u64, Vec::new());
+    let (mut virtual_ms, mut steps) = (0u64, 0u64);
+    for (k, &seed) in seeds.iter().enumerate() {
+        let outcome = run_one(seed, args.chaos_ms, trace, args.check_determinism);
+        match outcome {
+            Ok(report) => {
+                passed += 1;
+                virtual_ms += report.virtual_ms;
+                steps += report.steps;
+                if args.seed.is_some() {
+                    println!(
+                        "seed {seed}: ok; {} committed, {} leader terms, {} steps, {} ms virtual, recovered in {} ms",
+                        report.committed, report.leader_terms, report.steps, report.virtual_ms, report.recovery_ms
+                    );
+                }
+            }
+            Err(message) => {
+                println!("seed {seed}: FAILED ({})", SwarmOptions::from_seed(seed));
+                println!("{message}");
+                println!(
+                    "replay: cargo run --release -p model-tests --bin sim -- raft --seed {seed} --chaos-ms {} --trace\n",
+                    args.chaos_ms
+                );
+                failed.push(seed);
+                if args.fail_fast {
+                    break;
+                }
+            }
+        }
+        if interactive && (k + 1) % 10 == 0 {
+            eprint!("\r{} / {} seeds, {} failed", k + 1, seeds.len(), failed.len());
+            let _ = std::io::stderr().flush();
+        }
+    }
+    if interactive {
+        eprintln!();
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let sim_s = virtual_ms as f64 / 1000.0;
+    println!(
+        "raft: {passed} passed, {} failed; {sim_s:.0} simulated s in {wall:.1} wall s ({:.0} simulated s per wall s, {:.2} M steps/s)",
+        failed.len(),
+        sim_s / wall.max(1e-9),
+        steps as f64 / wall.max(1e-9) / 1e6
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        println!("failing seeds: {failed:?}");
+        ExitCode::FAILURE
+    }
+}
+
+/// Run one seed (twice with the determinism check), turning a panic into
+/// its message.
+fn run_one(seed: u64, chaos_ms: u64, trace: TraceMode, twice: bool) -> Result<SwarmReport, String> {
+    let run = || catch_unwind(AssertUnwindSafe(|| run_swarm(seed, chaos_ms, trace)));
+    let first = run().map_err(panic_message)?;
+    if twice {
+        let second = run().map_err(panic_message)?;
+        if first != second {
+            return Err(format!(
+                "non-deterministic: two runs of seed {seed} differ:\n  {first:?}\n  {second:?}"
+            ));
+        }
+    }
+    Ok(first)
+}
+
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else {
+        "panic with a non-text payload".to_string()
+    }
+}
