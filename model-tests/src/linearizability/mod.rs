@@ -41,6 +41,8 @@
 //! println!("{outcome}");
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod check;
 pub mod generate;
 mod html;

@@ -105,6 +105,9 @@ pub trait Model {
     /// `output` is `None` for an operation without a reply: return the state
     /// the operation would produce if it took effect here (whatever it
     /// returned). The checker separately allows it never to take effect.
+    ///
+    /// Must be a pure function of its arguments: the memo cache and the
+    /// failure report both rely on replaying a step giving the same answer.
     fn step(
         &self,
         state: &Self::State,
