@@ -174,7 +174,7 @@ pub fn run_swarm(seed: u64, chaos_ms: u64, trace: TraceMode) -> SwarmReport {
     }
     c.connect_all();
     let healed_at = c.now_ms;
-    drain_backlog(&mut c);
+    drain_backlog(&mut c, &o);
     next_cmd += 1;
     c.one(cmd(next_cmd), n, true);
     let recovery_ms = c.now_ms - healed_at;
@@ -189,19 +189,20 @@ pub fn run_swarm(seed: u64, chaos_ms: u64, trace: TraceMode) -> SwarmReport {
     }
 }
 
-/// Virtual time allowed per backlog entry when a healed cluster catches up
-/// (generous: one entry per message, one message in flight, 27 ms delays).
-const DRAIN_MS_PER_ENTRY: u64 = 60;
-
 /// After healing: wait until some leader's whole log is replicated
 /// everywhere, allowing 10 s plus time proportional to the backlog; fail
 /// otherwise. (Replicated, not applied: without the leader no-op, entries of
 /// earlier terms commit only once the next command arrives, Figure 8.)
-fn drain_backlog(c: &mut Cluster) {
+fn drain_backlog(c: &mut Cluster, o: &SwarmOptions) {
     let n = c.len();
+    // A pipeline moves `entries × inflight` entries per round trip; allow
+    // twice the worst round trip per such window.
+    let window = (o.max_entries_per_message * o.max_inflight_messages) as u64;
+    let round_trip_ms = 2 * o.net.delay_max_ms + core_raft::DEFAULT_TICK_MS;
+    let ms_per_entry = (2 * round_trip_ms).div_ceil(window);
     let last = (0..n).filter_map(|i| c.raft(i).map(|r| r.last_index().0)).max().unwrap_or(0);
     let applied = (0..n).filter_map(|i| c.raft(i).map(|r| r.applied_index().0)).min().unwrap_or(0);
-    let deadline = c.now_ms + 10_000 + (last - applied) * DRAIN_MS_PER_ENTRY;
+    let deadline = c.now_ms + 10_000 + (last - applied) * ms_per_entry;
     loop {
         let leader = (0..n).filter_map(|i| c.raft(i)).find(|r| r.is_leader());
         if let Some(leader) = leader {
