@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Mutation check: each patch here re-introduces a classic Raft bug into
+# core-raft. For each, apply it, run the simulator suites (lab ports, swarm,
+# properties) and the `sim` command, and report whether the suite caught it.
+# The working tree is restored after every mutant, whatever happens.
+#
+#   mutants/run.sh                 # all mutants
+#   mutants/run.sh vote-not-persisted
+set -uo pipefail
+cd "$(dirname "$0")/.."
+names=("$@")
+if [ ${#names[@]} -eq 0 ]; then
+  for p in mutants/*.patch; do names+=("$(basename "$p" .patch)"); done
+fi
+if ! git diff --quiet -- core-raft/src; then
+  echo "core-raft/src has uncommitted changes; commit or stash them first" >&2
+  exit 2
+fi
+missed=0
+for name in "${names[@]}"; do
+  patch="mutants/$name.patch"
+  if ! git apply "$patch"; then
+    echo "$name: patch no longer applies; update it" >&2
+    missed=$((missed + 1))
+    continue
+  fi
+  log="target/mutant-$name.log"
+  mkdir -p target
+  caught=""
+  if ! cargo test --release -p model-tests --tests >"$log" 2>&1; then
+    caught="cargo test -p model-tests: $(grep -E '^test .* FAILED$' "$log" | sed 's/^test //; s/ \.\.\. FAILED//' | tr '\n' ' ')"
+  fi
+  if ./target/release/sim raft --seeds 300 --fail-fast >>"$log" 2>&1; then :; else
+    caught="$caught; sim raft: $(grep -m1 -E '^seed [0-9]+: at' "$log")"
+  fi
+  git apply -R "$patch"
+  if [ -n "$caught" ]; then
+    echo "$name: CAUGHT by $caught"
+  else
+    echo "$name: MISSED (log: $log)"
+    missed=$((missed + 1))
+  fi
+done
+# Rebuild the real code so later commands do not run a mutant's binaries.
+cargo build --release -p model-tests --bin sim >/dev/null 2>&1
+exit "$missed"
