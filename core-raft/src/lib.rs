@@ -271,9 +271,10 @@ impl Raft {
 
     fn reset_election_timer(&mut self) {
         self.election_elapsed = 0;
-        self.election_timeout = self
-            .rng
-            .range_inclusive(self.config.election_ticks_min, self.config.election_ticks_max);
+        self.election_timeout = self.rng.range_inclusive(
+            self.config.election_ticks_min,
+            self.config.election_ticks_max,
+        );
     }
 
     fn tick(&mut self) {

@@ -83,7 +83,11 @@ impl RaftLog {
 
     /// Append one entry at `last_index() + 1`.
     pub(crate) fn push(&mut self, entry: Entry) {
-        assert_eq!(entry.index, self.last_index().next(), "log append out of order");
+        assert_eq!(
+            entry.index,
+            self.last_index().next(),
+            "log append out of order"
+        );
         self.entries.push(entry);
     }
 

@@ -47,7 +47,10 @@ impl Raft {
         let stale_after = 2 * self.config.heartbeat_ticks;
         for peer in self.peers.clone() {
             let now = self.ticks;
-            let pr = self.progress.get_mut(&peer).expect("leader tracks every peer");
+            let pr = self
+                .progress
+                .get_mut(&peer)
+                .expect("leader tracks every peer");
             if pr.stalled(now, stale_after) {
                 match pr.mode {
                     Mode::Probe => pr.inflight.clear(),
@@ -132,7 +135,10 @@ impl Raft {
         );
         let last = LogIndex(prev.0 + entries.len() as u64);
         let now = self.ticks;
-        let pr = self.progress.get_mut(&peer).expect("leader tracks every peer");
+        let pr = self
+            .progress
+            .get_mut(&peer)
+            .expect("leader tracks every peer");
         match pr.mode {
             Mode::Replicate if !entries.is_empty() => {
                 pr.inflight.push_back((last, now));
@@ -192,7 +198,10 @@ impl Raft {
 
     /// Record that `peer` answered in this term, echoing `round`.
     pub(crate) fn note_peer_alive(&mut self, peer: NodeId, round: u64) {
-        let pr = self.progress.get_mut(&peer).expect("leader tracks every peer");
+        let pr = self
+            .progress
+            .get_mut(&peer)
+            .expect("leader tracks every peer");
         pr.recently_active = true;
         if round > pr.acked_round && round <= self.round {
             pr.acked_round = round;
@@ -205,7 +214,10 @@ impl Raft {
             tracing::debug!(node = %self.config.id, %peer, %match_index, "ignoring ack beyond our log");
             return;
         }
-        let pr = self.progress.get_mut(&peer).expect("leader tracks every peer");
+        let pr = self
+            .progress
+            .get_mut(&peer)
+            .expect("leader tracks every peer");
         let news = pr.ack(match_index);
         match pr.mode {
             // The probe point matched: stream from here on.
@@ -238,7 +250,10 @@ impl Raft {
                 .map_or(reject.conflict_index, |i| i.next()),
             None => reject.conflict_index,
         };
-        let pr = self.progress.get_mut(&peer).expect("leader tracks every peer");
+        let pr = self
+            .progress
+            .get_mut(&peer)
+            .expect("leader tracks every peer");
         let current = match pr.mode {
             Mode::Probe => rejected == pr.next_index.prev(),
             Mode::Replicate => rejected >= pr.match_index && rejected < pr.next_index,

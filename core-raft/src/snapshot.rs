@@ -34,7 +34,10 @@ impl Raft {
             unreachable!("a compacted log always has a snapshot");
         };
         let now = self.ticks;
-        let pr = self.progress.get_mut(&peer).expect("leader tracks every peer");
+        let pr = self
+            .progress
+            .get_mut(&peer)
+            .expect("leader tracks every peer");
         pr.mode = Mode::Snapshot(snapshot.index);
         pr.inflight.clear();
         pr.inflight.push_back((snapshot.index, now));
@@ -114,7 +117,10 @@ impl Raft {
         if match_index == LogIndex(0) || match_index > self.log.last_index() {
             return;
         }
-        let pr = self.progress.get_mut(&from).expect("leader tracks every peer");
+        let pr = self
+            .progress
+            .get_mut(&from)
+            .expect("leader tracks every peer");
         let news = pr.ack(match_index);
         if let Mode::Snapshot(index) = pr.mode {
             if pr.match_index >= index {

@@ -47,7 +47,9 @@ impl Arbitrary for FaultOp {
 
     fn shrink(&self) -> Box<dyn Iterator<Item = FaultOp>> {
         match self {
-            FaultOp::Run { ms } if *ms > 1 => Box::new(std::iter::once(FaultOp::Run { ms: ms / 2 })),
+            FaultOp::Run { ms } if *ms > 1 => {
+                Box::new(std::iter::once(FaultOp::Run { ms: ms / 2 }))
+            }
             _ => Box::new(std::iter::empty()),
         }
     }

@@ -59,7 +59,10 @@ fn snapcommon(seed: u64, disconnect: bool, reliable: bool, crash: bool) {
             c.one(x, servers - 1, true);
         }
         let size = c.max_raft_state_size();
-        assert!(size < MAX_LOG_SIZE, "seed {seed}: log size too large: {size} bytes");
+        assert!(
+            size < MAX_LOG_SIZE,
+            "seed {seed}: log size too large: {size} bytes"
+        );
         if disconnect {
             // Reconnect a follower who may be behind and need a snapshot.
             c.connect(victim);
@@ -77,7 +80,10 @@ fn snapcommon(seed: u64, disconnect: bool, reliable: bool, crash: bool) {
     if disconnect || crash {
         // The lab leaves this implicit; we make sure the scenario really
         // exercised InstallSnapshot.
-        assert!(c.net.snapshots_sent > 0, "seed {seed}: no InstallSnapshot was ever sent");
+        assert!(
+            c.net.snapshots_sent > 0,
+            "seed {seed}: no InstallSnapshot was ever sent"
+        );
     }
     c.check_time_limit();
 }
@@ -85,13 +91,17 @@ fn snapcommon(seed: u64, disconnect: bool, reliable: bool, crash: bool) {
 /// TestSnapshotBasic3D.
 #[test]
 fn snapshot_basic_3d() {
-    run_seeds("snapshot_basic_3d", SEEDS, |seed| snapcommon(seed, false, true, false));
+    run_seeds("snapshot_basic_3d", SEEDS, |seed| {
+        snapcommon(seed, false, true, false)
+    });
 }
 
 /// TestSnapshotInstall3D.
 #[test]
 fn snapshot_install_3d() {
-    run_seeds("snapshot_install_3d", SEEDS, |seed| snapcommon(seed, true, true, false));
+    run_seeds("snapshot_install_3d", SEEDS, |seed| {
+        snapcommon(seed, true, true, false)
+    });
 }
 
 /// TestSnapshotInstallUnreliable3D.
@@ -105,7 +115,9 @@ fn snapshot_install_unreliable_3d() {
 /// TestSnapshotInstallCrash3D.
 #[test]
 fn snapshot_install_crash_3d() {
-    run_seeds("snapshot_install_crash_3d", SEEDS, |seed| snapcommon(seed, false, true, true));
+    run_seeds("snapshot_install_crash_3d", SEEDS, |seed| {
+        snapcommon(seed, false, true, true)
+    });
 }
 
 /// TestSnapshotInstallUnCrash3D.

@@ -31,8 +31,13 @@ fn swarm_is_deterministic() {
 /// commits would vacuously satisfy every invariant).
 #[test]
 fn swarm_makes_progress() {
-    let reports: Vec<_> = (1..=20).map(|s| run_swarm(s, 5_000, TraceMode::Off)).collect();
-    assert!(reports.iter().all(|r| r.committed > 0), "a seed committed nothing");
+    let reports: Vec<_> = (1..=20)
+        .map(|s| run_swarm(s, 5_000, TraceMode::Off))
+        .collect();
+    assert!(
+        reports.iter().all(|r| r.committed > 0),
+        "a seed committed nothing"
+    );
     assert!(
         reports.iter().any(|r| r.leader_terms > 3),
         "no seed saw leadership change hands"

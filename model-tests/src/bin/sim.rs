@@ -105,7 +105,12 @@ fn raft(args: RaftArgs) -> ExitCode {
             }
         }
         if interactive && (k + 1) % 10 == 0 {
-            eprint!("\r{} / {} seeds, {} failed", k + 1, seeds.len(), failed.len());
+            eprint!(
+                "\r{} / {} seeds, {} failed",
+                k + 1,
+                seeds.len(),
+                failed.len()
+            );
             let _ = std::io::stderr().flush();
         }
     }

@@ -559,9 +559,11 @@ impl Cluster {
     pub fn describe_nodes(&self) -> String {
         let mut out = String::new();
         for i in 0..self.len() {
-            let line = match self.raft(i) {
-                None => format!("  n{i}: down\n"),
-                Some(r) => format!(
+            let line =
+                match self.raft(i) {
+                    None => format!("  n{i}: down\n"),
+                    Some(r) => {
+                        format!(
                     "  n{i}: {:?} {} last={}/{} commit={} applied={} snap={} leader={:?}{}\n",
                     r.role(),
                     r.term(),
@@ -572,8 +574,9 @@ impl Cluster {
                     r.snapshot_index(),
                     r.leader_hint(),
                     if self.connected[i] { "" } else { " (disconnected)" }
-                ),
-            };
+                )
+                    }
+                };
             out.push_str(&line);
         }
         out

@@ -146,7 +146,8 @@ pub fn run_swarm(seed: u64, chaos_ms: u64, trace: TraceMode) -> SwarmReport {
     while elapsed < chaos_ms {
         // Offer proposals to random live nodes for the next 100 ms.
         for _ in 0..10 {
-            let proposals = o.proposals_per_second / 100 + u64::from(c.rng().below(100) < o.proposals_per_second % 100);
+            let proposals = o.proposals_per_second / 100
+                + u64::from(c.rng().below(100) < o.proposals_per_second % 100);
             for _ in 0..proposals {
                 let i = c.rng().pick(n);
                 if c.is_up(i) {
@@ -200,8 +201,14 @@ fn drain_backlog(c: &mut Cluster, o: &SwarmOptions) {
     let window = (o.max_entries_per_message * o.max_inflight_messages) as u64;
     let round_trip_ms = 2 * o.net.delay_max_ms + core_raft::DEFAULT_TICK_MS;
     let ms_per_entry = (2 * round_trip_ms).div_ceil(window);
-    let last = (0..n).filter_map(|i| c.raft(i).map(|r| r.last_index().0)).max().unwrap_or(0);
-    let applied = (0..n).filter_map(|i| c.raft(i).map(|r| r.applied_index().0)).min().unwrap_or(0);
+    let last = (0..n)
+        .filter_map(|i| c.raft(i).map(|r| r.last_index().0))
+        .max()
+        .unwrap_or(0);
+    let applied = (0..n)
+        .filter_map(|i| c.raft(i).map(|r| r.applied_index().0))
+        .min()
+        .unwrap_or(0);
     let deadline = c.now_ms + 10_000 + (last - applied) * ms_per_entry;
     loop {
         let leader = (0..n).filter_map(|i| c.raft(i)).find(|r| r.is_leader());
