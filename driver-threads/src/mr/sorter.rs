@@ -6,14 +6,21 @@
 use super::merge::Merger;
 use super::records::write_record;
 use core_mr::App;
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Approximate bookkeeping cost of one buffered pair beyond its bytes
-/// (two `String` headers and the tuple).
-const PAIR_OVERHEAD_BYTES: usize = 56;
+/// Approximate bookkeeping cost of one buffered value beyond its bytes.
+const VALUE_OVERHEAD_BYTES: usize = 32;
+
+/// Approximate cost of one distinct key beyond its bytes (map entry, vector).
+const KEY_OVERHEAD_BYTES: usize = 64;
+
+/// A key's buffered values are offered to the combiner whenever their
+/// count reaches a multiple of this.
+const COMBINE_EVERY: usize = 256;
 
 /// Default in-memory budget of one map task's buffer.
 pub const DEFAULT_SORT_BUFFER_BYTES: usize = 64 * 1024 * 1024;
@@ -47,11 +54,13 @@ pub fn write_atomically(
     result
 }
 
-/// Collects one map task's (or the sequential job's) output.
+/// Collects one map task's (or the sequential job's) output. Values are
+/// grouped by key as they arrive (so each distinct key is stored and sorted
+/// once) and offered to the app's combiner as they accumulate.
 pub struct Sorter<'a> {
     app: &'a dyn App,
     dir: PathBuf,
-    partitions: Vec<Vec<(String, String)>>,
+    partitions: Vec<HashMap<String, Vec<String>>>,
     buffered_bytes: usize,
     budget_bytes: usize,
     /// Spilled run files, per partition.
@@ -64,7 +73,7 @@ impl<'a> Sorter<'a> {
         Sorter {
             app,
             dir: dir.to_path_buf(),
-            partitions: (0..n_partitions).map(|_| Vec::new()).collect(),
+            partitions: (0..n_partitions).map(|_| HashMap::new()).collect(),
             buffered_bytes: 0,
             budget_bytes,
             runs: (0..n_partitions).map(|_| Vec::new()).collect(),
@@ -78,8 +87,28 @@ impl<'a> Sorter<'a> {
 
     /// Adds one pair to a partition, spilling if over budget.
     pub fn add(&mut self, partition: usize, key: &str, value: &str) -> io::Result<()> {
-        self.buffered_bytes += key.len() + value.len() + PAIR_OVERHEAD_BYTES;
-        self.partitions[partition].push((key.to_string(), value.to_string()));
+        let part = &mut self.partitions[partition];
+        match part.get_mut(key) {
+            Some(values) => {
+                values.push(value.to_string());
+                self.buffered_bytes += value.len() + VALUE_OVERHEAD_BYTES;
+                if values.len() % COMBINE_EVERY == 0 {
+                    if let Some(combined) = self.app.combine(key, values) {
+                        let old: usize =
+                            values.iter().map(|v| v.len() + VALUE_OVERHEAD_BYTES).sum();
+                        self.buffered_bytes -= old;
+                        self.buffered_bytes += combined.len() + VALUE_OVERHEAD_BYTES;
+                        values.clear();
+                        values.push(combined);
+                    }
+                }
+            }
+            None => {
+                part.insert(key.to_string(), vec![value.to_string()]);
+                self.buffered_bytes +=
+                    key.len() + KEY_OVERHEAD_BYTES + value.len() + VALUE_OVERHEAD_BYTES;
+            }
+        }
         if self.buffered_bytes > self.budget_bytes {
             self.spill()?;
         }
@@ -138,35 +167,29 @@ impl<'a> Sorter<'a> {
     }
 }
 
-/// Sorts pairs by key (stable, so equal keys keep emission order),
-/// applies the app's combiner to each key's values, and writes them.
+/// Writes a partition's keys in sorted order, each key's values in
+/// emission order, after offering them to the app's combiner.
 fn write_sorted<W: Write>(
     app: &dyn App,
-    mut pairs: Vec<(String, String)>,
+    groups: HashMap<String, Vec<String>>,
     w: &mut W,
 ) -> io::Result<()> {
-    pairs.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut i = 0;
-    while i < pairs.len() {
-        let mut j = i + 1;
-        while j < pairs.len() && pairs[j].0 == pairs[i].0 {
-            j += 1;
-        }
-        let combined = if j - i > 1 {
-            let values: Vec<String> = pairs[i..j].iter().map(|(_, v)| v.clone()).collect();
-            app.combine(&pairs[i].0, &values)
+    let mut groups: Vec<(String, Vec<String>)> = groups.into_iter().collect();
+    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (key, values) in groups {
+        let combined = if values.len() > 1 {
+            app.combine(&key, &values)
         } else {
             None
         };
         match combined {
-            Some(v) => write_record(w, &pairs[i].0, &v)?,
+            Some(v) => write_record(w, &key, &v)?,
             None => {
-                for (k, v) in &pairs[i..j] {
-                    write_record(w, k, v)?;
+                for v in &values {
+                    write_record(w, &key, v)?;
                 }
             }
         }
-        i = j;
     }
     Ok(())
 }
