@@ -31,7 +31,10 @@ impl Durable {
             }
             Action::PersistEntries(new) => {
                 if let Some(first) = new.first() {
-                    self.entries.retain(|e| e.index < first.index);
+                    // Entries are in index order, so the kept prefix is found
+                    // by binary search: appends stay O(1) however long the log.
+                    let keep = self.entries.partition_point(|e| e.index < first.index);
+                    self.entries.truncate(keep);
                     self.entries.extend(new.iter().cloned());
                 }
                 true
