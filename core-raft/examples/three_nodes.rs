@@ -29,9 +29,9 @@ fn main() {
     // Drive the cluster: one tick per node, then deliver every message.
     let run = |nodes: &mut Vec<Node>, network: &mut VecDeque<_>, ticks: u32| {
         for _ in 0..ticks {
-            for i in 0..nodes.len() {
-                let actions = nodes[i].raft.step(Input::Tick);
-                execute(&mut nodes[i], actions, network);
+            for node in nodes.iter_mut() {
+                let actions = node.raft.step(Input::Tick);
+                execute(node, actions, network);
             }
             while let Some((from, to, msg)) = network.pop_front() {
                 let node = &mut nodes[(to.0 - 1) as usize];
