@@ -464,7 +464,7 @@ fn random_forged_messages_never_panic() {
                 },
             };
             c.step(id, input);
-            if rng.next_u64() % 4 == 0 {
+            if rng.range_inclusive(0, 3) == 0 {
                 c.deliver_all();
             }
         }
@@ -533,7 +533,7 @@ fn same_inputs_give_identical_actions() {
     let mut y = Raft::new(cfg).unwrap();
     let mut rng = SplitMix64::new(7);
     for _ in 0..5_000 {
-        let input = if rng.next_u64() % 3 == 0 {
+        let input = if rng.range_inclusive(0, 2) == 0 {
             receive(n(2), random_message(&mut rng, x.term(), x.last_index()))
         } else {
             Input::Tick

@@ -92,7 +92,7 @@ fn replay_with(flags: u8, ops: Vec<Op>) -> bool {
         // Even node numbers in proposals, crashes and partitions aim at the
         // current leader (if any), so that leadership changes under load.
         let target = |c: &Cluster, x: u8| match c.leader() {
-            Some(l) if x % 2 == 0 => l,
+            Some(l) if x & 1 == 0 => l,
             _ => node(x),
         };
         let op = match op {
