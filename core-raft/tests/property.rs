@@ -15,8 +15,6 @@ use common::*;
 use core_raft::{Config, Input, LogIndex, NodeId};
 use quickcheck::{Arbitrary, Gen, QuickCheck};
 
-const NODES: u64 = 3;
-
 /// One scheduling decision. Node numbers are taken modulo the cluster size
 /// and queue positions modulo the queue length, so every value is valid.
 #[derive(Clone, Debug)]
@@ -47,8 +45,8 @@ impl Arbitrary for Op {
             62..=66 => Op::DeliverAll,
             67..=71 => Op::Drop(x),
             72..=74 => Op::Duplicate(x),
-            75..=84 => Op::Propose(x, y),
-            85..=86 => Op::Read(x),
+            75..=82 => Op::Propose(x, y),
+            83..=86 => Op::Read(x),
             87..=89 => Op::Snapshot(x),
             90..=91 => Op::Crash(x),
             92..=95 => Op::Restart(x),
@@ -66,10 +64,6 @@ fn fast_timers(cfg: &mut Config) {
     cfg.max_inflight_messages = 2;
 }
 
-fn node(x: u8) -> NodeId {
-    NodeId(1 + x as u64 % NODES)
-}
-
 /// Run `ops`, then heal everything and check that the cluster converges.
 /// Safety is checked by the harness after every step (it panics on a
 /// violation, which quickcheck reports as a failure with the input).
@@ -78,9 +72,12 @@ fn replay(ops: Vec<Op>) -> bool {
 }
 
 /// As [`replay`], with the optional protocol features turned off by the
-/// bits of `flags`: 1 pre-vote, 2 check-quorum, 4 the leader's no-op.
+/// bits of `flags`: 1 pre-vote, 2 check-quorum, 4 the leader's no-op; bit
+/// 8 runs five nodes instead of three.
 fn replay_with(flags: u8, ops: Vec<Op>) -> bool {
-    let mut c = Cluster::new(NODES, |cfg| {
+    let nodes = if flags & 8 == 0 { 3 } else { 5 };
+    let node = |x: u8| NodeId(1 + x as u64 % nodes);
+    let mut c = Cluster::new(nodes, |cfg| {
         fast_timers(cfg);
         cfg.pre_vote = flags & 1 == 0;
         cfg.check_quorum = flags & 2 == 0;
@@ -89,7 +86,7 @@ fn replay_with(flags: u8, ops: Vec<Op>) -> bool {
     let mut read_id = 0;
     let n_ops = ops.len();
     for op in ops {
-        // Even node numbers in proposals, crashes and partitions aim at the
+        // Even node numbers in proposals, reads, crashes and partitions aim at the
         // current leader (if any), so that leadership changes under load.
         let target = |c: &Cluster, x: u8| match c.leader() {
             Some(l) if x & 1 == 0 => l,
@@ -97,6 +94,7 @@ fn replay_with(flags: u8, ops: Vec<Op>) -> bool {
         };
         let op = match op {
             Op::Propose(x, d) => Op::Propose(target(&c, x).0 as u8 - 1, d),
+            Op::Read(x) => Op::Read(target(&c, x).0 as u8 - 1),
             Op::Crash(x) => Op::Crash(target(&c, x).0 as u8 - 1),
             Op::Isolate(x) => Op::Isolate(target(&c, x).0 as u8 - 1),
             other => other,
@@ -170,10 +168,15 @@ fn replay_with(flags: u8, ops: Vec<Op>) -> bool {
             {
                 if std::env::var("PROPERTY_STATS").is_ok() {
                     eprintln!(
-                        "ops {n_ops}: {} terms with a leader, {} entries applied, {} messages",
+                        "ops {n_ops}: {} terms with a leader, {} entries applied, {} messages, {} reads served",
                         c.leaders.len(),
                         c.committed.len(),
-                        c.sent.len()
+                        c.sent.len(),
+                        c.outputs
+                            .values()
+                            .flatten()
+                            .filter(|a| matches!(a, core_raft::Action::ReadReady { .. }))
+                            .count()
                     );
                 }
                 return true;

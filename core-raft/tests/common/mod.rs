@@ -95,6 +95,9 @@ pub struct Cluster {
     pub check: bool,
     /// Check Raft's safety properties (off when tests forge messages).
     pub check_safety: bool,
+    /// Per (node, read id): the highest commit index any node knew when the
+    /// read was issued. A linearizable read point is at least that.
+    pub reads: BTreeMap<(NodeId, u64), LogIndex>,
 }
 
 impl Cluster {
@@ -122,6 +125,7 @@ impl Cluster {
             leaders: BTreeMap::new(),
             check: true,
             check_safety: true,
+            reads: BTreeMap::new(),
         };
         for (id, d) in voters.iter().zip(states) {
             let mut cfg = test_config(*id, &voters);
@@ -145,6 +149,10 @@ impl Cluster {
 
     /// Feed one input to one node and carry out its actions.
     pub fn step(&mut self, id: NodeId, input: Input) -> Vec<Action> {
+        if let Input::ReadIndex { id: read } = input {
+            let known = self.max_commit();
+            self.reads.insert((id, read), known);
+        }
         let raft = self
             .nodes
             .get_mut(&id)
@@ -210,6 +218,16 @@ impl Cluster {
                     *applied = s.index;
                     self.outputs.get_mut(&id).unwrap().push(a.clone());
                 }
+                Action::ReadReady { id: read, index } => {
+                    if self.check_safety {
+                        let known = self.reads.get(&(id, *read)).copied().unwrap_or_default();
+                        assert!(
+                            *index >= known,
+                            "{id}: read {read} served at {index}, but {known} was committed before it was issued"
+                        );
+                    }
+                    self.outputs.get_mut(&id).unwrap().push(a.clone());
+                }
                 other => self.outputs.get_mut(&id).unwrap().push(other.clone()),
             }
         }
@@ -253,6 +271,19 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// The highest commit index known anywhere (live nodes, and what any
+    /// node has applied).
+    pub fn max_commit(&self) -> LogIndex {
+        let live = self
+            .nodes
+            .values()
+            .flatten()
+            .map(|r| r.commit_index())
+            .max();
+        let applied = self.committed.keys().next_back().copied();
+        live.max(applied).unwrap_or_default()
     }
 
     pub fn tick(&mut self, id: NodeId) -> Vec<Action> {
