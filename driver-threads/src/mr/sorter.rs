@@ -98,8 +98,8 @@ impl<'a> Sorter<'a> {
                             values.iter().map(|v| v.len() + VALUE_OVERHEAD_BYTES).sum();
                         self.buffered_bytes -= old;
                         self.buffered_bytes += combined.len() + VALUE_OVERHEAD_BYTES;
-                        values.clear();
-                        values.push(combined);
+                        // A fresh vector: `clear` would keep the grown capacity.
+                        *values = vec![combined];
                     }
                 }
             }
