@@ -377,3 +377,35 @@ fn lost_appends_are_retransmitted() {
     });
     assert_eq!(noop_first, Some(Payload::Noop));
 }
+
+/// Figure 2, AppendEntries receiver rule 5: "set commitIndex =
+/// min(leaderCommit, index of last new entry)". A follower whose log still
+/// has a stale suffix beyond what the message covers must not commit that
+/// suffix, even though the leader's commit index is past it. (The message is
+/// what S1 sends when probing with one entry per message, or a delayed
+/// retransmission.)
+#[test]
+fn follower_commits_only_what_the_message_vouches_for() {
+    let s1 = durable(5, None, 4, log_with_terms(&[1, 2, 2, 5]));
+    let s2 = durable(4, None, 2, log_with_terms(&[1, 2, 2, 4, 4]));
+    let s3 = durable(5, None, 4, log_with_terms(&[1, 2, 2, 5]));
+    let mut c = Cluster::with_durable(vec![s1, s2, s3], |_| {});
+    let leader_entry = c.node(n(1)).entries(LogIndex(3), LogIndex(3));
+    let a = c.step(
+        n(2),
+        Input::Receive {
+            from: n(1),
+            msg: Message::AppendEntries {
+                term: Term(5),
+                prev_log_index: LogIndex(2),
+                prev_log_term: Term(2),
+                entries: leader_entry,
+                leader_commit: LogIndex(4),
+                round: 0,
+            },
+        },
+    );
+    assert_eq!(c.node(n(2)).commit_index(), LogIndex(3), "{a:?}");
+    assert_eq!(c.node(n(2)).term_at(LogIndex(4)), Some(Term(4)));
+    assert_eq!(c.node(n(2)).applied_index(), LogIndex(3));
+}
