@@ -235,3 +235,32 @@ fn concurrent_reads_share_a_round() {
     let got: Vec<u64> = all_ready(&c, n(1)).iter().map(|r| r.0).collect();
     assert_eq!(got, (0..100).collect::<Vec<_>>());
 }
+
+/// An acknowledgement echoing a round the leader never sent (forged or
+/// corrupted) must not pre-confirm later reads.
+#[test]
+fn ack_of_an_unsent_round_does_not_confirm_reads() {
+    let mut c = Cluster::new(3, |_| {});
+    c.elect(n(1));
+    c.run(3);
+    let term = c.node(n(1)).term();
+    let match_index = c.node(n(1)).last_index();
+    for round in [u64::MAX, 1_000_000] {
+        c.step(
+            n(1),
+            Input::Receive {
+                from: n(2),
+                msg: Message::AppendEntriesResponse {
+                    term,
+                    match_index,
+                    reject: None,
+                    round,
+                },
+            },
+        );
+    }
+    let a = c.step(n(1), Input::ReadIndex { id: 1 });
+    assert!(ready(&a).is_empty(), "{a:?}");
+    c.deliver_all();
+    assert_eq!(all_ready(&c, n(1)).len(), 1);
+}
