@@ -704,3 +704,42 @@ fn config_validation_errors() {
         "at least 1",
     );
 }
+
+/// A follower that rejects an AppendEntries at or below the index it already
+/// acknowledged contradicts itself (only a forged acknowledgement, or a lost
+/// disk, gets there). The leader must not answer each such rejection with
+/// the same probe at once: that is a message storm at network speed. Found
+/// by `random_forged_messages_never_panic` (`FUZZ_SEEDS=5000`, seed 80).
+#[test]
+fn contradicting_rejections_do_not_cause_a_message_storm() {
+    let mut c = Cluster::new(3, |_| {});
+    c.elect(n(1));
+    c.check_safety = false;
+    c.isolate(n(3));
+    for i in 0..5u8 {
+        c.propose(n(1), &[i]);
+    }
+    c.run(3);
+    let term = c.node(n(1)).term();
+    let last = c.node(n(1)).last_index();
+    assert!(c.node(n(3)).last_index() < last);
+    // A forged acknowledgement of everything, "from" node 3.
+    c.step(
+        n(1),
+        Input::Receive {
+            from: n(3),
+            msg: Message::AppendEntriesResponse {
+                term,
+                match_index: last,
+                reject: None,
+                round: 0,
+            },
+        },
+    );
+    c.heal();
+    let before = c.sent.len();
+    c.run(30);
+    let sent = c.sent.len() - before;
+    // 30 ticks is 10 heartbeat rounds: a few messages each, not thousands.
+    assert!(sent < 200, "{sent} messages in 30 ticks");
+}
