@@ -256,10 +256,13 @@ impl Raft {
             .expect("leader tracks every peer");
         let current = match pr.mode {
             Mode::Probe => rejected == pr.next_index.prev(),
-            Mode::Replicate => rejected >= pr.match_index && rejected < pr.next_index,
+            Mode::Replicate => rejected < pr.next_index,
             Mode::Snapshot(_) => false,
         };
-        if !current {
+        // A refusal at or below the acknowledged match point is stale (or
+        // contradicts the follower's own acknowledgement): retrying it at
+        // once would only ping-pong the same probe at network speed.
+        if !current || rejected <= pr.match_index {
             return; // A refusal of something we already moved past.
         }
         // The follower does not match at `rejected`, so the next probe must
