@@ -12,11 +12,12 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Approximate bookkeeping cost of one buffered value beyond its bytes.
-const VALUE_OVERHEAD_BYTES: usize = 32;
+/// Approximate cost of one buffered value beyond its bytes: the `String`
+/// header, the allocator's minimum chunk, and vector growth slack.
+const VALUE_OVERHEAD_BYTES: usize = 64;
 
 /// Approximate cost of one distinct key beyond its bytes (map entry, vector).
-const KEY_OVERHEAD_BYTES: usize = 64;
+const KEY_OVERHEAD_BYTES: usize = 96;
 
 /// A key's buffered values are offered to the combiner whenever their
 /// count reaches a multiple of this.

@@ -308,7 +308,9 @@ fn record_peak_memory(path: &PathBuf, label: &str) {
         .append(true)
         .open(path)
     {
-        let _ = writeln!(f, "{label} {} {kb}", std::process::id());
+        // One write call per line, so concurrent appenders never interleave.
+        let line = format!("{label} {} {kb}\n", std::process::id());
+        let _ = f.write_all(line.as_bytes());
     }
 }
 
