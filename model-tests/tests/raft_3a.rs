@@ -6,7 +6,7 @@ use model_tests::sim::lab::ELECTION_TIMEOUT_MS;
 use model_tests::sim::seeds::run_seeds;
 use model_tests::sim::{Cluster, SimConfig};
 
-const SEEDS: u64 = 8;
+const SEEDS: u64 = 12;
 
 /// TestInitialElection3A: one leader; terms agree and are >= 1 after 50 ms;
 /// the term stays put over 2 s of quiet; a leader still exists.

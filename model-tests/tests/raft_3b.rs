@@ -6,7 +6,7 @@ use model_tests::sim::lab::{cmd, ELECTION_TIMEOUT_MS};
 use model_tests::sim::seeds::run_seeds;
 use model_tests::sim::{Cluster, SimConfig};
 
-const SEEDS: u64 = 6;
+const SEEDS: u64 = 10;
 
 fn random_cmd(c: &mut Cluster) -> Vec<u8> {
     cmd(c.rng().next_u64())

@@ -8,7 +8,7 @@ use model_tests::sim::{Cluster, NetConfig, SimConfig};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-const SEEDS: u64 = 4;
+const SEEDS: u64 = 12;
 
 fn random_cmd(c: &mut Cluster) -> Vec<u8> {
     cmd(c.rng().next_u64())

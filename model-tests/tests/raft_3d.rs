@@ -6,7 +6,7 @@ use model_tests::sim::lab::{cmd, MAX_LOG_SIZE};
 use model_tests::sim::seeds::run_seeds;
 use model_tests::sim::{Cluster, SimConfig};
 
-const SEEDS: u64 = 4;
+const SEEDS: u64 = 8;
 const SNAPSHOT_INTERVAL: u64 = 10;
 
 fn cluster(servers: usize, reliable: bool, seed: u64) -> Cluster {

@@ -11,7 +11,7 @@ const CHAOS_MS: u64 = 20_000;
 
 #[test]
 fn swarm_raft_invariants_and_liveness() {
-    run_seeds("swarm_raft_invariants_and_liveness", 150, |seed| {
+    run_seeds("swarm_raft_invariants_and_liveness", 500, |seed| {
         run_swarm(seed, CHAOS_MS, TraceMode::from_env());
     });
 }

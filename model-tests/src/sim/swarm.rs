@@ -58,7 +58,7 @@ impl SwarmOptions {
             },
             partition_per_mille: [0, 50, 200][rng.pick(3)],
             crash_per_mille: [0, 50, 200][rng.pick(3)],
-            torn_crash_per_mille: [0, 0, 1, 5][rng.pick(4)],
+            torn_crash_per_mille: [0, 1, 5, 20][rng.pick(4)],
             restart_per_mille: [200, 500, 900][rng.pick(3)],
             snapshot_interval: [None, Some(3), Some(10), Some(50)][rng.pick(4)],
             pre_vote: rng.chance(3, 4),
