@@ -409,3 +409,46 @@ fn follower_commits_only_what_the_message_vouches_for() {
     assert_eq!(c.node(n(2)).term_at(LogIndex(4)), Some(Term(4)));
     assert_eq!(c.node(n(2)).applied_index(), LogIndex(3));
 }
+
+/// The `Action::Proposed` contract (§5.3, §8): a proposal is committed iff an
+/// `Apply` carries its index *and term*. A deposed leader's proposal is
+/// overwritten, and the entry applied at its index has another term.
+#[test]
+fn proposal_of_a_deposed_leader_is_lost_and_detectable() {
+    let mut c = Cluster::new(3, |_| {});
+    c.elect(n(1));
+    c.isolate(n(1));
+    let a = c.propose(n(1), b"lost");
+    let (index, term) = a
+        .iter()
+        .find_map(|a| match a {
+            Action::Proposed { index, term } => Some((*index, *term)),
+            _ => None,
+        })
+        .unwrap();
+    let mut leader = None;
+    for _ in 0..200 {
+        c.tick(n(2));
+        c.tick(n(3));
+        c.deliver_all();
+        leader = [n(2), n(3)].into_iter().find(|id| c.node(*id).is_leader());
+        if leader.is_some() {
+            break;
+        }
+    }
+    let leader = leader.expect("nodes 2 and 3 elect a leader");
+    c.propose(leader, b"won");
+    c.heal();
+    c.run(30);
+    let applied_at_index = c.outputs[&n(1)]
+        .iter()
+        .filter_map(|a| match a {
+            Action::Apply(es) => es.iter().find(|e| e.index == index).cloned(),
+            _ => None,
+        })
+        .next()
+        .expect("index applied on the old leader");
+    assert_ne!(applied_at_index.term, term);
+    assert!(!c.applied_commands(n(1)).contains(&b"lost".to_vec()));
+    assert!(c.applied_commands(n(1)).contains(&b"won".to_vec()));
+}
