@@ -743,3 +743,31 @@ fn contradicting_rejections_do_not_cause_a_message_storm() {
     // 30 ticks is 10 heartbeat rounds: a few messages each, not thousands.
     assert!(sent < 200, "{sent} messages in 30 ticks");
 }
+
+/// Random bytes that happen to decode (postcard) as a `Message` are
+/// delivered from a known peer: whatever values come out, no panic, and
+/// storage stays valid and mirrors memory.
+#[test]
+fn random_decoded_messages_never_panic() {
+    let mut rng = SplitMix64::new(42);
+    let mut decoded = 0;
+    for round in 0..200 {
+        let mut c = busy_cluster();
+        c.check_safety = false;
+        for _ in 0..200 {
+            let len = rng.range_inclusive(1, 64) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+            // Keep the variant tag in range most of the time.
+            bytes[0] %= 6;
+            let id = NodeId(1 + round % 3);
+            let from = NodeId(1 + (round + 1) % 3);
+            if let Ok(msg) = postcard::from_bytes::<Message>(&bytes) {
+                decoded += 1;
+                c.step(id, receive(from, msg));
+            }
+            c.tick(id);
+            c.deliver_all();
+        }
+    }
+    assert!(decoded > 1_000, "only {decoded} messages decoded");
+}
