@@ -242,6 +242,13 @@ impl Raft {
         self.log.range(from, to)
     }
 
+    /// Approximate size in bytes of the log entries not yet compacted into a
+    /// snapshot. Services compare it with their `max_raft_state` to decide
+    /// when to snapshot.
+    pub fn log_bytes(&self) -> usize {
+        self.log.bytes()
+    }
+
     /// Voters other than this node.
     pub fn peers(&self) -> &[NodeId] {
         &self.peers

@@ -10,16 +10,26 @@ pub(crate) struct RaftLog {
     snap_index: LogIndex,
     snap_term: Term,
     entries: Vec<Entry>,
+    /// Sum of `Entry::size_bytes` over `entries`, kept current so callers can
+    /// decide when to snapshot without walking the log.
+    bytes: usize,
 }
 
 impl RaftLog {
     /// A log starting after a snapshot at (`snap_index`, `snap_term`).
     pub(crate) fn new(snap_index: LogIndex, snap_term: Term, entries: Vec<Entry>) -> Self {
+        let bytes = entries.iter().map(Entry::size_bytes).sum();
         RaftLog {
             snap_index,
             snap_term,
             entries,
+            bytes,
         }
+    }
+
+    /// Approximate size of the live entries, in bytes.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub(crate) fn snapshot_index(&self) -> LogIndex {
@@ -94,6 +104,7 @@ impl RaftLog {
     /// Drop every entry at or after `index`.
     pub(crate) fn truncate_from(&mut self, index: LogIndex) {
         if let Some(o) = self.offset(index) {
+            self.bytes -= self.entries[o..].iter().map(Entry::size_bytes).sum::<usize>();
             self.entries.truncate(o);
         }
     }
@@ -126,9 +137,13 @@ impl RaftLog {
     pub(crate) fn compact(&mut self, index: LogIndex, term: Term) {
         match self.offset(index) {
             Some(o) => {
-                self.entries.drain(..=o);
+                let dropped: usize = self.entries.drain(..=o).map(|e| e.size_bytes()).sum();
+                self.bytes -= dropped;
             }
-            None => self.entries.clear(),
+            None => {
+                self.entries.clear();
+                self.bytes = 0;
+            }
         }
         self.snap_index = index;
         self.snap_term = term;
@@ -182,7 +197,9 @@ mod tests {
         log.truncate_from(LogIndex(4));
         assert_eq!(log.last_index(), LogIndex(3));
         assert_eq!(log.range(LogIndex(3), LogIndex(3)).len(), 1);
+        assert_eq!(log.bytes(), 24);
         log.compact(LogIndex(10), Term(7));
+        assert_eq!(log.bytes(), 0);
         assert_eq!(log.last_index(), LogIndex(10));
         assert_eq!(log.last_term(), Term(7));
     }
