@@ -98,6 +98,7 @@ impl RaftLog {
             self.last_index().next(),
             "log append out of order"
         );
+        self.bytes += entry.size_bytes();
         self.entries.push(entry);
     }
 
