@@ -249,6 +249,8 @@ impl Cluster {
             "{id}: log differs from its durable copy"
         );
         d.validate().expect("durable state stays valid");
+        let bytes: usize = d.entries.iter().map(Entry::size_bytes).sum();
+        assert_eq!(r.log_bytes(), bytes, "{id}: log_bytes out of date");
     }
 
     /// One leader per term; every committed entry is in every later leader's log.
