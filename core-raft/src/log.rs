@@ -105,7 +105,10 @@ impl RaftLog {
     /// Drop every entry at or after `index`.
     pub(crate) fn truncate_from(&mut self, index: LogIndex) {
         if let Some(o) = self.offset(index) {
-            self.bytes -= self.entries[o..].iter().map(Entry::size_bytes).sum::<usize>();
+            self.bytes -= self.entries[o..]
+                .iter()
+                .map(Entry::size_bytes)
+                .sum::<usize>();
             self.entries.truncate(o);
         }
     }
