@@ -27,7 +27,7 @@ for name in "${names[@]}"; do
   log="target/mutant-$name.log"
   mkdir -p target
   caught=""
-  if ! cargo test --release -p core-raft -p model-tests --tests >"$log" 2>&1; then
+  if ! cargo test --no-fail-fast --release -p core-raft -p model-tests --tests >"$log" 2>&1; then
     caught="cargo test: $(grep -E '^test .* FAILED$' "$log" | sed 's/^test //; s/ \.\.\. FAILED//' | tr '\n' ' ')"
   fi
   if ./target/release/sim raft --seeds 300 --fail-fast >>"$log" 2>&1; then :; else

@@ -1,0 +1,224 @@
+//! The clerk: a sans-IO client that finds the leader, retries with timeouts
+//! counted in ticks, and turns an ambiguous retried Put into `ErrMaybe`.
+
+use crate::op::{ClientReply, ClientRequest, Op, Outcome, Response};
+use crate::types::{ClientId, Seq};
+use core_raft::rng::SplitMix64;
+use core_raft::NodeId;
+use std::collections::VecDeque;
+
+/// How a clerk behaves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClerkConfig {
+    /// This client's id; unique among all clients of a service.
+    pub client: ClientId,
+    /// The servers to try (one for the single-server service).
+    pub servers: Vec<NodeId>,
+    /// Ticks to wait for an answer before trying the next server.
+    pub retry_ticks: u64,
+    /// Seed for the first server to try.
+    pub seed: u64,
+}
+
+/// Everything that can happen to a clerk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClerkInput {
+    /// Perform an operation. Operations run one at a time, in order.
+    Invoke(Op),
+    /// A server answered.
+    Reply {
+        /// The server.
+        from: NodeId,
+        /// Its answer.
+        reply: ClientReply,
+    },
+    /// A clock tick.
+    Tick,
+}
+
+/// What a clerk wants done.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClerkAction {
+    /// Send a request to a server.
+    Send {
+        /// The server.
+        to: NodeId,
+        /// The request.
+        request: ClientRequest,
+    },
+    /// An invoked operation finished.
+    Done {
+        /// The operation.
+        op: Op,
+        /// Its outcome.
+        outcome: Outcome,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Pending {
+    op: Op,
+    seq: Seq,
+    /// Requests sent for this operation beyond the first.
+    resends: u32,
+    /// Index into `servers` of the current target.
+    target: usize,
+    ticks_left: u64,
+}
+
+/// A clerk.
+#[derive(Clone, Debug)]
+pub struct Clerk {
+    config: ClerkConfig,
+    rng: SplitMix64,
+    seq: Seq,
+    leader: Option<usize>,
+    pending: Option<Pending>,
+    queue: VecDeque<Op>,
+    out: Vec<ClerkAction>,
+}
+
+impl Clerk {
+    /// A clerk with nothing in flight. `config.servers` must not be empty.
+    pub fn new(config: ClerkConfig) -> Clerk {
+        assert!(
+            !config.servers.is_empty(),
+            "a clerk needs at least one server"
+        );
+        Clerk {
+            rng: SplitMix64::new(config.seed),
+            seq: Seq(0),
+            leader: None,
+            pending: None,
+            queue: VecDeque::new(),
+            out: Vec::new(),
+            config,
+        }
+    }
+
+    /// This clerk's id.
+    pub fn client(&self) -> ClientId {
+        self.config.client
+    }
+
+    /// True if an operation is in flight or queued.
+    pub fn busy(&self) -> bool {
+        self.pending.is_some() || !self.queue.is_empty()
+    }
+
+    /// The server believed to lead, if known.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader.map(|i| self.config.servers[i])
+    }
+
+    /// Feed one input; returns the actions to perform.
+    pub fn step(&mut self, input: ClerkInput) -> Vec<ClerkAction> {
+        match input {
+            ClerkInput::Invoke(op) => {
+                self.queue.push_back(op);
+                if self.pending.is_none() {
+                    self.start_next();
+                }
+            }
+            ClerkInput::Tick => self.tick(),
+            ClerkInput::Reply { from, reply } => self.on_reply(from, reply),
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn start_next(&mut self) {
+        let Some(op) = self.queue.pop_front() else {
+            return;
+        };
+        self.seq.0 += 1;
+        let target = self
+            .leader
+            .unwrap_or_else(|| self.rng.next_u64() as usize % self.config.servers.len());
+        self.pending = Some(Pending {
+            op,
+            seq: self.seq,
+            resends: 0,
+            target,
+            ticks_left: 0,
+        });
+        self.send();
+    }
+
+    fn send(&mut self) {
+        let client = self.config.client;
+        let retry = self.config.retry_ticks;
+        let p = self
+            .pending
+            .as_mut()
+            .expect("send with an operation in flight");
+        p.ticks_left = retry;
+        let request = ClientRequest {
+            client,
+            seq: p.seq,
+            op: p.op.clone(),
+        };
+        let to = self.config.servers[p.target];
+        self.out.push(ClerkAction::Send { to, request });
+    }
+
+    /// Move to another server and send again.
+    fn resend(&mut self, next: Option<usize>) {
+        let n = self.config.servers.len();
+        let p = self
+            .pending
+            .as_mut()
+            .expect("resend with an operation in flight");
+        p.resends += 1;
+        p.target = match next {
+            Some(i) if i != p.target => i,
+            _ => (p.target + 1) % n,
+        };
+        self.send();
+    }
+
+    fn tick(&mut self) {
+        let Some(p) = self.pending.as_mut() else {
+            return;
+        };
+        p.ticks_left = p.ticks_left.saturating_sub(1);
+        if p.ticks_left == 0 {
+            // Silence: the request or its answer was lost, or the server is
+            // gone. Forget the leader guess and try the next server.
+            self.leader = None;
+            self.resend(None);
+        }
+    }
+
+    fn on_reply(&mut self, from: NodeId, reply: ClientReply) {
+        let Some(p) = &self.pending else {
+            return;
+        };
+        if reply.client != self.config.client || reply.seq != p.seq {
+            return; // An answer to an earlier attempt or another clerk.
+        }
+        let Some(from_index) = self.config.servers.iter().position(|s| *s == from) else {
+            return;
+        };
+        match reply.response {
+            Response::WrongLeader { leader_hint } => {
+                self.leader = None;
+                let hint =
+                    leader_hint.and_then(|h| self.config.servers.iter().position(|s| *s == h));
+                let hint = hint.filter(|h| *h != from_index);
+                self.resend(hint);
+            }
+            Response::Done(outcome) => {
+                self.leader = Some(from_index);
+                let p = self.pending.take().expect("checked above");
+                // A resent versioned Put that finds the version moved on may
+                // have moved it itself (lab 2's ErrMaybe rule).
+                let outcome = match (&p.op, outcome) {
+                    (Op::Put { .. }, Outcome::ErrVersion) if p.resends > 0 => Outcome::ErrMaybe,
+                    (_, o) => o,
+                };
+                self.out.push(ClerkAction::Done { op: p.op, outcome });
+                self.start_next();
+            }
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! The key/value state and the exactly-once session table.
+//!
+//! Every mutation carries `(client, seq)`. The store remembers, per client,
+//! only the latest applied request and its outcome: a clerk has at most one
+//! request outstanding, so a retry is either that request (answered from
+//! the table without applying again) or a newer one. Reads skip the table,
+//! so read-only clients cost nothing.
+
+use crate::op::{ClientRequest, Op, Outcome};
+use crate::types::{ClientId, Seq, Version};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use thiserror::Error;
+
+/// The latest mutation applied for one client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Session {
+    seq: Seq,
+    outcome: Outcome,
+}
+
+/// Keys with values and versions, plus the session table. Ordered maps keep
+/// snapshots byte-identical across replicas.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvStore {
+    data: BTreeMap<String, (String, Version)>,
+    sessions: BTreeMap<ClientId, Session>,
+}
+
+/// A snapshot that does not decode.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("corrupt key/value snapshot: {0}")]
+pub struct SnapshotError(pub String);
+
+impl KvStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Apply one request exactly once.
+    pub fn apply(&mut self, req: &ClientRequest) -> Outcome {
+        if req.op.is_read_only() {
+            return self.read(&req.op);
+        }
+        if let Some(s) = self.sessions.get(&req.client) {
+            if req.seq == s.seq {
+                return s.outcome.clone();
+            }
+            if req.seq < s.seq {
+                // A delayed duplicate of a request the client has already
+                // moved past; it will not read this answer. Never re-apply.
+                return Outcome::ErrMaybe;
+            }
+        }
+        let outcome = self.mutate(&req.op);
+        self.sessions.insert(
+            req.client,
+            Session {
+                seq: req.seq,
+                outcome: outcome.clone(),
+            },
+        );
+        outcome
+    }
+
+    /// Answer a read-only operation from the current state. Mutations get
+    /// `ErrVersion` (they are never applied here).
+    pub fn read(&self, op: &Op) -> Outcome {
+        match op {
+            Op::Get { key } => match self.data.get(key) {
+                Some((value, version)) => Outcome::Value {
+                    value: value.clone(),
+                    version: *version,
+                },
+                None => Outcome::ErrNoKey,
+            },
+            _ => Outcome::ErrVersion,
+        }
+    }
+
+    fn mutate(&mut self, op: &Op) -> Outcome {
+        match op {
+            Op::Get { .. } => self.read(op),
+            Op::Put {
+                key,
+                value,
+                version,
+            } => match self.data.get_mut(key) {
+                Some((v, current)) if current == version => {
+                    *v = value.clone();
+                    current.0 += 1;
+                    Outcome::Ok
+                }
+                Some(_) => Outcome::ErrVersion,
+                None if version.0 == 0 => {
+                    self.data.insert(key.clone(), (value.clone(), Version(1)));
+                    Outcome::Ok
+                }
+                None => Outcome::ErrNoKey,
+            },
+            Op::Set { key, value } => {
+                let entry = self.data.entry(key.clone()).or_default();
+                entry.0 = value.clone();
+                entry.1 .0 += 1;
+                Outcome::Ok
+            }
+            Op::Append { key, value } => {
+                let entry = self.data.entry(key.clone()).or_default();
+                entry.0.push_str(value);
+                entry.1 .0 += 1;
+                Outcome::Ok
+            }
+        }
+    }
+
+    /// Number of clients with a session entry.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// True if no key exists.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Serialize data and sessions.
+    pub fn to_snapshot(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("encoding to a Vec cannot fail")
+    }
+
+    /// Rebuild from [`KvStore::to_snapshot`] output.
+    pub fn from_snapshot(data: &[u8]) -> Result<KvStore, SnapshotError> {
+        postcard::from_bytes(data).map_err(|e| SnapshotError(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(client: u64, seq: u64, op: Op) -> ClientRequest {
+        ClientRequest {
+            client: ClientId(client),
+            seq: Seq(seq),
+            op,
+        }
+    }
+
+    fn put(key: &str, value: &str, version: u64) -> Op {
+        Op::Put {
+            key: key.into(),
+            value: value.into(),
+            version: Version(version),
+        }
+    }
+
+    fn get(key: &str) -> Op {
+        Op::Get { key: key.into() }
+    }
+
+    #[test]
+    fn versioned_put_follows_the_lab_rules() {
+        let mut s = KvStore::new();
+        assert_eq!(s.apply(&req(1, 1, put("k", "a", 0))), Outcome::Ok);
+        assert_eq!(
+            s.apply(&req(1, 2, get("k"))),
+            Outcome::Value {
+                value: "a".into(),
+                version: Version(1)
+            }
+        );
+        assert_eq!(s.apply(&req(1, 3, put("k", "b", 0))), Outcome::ErrVersion);
+        assert_eq!(s.apply(&req(1, 4, put("y", "b", 1))), Outcome::ErrNoKey);
+        assert_eq!(s.apply(&req(1, 5, get("y"))), Outcome::ErrNoKey);
+    }
+
+    #[test]
+    fn a_retried_mutation_is_applied_once_and_answered_the_same() {
+        let mut s = KvStore::new();
+        let append = req(
+            7,
+            1,
+            Op::Append {
+                key: "k".into(),
+                value: "x".into(),
+            },
+        );
+        assert_eq!(s.apply(&append), Outcome::Ok);
+        assert_eq!(s.apply(&append), Outcome::Ok);
+        assert_eq!(
+            s.read(&get("k")),
+            Outcome::Value {
+                value: "x".into(),
+                version: Version(1)
+            }
+        );
+        let p = req(7, 2, put("k", "y", 1));
+        assert_eq!(s.apply(&p), Outcome::Ok);
+        // The retry of an applied versioned Put gets its original answer, not ErrVersion.
+        assert_eq!(s.apply(&p), Outcome::Ok);
+        // An older duplicate is never applied again.
+        assert_eq!(s.apply(&append), Outcome::ErrMaybe);
+        assert_eq!(
+            s.read(&get("k")),
+            Outcome::Value {
+                value: "y".into(),
+                version: Version(2)
+            }
+        );
+    }
+
+    #[test]
+    fn reads_leave_no_session_state() {
+        let mut s = KvStore::new();
+        for c in 0..1000 {
+            s.apply(&req(c, 1, get("k")));
+        }
+        assert_eq!(s.sessions(), 0);
+    }
+
+    #[test]
+    fn snapshots_round_trip_and_reject_garbage() {
+        let mut s = KvStore::new();
+        s.apply(&req(1, 1, put("a", "1", 0)));
+        s.apply(&req(
+            2,
+            1,
+            Op::Set {
+                key: "b".into(),
+                value: "2".into(),
+            },
+        ));
+        let back = KvStore::from_snapshot(&s.to_snapshot()).unwrap();
+        assert_eq!(back, s);
+        assert!(KvStore::from_snapshot(&[0xff, 0xff, 0xff]).is_err());
+    }
+}
