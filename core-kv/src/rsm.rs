@@ -55,6 +55,21 @@ pub struct RsmConfig {
     pub max_raft_state: Option<usize>,
     /// Serve read-only operations with ReadIndex instead of through the log.
     pub read_index: bool,
+    /// Echo every `Apply` / `ApplySnapshot` the replica carries out as
+    /// [`RsmAction::Observed`], for invariant checkers. Drivers leave it off.
+    pub observe_applies: bool,
+}
+
+impl RsmConfig {
+    /// Defaults for a service: no snapshots, ReadIndex reads, no observation.
+    pub fn new(raft: Config) -> Self {
+        RsmConfig {
+            raft,
+            max_raft_state: None,
+            read_index: true,
+            observe_applies: false,
+        }
+    }
 }
 
 /// Everything that can happen to a replica.
@@ -92,6 +107,9 @@ pub enum RsmAction<Out> {
     /// A Raft `Persist*` or `Send` action, with `core_raft::Action`'s
     /// ordering rule: persists are durable before any later action.
     Raft(Action),
+    /// Only with [`RsmConfig::observe_applies`]: an `Apply` or
+    /// `ApplySnapshot` the replica has just carried out. Nothing to do.
+    Observed(Action),
     /// The answer to a submission.
     Reply {
         /// The submission's handle.
@@ -214,8 +232,18 @@ impl<S: StateMachine> Rsm<S> {
                 | Action::PersistEntries(_)
                 | Action::PersistSnapshot { .. }
                 | Action::Send { .. } => self.out.push(RsmAction::Raft(action)),
-                Action::Apply(entries) => self.apply(entries),
-                Action::ApplySnapshot(snapshot) => self.install(snapshot),
+                Action::Apply(entries) => {
+                    if self.config.observe_applies {
+                        self.out.push(RsmAction::Observed(Action::Apply(entries.clone())));
+                    }
+                    self.apply(entries);
+                }
+                Action::ApplySnapshot(snapshot) => {
+                    if self.config.observe_applies {
+                        self.out.push(RsmAction::Observed(Action::ApplySnapshot(snapshot.clone())));
+                    }
+                    self.install(snapshot);
+                }
                 Action::ReadReady { id, index } => {
                     if let Some((sub, op)) = self.confirming.remove(&id) {
                         self.ready.push((index, sub, op));
