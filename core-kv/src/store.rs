@@ -25,6 +25,8 @@ struct Session {
 pub struct KvStore {
     data: BTreeMap<String, (String, Version)>,
     sessions: BTreeMap<ClientId, Session>,
+    /// Mutations answered from the session table instead of applied again.
+    duplicates: u64,
 }
 
 /// A snapshot that does not decode.
@@ -45,6 +47,7 @@ impl KvStore {
         }
         if let Some(s) = self.sessions.get(&req.client) {
             if req.seq == s.seq {
+                self.duplicates += 1;
                 return s.outcome.clone();
             }
             if req.seq < s.seq {
@@ -112,6 +115,12 @@ impl KvStore {
                 Outcome::Ok
             }
         }
+    }
+
+    /// How many retried mutations were answered from the session table
+    /// rather than applied again (each one a double application avoided).
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates
     }
 
     /// Number of clients with a session entry.

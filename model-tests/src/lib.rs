@@ -5,5 +5,6 @@
 //! Both are public so that users can test their own state machines, and so
 //! that drivers can check histories recorded against real clusters.
 
+pub mod kvsim;
 pub mod linearizability;
 pub mod sim;

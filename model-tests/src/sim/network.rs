@@ -97,14 +97,23 @@ impl Network {
         self.links[a][b] = up;
     }
 
-    /// Decide what happens to a message from `from` to `to`.
+    /// Decide what happens to a Raft message from `from` to `to`.
     pub fn route(&mut self, rng: &mut SimRng, from: NodeId, to: NodeId, msg: &Message) -> Fate {
-        self.messages_sent += 1;
         if matches!(msg, Message::InstallSnapshot { .. }) {
             self.snapshots_sent += 1;
         }
-        self.bytes_sent += postcard::to_allocvec(msg).map_or(0, |b| b.len() as u64);
-        if !self.linked(from, to) {
+        let bytes = postcard::to_allocvec(msg).map_or(0, |b| b.len());
+        let linked = self.linked(from, to);
+        self.fate(rng, linked, bytes, !msg.is_request())
+    }
+
+    /// Decide what happens to any message: lost if `linked` is false or by
+    /// the configured loss, else delivered once or twice after delays.
+    /// `is_reply` makes it subject to long reordering.
+    pub fn fate(&mut self, rng: &mut SimRng, linked: bool, bytes: usize, is_reply: bool) -> Fate {
+        self.messages_sent += 1;
+        self.bytes_sent += bytes as u64;
+        if !linked {
             return Vec::new();
         }
         let c = &self.config;
@@ -119,7 +128,7 @@ impl Network {
         (0..copies)
             .map(|_| {
                 let mut delay = rng.between(c.delay_min_ms, c.delay_max_ms);
-                if c.long_reordering && !msg.is_request() && rng.chance(600, 900) {
+                if c.long_reordering && is_reply && rng.chance(600, 900) {
                     let spread = rng.below(2000);
                     delay += 200 + rng.below(spread + 1);
                 }
