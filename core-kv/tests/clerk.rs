@@ -4,11 +4,11 @@
 //! replies, the ErrVersion/ErrMaybe rule of §3.1, one operation at a time,
 //! and request numbering for exactly-once (issue 4).
 
+use core_kv::Clerk;
 use core_kv::{
     ClerkAction, ClerkConfig, ClerkInput, ClientId, ClientReply, ClientRequest, KvServer, Op,
     Outcome, Response, Seq, ServerAction, ServerInput, Version,
 };
-use core_kv::Clerk;
 use core_raft::rng::SplitMix64;
 use core_raft::NodeId;
 
@@ -103,11 +103,17 @@ fn the_first_send_goes_to_a_seeded_random_server() {
         let (to, _) = sent(&clerk(5, seed).step(ClerkInput::Invoke(get("k"))));
         let (again, _) = sent(&clerk(5, seed).step(ClerkInput::Invoke(get("k"))));
         assert_eq!(to, again, "seed {seed}: not deterministic");
-        let i = all.iter().position(|s| *s == to).expect("a configured server");
+        let i = all
+            .iter()
+            .position(|s| *s == to)
+            .expect("a configured server");
         counts[i] += 1;
     }
     for (i, c) in counts.iter().enumerate() {
-        assert!(*c >= 50, "server {i} picked {c} times out of 500: {counts:?}");
+        assert!(
+            *c >= 50,
+            "server {i} picked {c} times out of 500: {counts:?}"
+        );
     }
 }
 
@@ -263,7 +269,10 @@ fn stray_replies_are_ignored() {
     assert!(c
         .step(reply(to, Seq(99), Response::Done(Outcome::Ok)))
         .is_empty());
-    assert!(c.step(ClerkInput::Tick).is_empty(), "idle ticks send nothing");
+    assert!(
+        c.step(ClerkInput::Tick).is_empty(),
+        "idle ticks send nothing"
+    );
 }
 
 /// §3.1 "ErrVersion on the FIRST attempt → return ErrVersion": the Put was

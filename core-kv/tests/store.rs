@@ -40,6 +40,13 @@ fn get(key: &str) -> Op {
     Op::Get { key: key.into() }
 }
 
+/// What clients can observe of a store: the reads of `keys` and the number
+/// of session entries. (Whole-store equality would also compare bookkeeping
+/// such as counters, which retries are allowed to move.)
+fn observe(s: &KvStore, keys: &[&str]) -> (Vec<Outcome>, usize) {
+    (keys.iter().map(|k| s.read(&get(k))).collect(), s.sessions())
+}
+
 fn value(v: &str, version: u64) -> Outcome {
     Outcome::Value {
         value: v.into(),
@@ -63,10 +70,7 @@ fn put_version_zero_creates_an_absent_key_at_version_one() {
 fn put_nonzero_version_on_an_absent_key_is_err_no_key_and_creates_nothing() {
     let mut s = KvStore::new();
     for ver in [1, 2, u64::MAX] {
-        assert_eq!(
-            s.apply(&req(1, ver, put("y", "v", ver))),
-            Outcome::ErrNoKey
-        );
+        assert_eq!(s.apply(&req(1, ver, put("y", "v", ver))), Outcome::ErrNoKey);
     }
     assert_eq!(s.read(&get("y")), Outcome::ErrNoKey);
     assert!(s.is_empty());
@@ -187,11 +191,16 @@ fn a_retry_of_every_mutation_kind_is_applied_once_with_the_original_answer() {
         let r = req(42, seq, op.clone());
         let first = s.apply(&r);
         assert_eq!(first, expected, "{op:?}");
-        let after_first = s.clone();
+        let keys = ["k", "absent", "fresh"];
+        let after_first = observe(&s, &keys);
         for _ in 0..5 {
             assert_eq!(s.apply(&r), expected, "retry of {op:?}");
         }
-        assert_eq!(s, after_first, "a retry of {op:?} changed the store");
+        assert_eq!(
+            observe(&s, &keys),
+            after_first,
+            "a retry of {op:?} changed the store"
+        );
     }
     assert_eq!(s.read(&get("k")), value("s+", 4));
     assert_eq!(s.read(&get("fresh")), value("+", 1));
@@ -213,11 +222,11 @@ fn an_older_duplicate_is_never_applied() {
     for r in &old {
         assert_eq!(s.apply(r), Outcome::Ok);
     }
-    let snapshot = s.clone();
+    let before = observe(&s, &["k", "k2"]);
     for r in old.iter().take(3).rev() {
         assert_eq!(s.apply(r), Outcome::ErrMaybe, "{r:?}");
     }
-    assert_eq!(s, snapshot);
+    assert_eq!(observe(&s, &["k", "k2"]), before);
     assert_eq!(s.read(&get("k")), value("abd", 3));
 }
 
@@ -345,7 +354,11 @@ fn the_session_table_survives_a_snapshot_round_trip() {
         back.apply(&req(3, 9, put("v", "y", 0))),
         Outcome::ErrVersion
     );
-    assert_eq!(back, s, "no retry was applied after the restore");
+    assert_eq!(
+        observe(&back, &["k", "v"]),
+        observe(&s, &["k", "v"]),
+        "no retry was applied after the restore"
+    );
 }
 
 /// Issue 4 (lab 4C): a replica restored from a snapshot taken in the middle
@@ -394,7 +407,22 @@ fn a_restore_from_a_mid_stream_snapshot_continues_exactly_once() {
         for r in &late {
             restored.apply(r);
         }
-        assert_eq!(restored, reference, "seed {seed}");
+        let keys = ["k", "s0", "s1", "s2", "s3", "p"];
+        assert_eq!(
+            observe(&restored, &keys),
+            observe(&reference, &keys),
+            "seed {seed}"
+        );
+        // Same session tables: replaying the whole stream (all duplicates
+        // now) answers identically on both and changes neither.
+        for r in &stream {
+            assert_eq!(restored.apply(r), reference.apply(r), "seed {seed}: {r:?}");
+        }
+        assert_eq!(
+            observe(&restored, &keys),
+            observe(&reference, &keys),
+            "seed {seed}"
+        );
     }
 }
 
