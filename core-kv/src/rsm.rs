@@ -226,21 +226,27 @@ impl<S: StateMachine> Rsm<S> {
     }
 
     fn execute(&mut self, actions: Vec<Action>) {
+        let mut log_rewritten = false;
         for action in actions {
             match action {
-                Action::PersistHardState(_)
-                | Action::PersistEntries(_)
-                | Action::PersistSnapshot { .. }
-                | Action::Send { .. } => self.out.push(RsmAction::Raft(action)),
+                Action::PersistEntries(_) => {
+                    log_rewritten |= !self.raft.is_leader();
+                    self.out.push(RsmAction::Raft(action));
+                }
+                Action::PersistHardState(_) | Action::PersistSnapshot { .. } | Action::Send { .. } => {
+                    self.out.push(RsmAction::Raft(action))
+                }
                 Action::Apply(entries) => {
                     if self.config.observe_applies {
-                        self.out.push(RsmAction::Observed(Action::Apply(entries.clone())));
+                        self.out
+                            .push(RsmAction::Observed(Action::Apply(entries.clone())));
                     }
                     self.apply(entries);
                 }
                 Action::ApplySnapshot(snapshot) => {
                     if self.config.observe_applies {
-                        self.out.push(RsmAction::Observed(Action::ApplySnapshot(snapshot.clone())));
+                        self.out
+                            .push(RsmAction::Observed(Action::ApplySnapshot(snapshot.clone())));
                     }
                     self.install(snapshot);
                 }
@@ -257,7 +263,30 @@ impl<S: StateMachine> Rsm<S> {
                 Action::Proposed { .. } | Action::NotLeader { .. } => {}
             }
         }
+        if log_rewritten {
+            self.prune_waiters();
+        }
         self.release_reads();
+    }
+
+    /// A follower's log was rewritten by a leader: fail every waiter whose
+    /// (index, term) the log no longer holds. Its entry can never apply, and
+    /// if the log was truncated below it, no other entry may land there soon.
+    fn prune_waiters(&mut self) {
+        let raft = &self.raft;
+        let lost: Vec<LogIndex> = self
+            .waiting
+            .iter()
+            .filter(|(index, (_, term))| {
+                **index > raft.last_index() || raft.term_at(**index).is_some_and(|t| t != *term)
+            })
+            .map(|(index, _)| *index)
+            .collect();
+        for index in lost {
+            if let Some((id, _)) = self.waiting.remove(&index) {
+                self.reply_err(id, self.raft.leader_hint());
+            }
+        }
     }
 
     fn apply(&mut self, entries: Vec<Entry>) {
