@@ -229,13 +229,18 @@ impl<S: StateMachine> Rsm<S> {
         let mut log_rewritten = false;
         for action in actions {
             match action {
-                Action::PersistEntries(_) => {
+                // A follower's log rewritten by the leader's entries, or
+                // replaced whole by the leader's snapshot.
+                Action::PersistEntries(_)
+                | Action::PersistSnapshot {
+                    discard_log: true, ..
+                } => {
                     log_rewritten |= !self.raft.is_leader();
                     self.out.push(RsmAction::Raft(action));
                 }
-                Action::PersistHardState(_) | Action::PersistSnapshot { .. } | Action::Send { .. } => {
-                    self.out.push(RsmAction::Raft(action))
-                }
+                Action::PersistHardState(_)
+                | Action::PersistSnapshot { .. }
+                | Action::Send { .. } => self.out.push(RsmAction::Raft(action)),
                 Action::Apply(entries) => {
                     if self.config.observe_applies {
                         self.out
@@ -269,9 +274,10 @@ impl<S: StateMachine> Rsm<S> {
         self.release_reads();
     }
 
-    /// A follower's log was rewritten by a leader: fail every waiter whose
-    /// (index, term) the log no longer holds. Its entry can never apply, and
-    /// if the log was truncated below it, no other entry may land there soon.
+    /// A follower's log was rewritten by a leader (entries, or a snapshot
+    /// that replaced it): fail every waiter whose (index, term) the log no
+    /// longer holds. Its entry can never apply, and if the log was truncated
+    /// below it, no other entry may land there soon.
     fn prune_waiters(&mut self) {
         let raft = &self.raft;
         let lost: Vec<LogIndex> = self
