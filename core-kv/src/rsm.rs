@@ -226,6 +226,19 @@ impl<S: StateMachine> Rsm<S> {
     }
 
     fn execute(&mut self, actions: Vec<Action>) {
+        // A snapshot from the leader is restored before any action of this
+        // step reaches the driver: if it does not restore, none of them (the
+        // PersistSnapshot, the acknowledgement) may be carried out, so that
+        // storage keeps the last good state and a restart recovers.
+        if let Some(Action::ApplySnapshot(snapshot)) = actions
+            .iter()
+            .find(|a| matches!(a, Action::ApplySnapshot(_)))
+        {
+            if let Err(e) = self.sm.restore(&snapshot.data) {
+                self.fail_install(snapshot.index, e);
+                return;
+            }
+        }
         let mut log_rewritten = false;
         for action in actions {
             match action {
@@ -321,22 +334,32 @@ impl<S: StateMachine> Rsm<S> {
         }
     }
 
-    fn install(&mut self, snapshot: Snapshot) {
-        if let Err(e) = self.sm.restore(&snapshot.data) {
-            // Raft has moved past the snapshot's index, so the state machine
-            // can no longer follow the log: stop serving rather than answer
-            // from a wrong state. Storage is intact; a restart recovers.
-            let why = format!(
-                "snapshot at {} from the leader does not restore: {e}",
-                snapshot.index
-            );
-            tracing::error!("{why}");
-            self.failure = Some(why);
-            for (_, (id, _)) in std::mem::take(&mut self.waiting) {
-                self.reply_err(id, None);
-            }
-            return;
+    /// A snapshot from the leader does not restore. Raft has moved past its
+    /// index, so the state machine can no longer follow the log: stop
+    /// serving rather than answer from a wrong state, and answer every
+    /// pending submission, reads included. Nothing of the step was
+    /// persisted; a restart recovers.
+    fn fail_install(&mut self, index: LogIndex, e: String) {
+        let why = format!("snapshot at {index} from the leader does not restore: {e}");
+        tracing::error!("{why}");
+        self.failure = Some(why);
+        let writes = std::mem::take(&mut self.waiting)
+            .into_values()
+            .map(|(id, _)| id);
+        let confirming = std::mem::take(&mut self.confirming)
+            .into_values()
+            .map(|(id, _)| id);
+        let ready = std::mem::take(&mut self.ready)
+            .into_iter()
+            .map(|(_, id, _)| id);
+        let ids: Vec<u64> = writes.chain(confirming).chain(ready).collect();
+        for id in ids {
+            self.reply_err(id, None);
         }
+    }
+
+    /// The state machine was restored from `snapshot` (in `execute`).
+    fn install(&mut self, snapshot: Snapshot) {
         // Entries through the snapshot were applied elsewhere; we cannot tell
         // whether the waiters' entries are among them.
         let later = self.waiting.split_off(&snapshot.index.next());
