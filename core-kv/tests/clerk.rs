@@ -408,7 +408,7 @@ fn sequence_numbers_rise_by_one_per_operation_and_are_reused_on_retries() {
         assert_eq!(r.client, ME);
         assert_eq!(r.op, op);
         for _ in 0..rng.next_u64() % 4 {
-            let a = if rng.next_u64() % 2 == 0 {
+            let a = if rng.next_u64() % 2 == 1 {
                 c.step(reply(to, r.seq, wrong_leader(Some(all[2]))))
             } else {
                 let mut a = Vec::new();

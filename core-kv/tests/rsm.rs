@@ -571,7 +571,7 @@ fn same_inputs_give_identical_actions() {
                 0 => {
                     let at = n(1 + rng.next_u64() % 3);
                     if c.is_up(at) {
-                        let op = if rng.next_u64() % 2 == 0 {
+                        let op = if rng.next_u64() % 2 == 1 {
                             CounterOp::Inc
                         } else {
                             CounterOp::Get
