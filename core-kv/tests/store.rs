@@ -478,3 +478,23 @@ fn garbage_snapshots_never_panic() {
     huge_string.extend_from_slice(&huge);
     assert!(KvStore::from_snapshot(&huge_string).is_err());
 }
+
+/// DESIGN.md "hostile input is normal" ("never serve data that failed its
+/// checksum" in spirit): a snapshot with bytes after the encoded store is
+/// not what [`KvStore::to_snapshot`] wrote, so it is rejected rather than
+/// silently restored from its prefix.
+#[test]
+fn a_snapshot_with_trailing_bytes_is_rejected() {
+    let mut s = KvStore::new();
+    s.apply(&req(1, 1, set("a", "b")));
+    let good = s.to_snapshot();
+    for extra in [&[0u8][..], &[1, 2, 3, 4], &good] {
+        let mut bytes = good.clone();
+        bytes.extend_from_slice(extra);
+        assert!(
+            KvStore::from_snapshot(&bytes).is_err(),
+            "{} trailing bytes accepted",
+            extra.len()
+        );
+    }
+}
