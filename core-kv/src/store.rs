@@ -143,9 +143,17 @@ impl KvStore {
         postcard::to_allocvec(self).expect("encoding to a Vec cannot fail")
     }
 
-    /// Rebuild from [`KvStore::to_snapshot`] output.
+    /// Rebuild from [`KvStore::to_snapshot`] output. Bytes left over after
+    /// the store mean it is not such output: rejected too.
     pub fn from_snapshot(data: &[u8]) -> Result<KvStore, SnapshotError> {
-        postcard::from_bytes(data).map_err(|e| SnapshotError(e.to_string()))
+        match postcard::take_from_bytes(data) {
+            Ok((store, [])) => Ok(store),
+            Ok((_, rest)) => Err(SnapshotError(format!(
+                "{} bytes after the end of the store",
+                rest.len()
+            ))),
+            Err(e) => Err(SnapshotError(e.to_string())),
+        }
     }
 }
 
