@@ -290,8 +290,24 @@ fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-/// Appends `label pid VmHWM-kB` to `path` (best effort).
-fn record_peak_memory(path: &PathBuf, label: &str) {
+/// User plus system CPU time of this process so far, in milliseconds, from
+/// /proc/self/stat (Linux's clock tick is 100 Hz).
+fn cpu_millis() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0;
+    };
+    // Fields after the parenthesised command name start at field 3 (state);
+    // utime and stime are fields 14 and 15.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) * 10
+}
+
+/// Appends `label pid VmHWM-kB cpu-ms` to `path` (best effort).
+fn record_usage(path: &PathBuf, label: &str) {
     use std::io::Write;
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
         return;
@@ -309,7 +325,7 @@ fn record_peak_memory(path: &PathBuf, label: &str) {
         .open(path)
     {
         // One write call per line, so concurrent appenders never interleave.
-        let line = format!("{label} {} {kb}\n", std::process::id());
+        let line = format!("{label} {} {kb} {}\n", std::process::id(), cpu_millis());
         let _ = f.write_all(line.as_bytes());
     }
 }
@@ -332,7 +348,7 @@ fn main() -> ExitCode {
     let peak = cli.peak_mem_file.clone();
     let result = run(cli);
     if let Some(p) = peak {
-        record_peak_memory(&p, label);
+        record_usage(&p, label);
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,8 +1,8 @@
 //! `mr bench`: wall time and peak memory of the sequential reference and of
 //! 1, 2, 4 worker processes, on the 8 Gutenberg texts and on a generated
 //! large input. Every configuration runs as real child processes of the
-//! `mr` executable; each child appends its peak resident set (VmHWM) to a
-//! file on exit. Distributed outputs are checked against the sequential one.
+//! `mr` executable; each child appends its peak resident set (VmHWM) and
+//! its CPU time to a file on exit. Distributed outputs are checked against the sequential one.
 
 use std::fs;
 use std::io::{self, Write};
@@ -96,16 +96,19 @@ struct Measure {
     wall: Duration,
     coordinator_kb: u64,
     worker_kb: u64,
+    /// CPU time summed over every process of the run.
+    cpu: Duration,
 }
 
-fn peaks(file: &Path) -> (u64, u64) {
+/// Per-role peak memory (kB) and total CPU time (ms) from the usage file.
+fn usage(file: &Path) -> (u64, u64, u64) {
     let text = fs::read_to_string(file).unwrap_or_default();
-    let mut coord = 0;
-    let mut work = 0;
+    let (mut coord, mut work, mut cpu) = (0, 0, 0);
     for line in text.lines() {
         let parts: Vec<&str> = line.split_whitespace().collect();
-        if let [role, _pid, kb] = parts[..] {
+        if let [role, _pid, kb, ms] = parts[..] {
             let kb: u64 = kb.parse().unwrap_or(0);
+            cpu += ms.parse::<u64>().unwrap_or(0);
             if role == "coordinator" {
                 coord = coord.max(kb);
             } else {
@@ -113,7 +116,7 @@ fn peaks(file: &Path) -> (u64, u64) {
             }
         }
     }
-    (coord, work)
+    (coord, work, cpu)
 }
 
 fn sorted_output(dir: &Path) -> io::Result<Vec<String>> {
@@ -212,7 +215,7 @@ fn run_config(
         wait_ok(coord, "mr coordinator")?;
     }
     let wall = start.elapsed();
-    let (coordinator_kb, worker_kb) = peaks(&mem);
+    let (coordinator_kb, worker_kb, cpu_ms) = usage(&mem);
     Ok(Measure {
         label: if workers == 0 {
             "sequential".into()
@@ -222,6 +225,7 @@ fn run_config(
         wall,
         coordinator_kb,
         worker_kb,
+        cpu: Duration::from_millis(cpu_ms),
     })
 }
 
@@ -238,8 +242,8 @@ fn suite(opts: &BenchOptions, name: &str, files: &[PathBuf], scratch: &Path) -> 
         opts.runtime
     );
     println!(
-        "{:<14} {:>10} {:>12} {:>16} {:>10}",
-        "config", "wall s", "MB/s", "peak worker MB", "peak coord MB"
+        "{:<14} {:>8} {:>8} {:>8} {:>16} {:>14}",
+        "config", "wall s", "cpu s", "MB/s", "peak worker MB", "peak coord MB"
     );
     let mut reference: Option<Vec<String>> = None;
     for &w in std::iter::once(&0).chain(opts.workers.iter()) {
@@ -262,9 +266,10 @@ fn suite(opts: &BenchOptions, name: &str, files: &[PathBuf], scratch: &Path) -> 
             format!("{:.1}", m.coordinator_kb as f64 / 1024.0)
         };
         println!(
-            "{:<14} {:>10.2} {:>12.1} {:>16.1} {:>10}",
+            "{:<14} {:>8.2} {:>8.2} {:>8.1} {:>16.1} {:>14}",
             m.label,
             m.wall.as_secs_f64(),
+            m.cpu.as_secs_f64(),
             bytes as f64 / 1e6 / m.wall.as_secs_f64(),
             m.worker_kb as f64 / 1024.0,
             coord
