@@ -736,3 +736,108 @@ fn the_rsm_only_emits_persists_sends_observations_and_replies() {
     }
     assert!(seen_reply);
 }
+
+/// Rsm::restore's contract: a stored snapshot the state machine cannot
+/// restore stops the replica from starting, with an error naming its index
+/// (rather than a panic or a replica serving from an empty state).
+#[test]
+fn restore_from_a_corrupt_stored_snapshot_is_an_error() {
+    let mut c = Cluster::new(3, 18, counter, |cfg| cfg.max_raft_state = Some(100));
+    c.elect(n(1));
+    for _ in 0..20 {
+        submit_and_wait(&mut c, n(1), CounterOp::Inc);
+    }
+    let mut d = c.durable[&n(2)].clone();
+    let snap = d.snapshot.as_mut().expect("a snapshot was taken");
+    let index = snap.index;
+    snap.data = vec![0xff; 3];
+    let err = match core_kv::Rsm::restore(c.configs[&n(2)].clone(), d, counter()) {
+        Ok(_) => panic!("a corrupt stored snapshot was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains(&index.to_string()), "{err}");
+}
+
+/// Thesis §3.6.2 / Figure 3.7 (an entry from an old term can still be
+/// committed by a later leader that holds it): 5 replicas. Leader n1
+/// replicates X only to n2. n5 wins term 2 with n3, n4 and overwrites X's
+/// index on n1 (only). n2, still holding X, wins term 3 with n3, n4 and
+/// commits X. The submission of X at n1 is answered exactly once, and the
+/// counter ends the same everywhere. Today n1 answers NotLeader when its
+/// copy of X is overwritten, although X is applied afterwards: a NotLeader
+/// answer means "retry, the operation may or may not take effect", as for
+/// the lab's ErrWrongLeader, never "it was not applied".
+#[test]
+fn an_overwritten_proposal_can_still_commit_under_a_later_leader() {
+    let mut c = Cluster::new(5, 19, counter, |cfg| {
+        cfg.raft.pre_vote = false;
+        cfg.raft.check_quorum = false;
+    });
+    c.elect(n(1));
+    submit_and_wait(&mut c, n(1), CounterOp::Inc);
+    c.deliver_all();
+    let base = c.node(n(1)).raft().last_index();
+    // X reaches n2 only.
+    for far in [n(3), n(4), n(5)] {
+        c.cut.insert((n(1), far));
+        c.cut.insert((far, n(1)));
+    }
+    let x = c.submit(n(1), CounterOp::Inc);
+    c.deliver_all();
+    assert_eq!(c.node(n(2)).raft().last_index(), base.next());
+    assert_eq!(c.reply(x), None);
+    // n5 campaigns with n3 and n4 (n2 cut off); once it leads, its entries
+    // reach n1 only.
+    c.heal();
+    c.isolate(n(2));
+    c.cut.insert((n(1), n(5)));
+    c.cut.insert((n(5), n(1)));
+    while c.node(n(5)).raft().role() == core_raft::Role::Follower {
+        c.tick(n(5));
+    }
+    c.cut.remove(&(n(1), n(5)));
+    c.cut.remove(&(n(5), n(1)));
+    while let Some(env) = c.queue.pop_front() {
+        c.deliver(env);
+        if c.node(n(5)).raft().is_leader() {
+            for far in [n(2), n(3), n(4)] {
+                c.cut.insert((n(5), far));
+                c.cut.insert((far, n(5)));
+            }
+        }
+    }
+    assert!(c.node(n(5)).raft().is_leader());
+    let t5 = c.node(n(5)).raft().term();
+    assert_eq!(
+        c.node(n(1)).raft().term_at(base.next()),
+        Some(t5),
+        "X overwritten on n1"
+    );
+    let after_overwrite = c.reply(x).cloned();
+    // n5 goes away; n2 (still holding X) wins with n3 and n4 and commits X.
+    c.crash(n(5));
+    c.heal();
+    for _ in 0..200 {
+        c.tick(n(2));
+        c.deliver_all();
+        if c.node(n(2)).raft().is_leader() {
+            break;
+        }
+    }
+    assert!(c.node(n(2)).raft().is_leader(), "n2 wins a later term");
+    for _ in 0..10 {
+        c.tick_all();
+        c.deliver_all();
+    }
+    for id in [n(1), n(2), n(3), n(4)] {
+        assert_eq!(c.state(id).n, 2, "{id}: X applied once");
+    }
+    match c.reply(x) {
+        Some(Ok(CounterOut::Inc(2))) => {}
+        Some(Err(NotLeader { .. })) => {
+            // The current behaviour: answered when the overwrite was seen.
+            assert!(after_overwrite.is_some());
+        }
+        other => panic!("X answered {other:?}"),
+    }
+}
