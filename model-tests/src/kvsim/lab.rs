@@ -307,3 +307,79 @@ pub fn kv_exactly_once(store: &KvStore, applied: &[core_raft::Entry]) -> Result<
     }
     Ok(())
 }
+
+/// The classic labs' `GenericTest` (S24 kvraft, §5.3): each client appends
+/// to its own key (50 % Append, otherwise a Get that must read exactly the
+/// appends so far) for 3 iterations; after each, `checkClntAppends`; the
+/// whole history is checked against the classic model at the end.
+pub fn generic_classic_test(g: &Generic, seed: u64) -> World<KvStore> {
+    use super::clients::{check_appends, Appender};
+    let mut config = WorldConfig::replicated(g.servers, g.reliable, seed);
+    config.max_raft_state = g.max_raft_state;
+    let mut world: World<KvStore> = World::new(config);
+    world.set_service_check(kv_exactly_once);
+    let history: History = Rc::new(RefCell::new(Vec::new()));
+    for iteration in 0..3u64 {
+        let stop: Stop = Rc::new(RefCell::new(false));
+        let mut ids = Vec::new();
+        for c in 0..g.clients as u64 {
+            let me = 1 + c + 1000 * iteration;
+            let key = format!("{}", c + 1);
+            let work = Appender::new(me, key.clone(), false, None, stop.clone());
+            let seed = world.rng().next_u64();
+            let client = ClerkClient::new(me, g.servers, RETRY_TICKS, seed, work, history.clone());
+            ids.push((world.add_client(Box::new(client), None), me, key));
+        }
+        let mut elapsed = 0;
+        let mut next_partition = FIRST_PARTITION_MS;
+        while elapsed < CLIENT_MS {
+            world.run_for(10);
+            elapsed += 10;
+            if g.partitions && elapsed >= next_partition {
+                random_bipartition(&mut world);
+                next_partition = elapsed + 1000 + world.rng().below(200);
+            }
+        }
+        *stop.borrow_mut() = true;
+        world.heal();
+        world.run_until_clients_finish(30_000);
+        for (id, me, key) in ids {
+            world.remove_client(id);
+            let count = history
+                .borrow()
+                .iter()
+                .filter(|r| {
+                    r.client == me
+                        && matches!(r.op, Op::Append { .. })
+                        && r.outcome == Some(Outcome::Ok)
+                })
+                .count() as u64;
+            let value = match run_ops(&mut world, vec![Op::Get { key }], None, &history, 30_000)[0]
+            {
+                Outcome::Value { ref value, .. } => value.clone(),
+                _ => String::new(),
+            };
+            if let Err(e) = check_appends(&value, me, count) {
+                world.fail(format!("client {me}: {e}"));
+            }
+        }
+        if g.crash {
+            for i in 0..g.servers {
+                world.shutdown(i);
+            }
+            world.run_for(1000);
+            for i in 0..g.servers {
+                world.start(i);
+            }
+            world.heal();
+        }
+        if let Some(max) = g.max_raft_state {
+            let size = world.max_raft_state_size();
+            if size > 8 * max {
+                world.fail(format!("logs were not trimmed: {size} > 8 * {max}"));
+            }
+        }
+    }
+    assert_classic_linearizable(&history, seed);
+    world
+}
