@@ -64,6 +64,10 @@ struct Pending {
     /// Index into `servers` of the current target.
     target: usize,
     ticks_left: u64,
+    /// The next send waits for `ticks_left` to run out (backing off).
+    delayed: bool,
+    /// Servers tried since the last back-off.
+    hops: usize,
 }
 
 /// A clerk.
@@ -140,6 +144,8 @@ impl Clerk {
             resends: 0,
             target,
             ticks_left: 0,
+            delayed: false,
+            hops: 0,
         });
         self.send();
     }
@@ -161,8 +167,12 @@ impl Clerk {
         self.out.push(ClerkAction::Send { to, request });
     }
 
-    /// Move to another server and send again.
-    fn resend(&mut self, next: Option<usize>) {
+    /// Move to another server and send again. After a refusal: at once
+    /// while the servers refused since the last pause are fewer than all of
+    /// them, else after a pause of half the retry interval. Without the pause, two servers that each name the
+    /// other as leader (stale hints during a partition) would bounce the
+    /// clerk between them at network speed.
+    fn resend(&mut self, next: Option<usize>, refused: bool) {
         let n = self.config.servers.len();
         let p = self
             .pending
@@ -173,6 +183,21 @@ impl Clerk {
             Some(i) if i != p.target => i,
             _ => (p.target + 1) % n,
         };
+        if !refused {
+            // A timeout already waited a whole retry interval.
+            p.hops = 0;
+            self.send();
+            return;
+        }
+        p.hops += 1;
+        if p.hops >= n {
+            // A whole round of refusals: no leader right now. Pause half the
+            // retry interval before the next round.
+            p.hops = 0;
+            p.delayed = true;
+            p.ticks_left = (self.config.retry_ticks / 2).max(1);
+            return;
+        }
         self.send();
     }
 
@@ -181,11 +206,17 @@ impl Clerk {
             return;
         };
         p.ticks_left = p.ticks_left.saturating_sub(1);
-        if p.ticks_left == 0 {
+        if p.ticks_left > 0 {
+            return;
+        }
+        if p.delayed {
+            p.delayed = false;
+            self.send();
+        } else {
             // Silence: the request or its answer was lost, or the server is
             // gone. Forget the leader guess and try the next server.
             self.leader = None;
-            self.resend(None);
+            self.resend(None, false);
         }
     }
 
@@ -200,12 +231,18 @@ impl Clerk {
             return;
         };
         match reply.response {
+            Response::WrongLeader { .. } if from_index != p.target => {
+                // A late refusal from a server this clerk already left: the
+                // current attempt is still in flight. Acting on it would
+                // start another attempt for every stale refusal (a storm
+                // under message duplication).
+            }
             Response::WrongLeader { leader_hint } => {
                 self.leader = None;
                 let hint =
                     leader_hint.and_then(|h| self.config.servers.iter().position(|s| *s == h));
                 let hint = hint.filter(|h| *h != from_index);
-                self.resend(hint);
+                self.resend(hint, true);
             }
             Response::Done(outcome) => {
                 self.leader = Some(from_index);

@@ -157,6 +157,9 @@ fn wrong_leader_with_a_hint_goes_to_the_hint() {
 /// Issue 4 "rotates through servers": WrongLeader without a usable hint
 /// (none, an unknown server, or the answering server itself) moves to the
 /// next server in the list, wrapping around, so that every server is tried.
+/// Once every server has refused, the clerk pauses half its retry interval
+/// before the next round (no leader exists right now; retrying at network
+/// speed would only load the servers).
 #[test]
 fn wrong_leader_without_a_usable_hint_rotates() {
     let all = servers(4);
@@ -167,7 +170,20 @@ fn wrong_leader_without_a_usable_hint_rotates() {
         let mut to = first;
         let mut seen = vec![first];
         for step in 1..=8 {
-            let (next, again) = sent(&c.step(reply(to, r.seq, wrong_leader(hint))));
+            let mut actions = c.step(reply(to, r.seq, wrong_leader(hint)));
+            if step % all.len() == 0 {
+                assert!(
+                    actions.is_empty(),
+                    "a full round of refusals must pause, got {actions:?}"
+                );
+                for tick in 1..=RETRY / 2 {
+                    actions = c.step(ClerkInput::Tick);
+                    if tick < RETRY / 2 {
+                        assert!(actions.is_empty(), "sent before the pause ended");
+                    }
+                }
+            }
+            let (next, again) = sent(&actions);
             assert_eq!(next, all[(start + step) % all.len()], "hint {hint:?}");
             assert_eq!(again.seq, r.seq);
             to = next;
@@ -512,4 +528,27 @@ fn a_clerk_over_a_lossy_network_to_a_single_server() {
         }
         assert_eq!(maybe, 0, "seed {seed}: the session table answers resends");
     }
+}
+
+/// A refusal from a server the clerk has already moved away from must not
+/// start another attempt: the current one is still in flight. Acting on
+/// stale refusals turned message duplication into a request storm in the
+/// simulator (each stale refusal spawned a request, whose refusal spawned
+/// another).
+#[test]
+fn a_stale_refusal_from_a_previous_server_is_ignored() {
+    let all = servers(3);
+    let mut c = clerk(3, 5);
+    let (first, r) = sent(&c.step(ClerkInput::Invoke(get("k"))));
+    let (second, _) = sent(&c.step(reply(first, r.seq, wrong_leader(None))));
+    assert_ne!(first, second);
+    // A duplicate of the first refusal arrives late.
+    let late = c.step(reply(first, r.seq, wrong_leader(Some(all[0]))));
+    assert!(
+        late.is_empty(),
+        "a stale refusal started another attempt: {late:?}"
+    );
+    // An answer from any server for this request still completes it.
+    let done_actions = c.step(reply(second, r.seq, Response::Done(Outcome::Ok)));
+    assert!(done(&done_actions).is_some());
 }

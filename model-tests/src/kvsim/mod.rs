@@ -5,6 +5,7 @@
 pub mod clients;
 pub mod counter;
 pub mod lab;
+pub mod swarm;
 pub mod world;
 
 pub use world::{Answer, Outbox, ServiceCheck, SimClient, World, WorldConfig};

@@ -1,0 +1,244 @@
+//! Swarm runs of the replicated key/value service: each seed picks its own
+//! cluster, clients, workload and fault mix; exactly-once is checked on
+//! every replica after every step, linearizability of the whole history at
+//! the end, and the healed service must let every client finish.
+
+use super::clients::{check_appends, Appender, ClerkClient, History, OnePut, PutCounts, Stop};
+use super::lab::{
+    assert_classic_linearizable, assert_versioned_linearizable, kv_exactly_once, run_ops,
+    RETRY_TICKS,
+};
+use super::world::{World, WorldConfig};
+use crate::sim::network::NetConfig;
+use crate::sim::rng::SimRng;
+use core_kv::{KvStore, Op, Outcome};
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+
+/// The settings one seed runs with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvSwarmOptions {
+    /// Servers: 3, 5 or 7.
+    pub servers: usize,
+    /// Clients racing versioned Puts on shared keys.
+    pub put_clients: usize,
+    /// Shared keys for the versioned clients.
+    pub keys: usize,
+    /// Clients appending to their own keys (classic).
+    pub append_clients: usize,
+    /// Network faults while the chaos lasts.
+    pub net: NetConfig,
+    /// Out of 1000 per 100 ms: re-partition the servers.
+    pub partition_per_mille: u64,
+    /// Out of 1000 per 100 ms: crash a server.
+    pub crash_per_mille: u64,
+    /// Out of 1000 per 100 ms: restart a crashed server.
+    pub restart_per_mille: u64,
+    /// Snapshot threshold in bytes (`None`: never).
+    pub max_raft_state: Option<usize>,
+    /// Reads through ReadIndex (else through the log).
+    pub read_index: bool,
+}
+
+impl KvSwarmOptions {
+    /// Derive the options from a seed.
+    pub fn from_seed(seed: u64) -> Self {
+        let mut r = SimRng::new(seed ^ 0x4B56_5357);
+        KvSwarmOptions {
+            servers: [3, 5, 7][r.pick(3)],
+            put_clients: [1, 3, 8, 15][r.pick(4)],
+            keys: [1, 3, 20][r.pick(3)],
+            append_clients: [0, 2, 5][r.pick(3)],
+            net: NetConfig {
+                drop_per_mille: [0, 50, 100, 200][r.pick(4)],
+                duplicate_per_mille: [0, 0, 50, 300][r.pick(4)],
+                delay_min_ms: 0,
+                delay_max_ms: [1, 10, 27, 60][r.pick(4)],
+                long_reordering: r.chance(1, 5),
+            },
+            partition_per_mille: [0, 100, 300][r.pick(3)],
+            crash_per_mille: [0, 50, 150][r.pick(3)],
+            restart_per_mille: [300, 700][r.pick(2)],
+            max_raft_state: [None, Some(300), Some(1000), Some(20_000)][r.pick(4)],
+            read_index: r.chance(2, 3),
+        }
+    }
+}
+
+impl fmt::Display for KvSwarmOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} servers, {} put clients on {} keys, {} appenders, drop {}‰, dup {}‰, delay ≤{} ms{}, partition {}‰, crash {}‰, snapshot {:?}, read-index {}",
+            self.servers,
+            self.put_clients,
+            self.keys,
+            self.append_clients,
+            self.net.drop_per_mille,
+            self.net.duplicate_per_mille,
+            self.net.delay_max_ms,
+            if self.net.long_reordering { " +reorder" } else { "" },
+            self.partition_per_mille,
+            self.crash_per_mille,
+            self.max_raft_state,
+            self.read_index
+        )
+    }
+}
+
+/// What one run did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvSwarmReport {
+    /// Operations completed by clients.
+    pub ops: usize,
+    /// Successful versioned Puts.
+    pub puts_ok: u64,
+    /// Retried mutations answered from a session table (double applications avoided).
+    pub duplicates_avoided: u64,
+    /// Virtual time simulated.
+    pub virtual_ms: u64,
+    /// Server steps.
+    pub steps: u64,
+}
+
+/// Run one seed with `chaos_ms` of faults. Panics, naming the seed, on any
+/// violation, on a non-linearizable or undecided history, or if the healed
+/// service does not let every client finish.
+pub fn run_kv_swarm(seed: u64, chaos_ms: u64) -> KvSwarmReport {
+    let o = KvSwarmOptions::from_seed(seed);
+    let mut config = WorldConfig::replicated(o.servers, true, seed);
+    config.net = o.net.clone();
+    config.max_raft_state = o.max_raft_state;
+    config.read_index = o.read_index;
+    let mut w: World<KvStore> = World::new(config);
+    w.set_service_check(kv_exactly_once);
+    // Separate histories: the versioned and the classic model each see
+    // only their own workload's keys.
+    let h: History = Rc::new(RefCell::new(Vec::new()));
+    let h_app: History = Rc::new(RefCell::new(Vec::new()));
+    let stop: Stop = Rc::new(RefCell::new(false));
+    let keys: Vec<String> = (0..o.keys).map(|k| format!("k{k}")).collect();
+    let mut counts = Vec::new();
+    for c in 0..o.put_clients as u64 {
+        let n = Rc::new(RefCell::new(PutCounts::default()));
+        counts.push(n.clone());
+        let work = OnePut::new(c + 1, keys.clone(), true, stop.clone(), n);
+        let s = w.rng().next_u64();
+        w.add_client(
+            Box::new(ClerkClient::new(
+                c + 1,
+                o.servers,
+                RETRY_TICKS,
+                s,
+                work,
+                h.clone(),
+            )),
+            None,
+        );
+    }
+    let mut appenders = Vec::new();
+    for a in 0..o.append_clients as u64 {
+        let me = 10_000 + a;
+        let work = Appender::new(me, format!("a{me}"), false, None, stop.clone());
+        let s = w.rng().next_u64();
+        w.add_client(
+            Box::new(ClerkClient::new(
+                me,
+                o.servers,
+                RETRY_TICKS,
+                s,
+                work,
+                h_app.clone(),
+            )),
+            None,
+        );
+        appenders.push(me);
+    }
+    let mut elapsed = 0;
+    while elapsed < chaos_ms {
+        w.run_for(100);
+        elapsed += 100;
+        if w.rng().chance(o.partition_per_mille, 1000) {
+            if w.rng().chance(1, 3) {
+                w.heal();
+            } else {
+                super::lab::random_bipartition(&mut w);
+            }
+        }
+        if w.rng().chance(o.crash_per_mille, 1000) {
+            let i = w.rng().pick(o.servers);
+            w.crash(i);
+        }
+        if w.rng().chance(o.restart_per_mille, 1000) {
+            let down: Vec<usize> = (0..o.servers).filter(|i| !w.is_up(*i)).collect();
+            if !down.is_empty() {
+                let i = down[w.rng().pick(down.len())];
+                w.start(i);
+            }
+        }
+    }
+    // Heal and require every client to finish.
+    *stop.borrow_mut() = true;
+    w.set_net(NetConfig {
+        drop_per_mille: 0,
+        duplicate_per_mille: 0,
+        long_reordering: false,
+        ..o.net.clone()
+    });
+    for i in 0..o.servers {
+        if !w.is_up(i) {
+            w.start(i);
+        }
+    }
+    w.heal();
+    w.run_until_clients_finish(60_000);
+    // Every appender's elements exactly once and in order.
+    for me in appenders {
+        let done = h_app
+            .borrow()
+            .iter()
+            .filter(|r| {
+                r.client == me
+                    && matches!(r.op, Op::Append { .. })
+                    && r.outcome == Some(Outcome::Ok)
+            })
+            .count() as u64;
+        let value = match run_ops(
+            &mut w,
+            vec![Op::Get {
+                key: format!("a{me}"),
+            }],
+            None,
+            &h_app,
+            60_000,
+        )[0]
+        {
+            Outcome::Value { ref value, .. } => value.clone(),
+            _ => String::new(),
+        };
+        if let Err(e) = check_appends(&value, me, done) {
+            w.fail(format!("appender {me}: {e}"));
+        }
+    }
+    assert_versioned_linearizable(&h, seed);
+    assert_classic_linearizable(&h_app, seed);
+    let ops = h
+        .borrow()
+        .iter()
+        .chain(h_app.borrow().iter())
+        .filter(|r| r.ret.is_some())
+        .count();
+    let duplicates_avoided = (0..o.servers)
+        .filter_map(|i| w.state(i))
+        .map(|s| s.duplicates())
+        .max()
+        .unwrap_or(0);
+    KvSwarmReport {
+        ops,
+        puts_ok: counts.iter().map(|c| c.borrow().ok).sum(),
+        duplicates_avoided,
+        virtual_ms: w.now_ms,
+        steps: w.steps,
+    }
+}
