@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Mutation check: each patch here re-introduces a classic Raft bug into
-# core-raft. For each, apply it, run the simulator suites (lab ports, swarm,
-# properties) and the `sim` command, and report whether the suite caught it.
+# Mutation check: each patch here re-introduces a classic bug into core-raft
+# or core-kv. For each, apply it, run the test suites of the cores and the
+# simulator (lab ports, swarms, properties) and the `sim` command, and report
+# whether the suite caught it.
 # The working tree is restored after every mutant, whatever happens.
 #
 #   mutants/run.sh                 # all mutants
@@ -12,8 +13,8 @@ names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
   for p in mutants/*.patch; do names+=("$(basename "$p" .patch)"); done
 fi
-if ! git diff --quiet -- core-raft/src; then
-  echo "core-raft/src has uncommitted changes; commit or stash them first" >&2
+if ! git diff --quiet -- core-raft/src core-kv/src; then
+  echo "core-raft/src or core-kv/src has uncommitted changes; commit or stash them first" >&2
   exit 2
 fi
 missed=0
@@ -27,11 +28,13 @@ for name in "${names[@]}"; do
   log="target/mutant-$name.log"
   mkdir -p target
   caught=""
-  if ! cargo test --no-fail-fast --release -p core-raft -p model-tests --tests >"$log" 2>&1; then
+  if ! cargo test --no-fail-fast --release -p core-raft -p core-kv -p model-tests --tests >"$log" 2>&1; then
     caught="cargo test: $(grep -E '^test .* FAILED$' "$log" | sed 's/^test //; s/ \.\.\. FAILED//' | tr '\n' ' ')"
   fi
-  if ./target/release/sim raft --seeds 300 --fail-fast >>"$log" 2>&1; then :; else
-    caught="$caught; sim raft: $(grep -m1 -E '^seed [0-9]+: at' "$log")"
+  system=raft
+  case "$name" in kv-*) system=kv ;; esac
+  if ./target/release/sim "$system" --seeds 300 --fail-fast >>"$log" 2>&1; then :; else
+    caught="$caught; sim $system: $(grep -m1 -E '^seed [0-9]+: ' "$log" | cut -c1-160)"
   fi
   git apply -R "$patch"
   if [ -n "$caught" ]; then
