@@ -145,7 +145,7 @@ enum Event<Op, Out> {
 }
 
 enum Server<S: StateMachine> {
-    Replica(Rsm<S>),
+    Replica(Box<Rsm<S>>),
     Single(S),
 }
 
@@ -319,7 +319,7 @@ where
             let rsm = Rsm::restore(config, durable, S::default())
                 .unwrap_or_else(|e| self.fail(format!("server {i} cannot restart: {e}")));
             self.checker.on_start(NodeId(i as u64), applied);
-            Server::Replica(rsm)
+            Server::Replica(Box::new(rsm))
         };
         let slot = &mut self.slots[i];
         slot.server = Some(server);
