@@ -115,6 +115,16 @@ pub trait Model {
         output: Option<&Self::Output>,
     ) -> Option<Self::State>;
 
+    /// True if this operation, with this output, leaves the state unchanged
+    /// in *every* state where it is legal (a read; a write refused for its
+    /// version). The search may then linearize it as soon as it is legal and
+    /// never try the alternatives, which keeps histories full of concurrent
+    /// reads and refused writes tractable. The default, `false`, is always
+    /// safe; answering `true` wrongly makes the checker unsound.
+    fn never_changes_state(&self, _input: &Self::Input, _output: Option<&Self::Output>) -> bool {
+        false
+    }
+
     /// Splits a history into independent groups such that the history is
     /// linearizable if and only if every group is (P-compositionality).
     /// Partitioning per key turns one exponential search into many small

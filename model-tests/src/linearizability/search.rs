@@ -11,6 +11,19 @@
 //! next candidate after it. A history is linearizable when every completed
 //! operation has been lifted; operations without a reply may stay behind
 //! (they never took effect).
+//!
+//! One pruning beyond porcupine: a candidate that is legal now and that the
+//! model says never changes the state (`Model::never_changes_state`: a read,
+//! a Put refused for its version) may always be linearized first. It is
+//! minimal (no unlinearized operation returned before its call), so no
+//! real-time constraint forbids it; and since it changes the state nowhere,
+//! moving it from its place in any linearization to the front changes no
+//! other operation's legality. So if any linearization of the remaining
+//! operations exists, one starts with it: when that choice fails, its
+//! siblings need not be tried. (An operation that merely happens to leave
+//! *this* state unchanged, like writing the current value, does not qualify:
+//! at its later place it may have changed the state.) Without this, many
+//! concurrent refused Puts make the search enumerate their subsets.
 
 use super::memo::{Bitset, Memo};
 use super::model::{Model, Operation};
@@ -165,8 +178,9 @@ pub(crate) fn search<M: Model>(
     let mut linearized = Bitset::new(ops.len());
     let mut memo = Memo::new();
     let mut state = model.init();
-    // Linearized call nodes, each with the state before it.
-    let mut calls: Vec<(usize, M::State)> = Vec::new();
+    // Linearized call nodes, each with the state before it and whether the
+    // operation left the state unchanged (see the module doc's pruning).
+    let mut calls: Vec<(usize, M::State, bool)> = Vec::new();
     let mut unlinearized_completed = ops.iter().filter(|op| op.reply.is_some()).count();
     // The deepest prefix so far; `low_water` is the lowest stack depth since
     // it was copied, so only the changed tail is copied next time.
@@ -196,24 +210,44 @@ pub(crate) fn search<M: Model>(
             let next = node.next;
             match model.step(&state, &op.input, op.output()) {
                 Some(new_state) => {
+                    let preserving = model.never_changes_state(&op.input, op.output());
+                    debug_assert!(
+                        !preserving || new_state == state,
+                        "never_changes_state lied"
+                    );
                     linearized.insert(op_index);
                     if memo.insert(&linearized, &new_state) {
-                        calls.push((cur, std::mem::replace(&mut state, new_state)));
+                        calls.push((cur, std::mem::replace(&mut state, new_state), preserving));
                         list.lift(cur);
                         if op.reply.is_some() {
                             unlinearized_completed -= 1;
                         }
                         cur = list.nodes[HEAD].next;
-                    } else {
-                        linearized.remove(op_index);
-                        cur = next;
+                        continue;
                     }
+                    linearized.remove(op_index);
+                    if !preserving {
+                        cur = next;
+                        continue;
+                    }
+                    // Taking this state-preserving operation first leads to
+                    // an explored, failed point, so the current prefix fails
+                    // too: backtrack (below).
                 }
-                None => cur = next,
+                None => {
+                    cur = next;
+                    continue;
+                }
             }
-        } else {
+        }
+        {
             // A return entry: its operation cannot be linearized after the
             // current prefix. Remember the deepest such point, then backtrack.
+            let blocked_by = if node_is_return(&list, cur) {
+                op_index
+            } else {
+                list.nodes[cur].op
+            };
             let deeper = match &deepest {
                 Some(d) => calls.len() > d.prefix.len(),
                 None => true,
@@ -221,28 +255,45 @@ pub(crate) fn search<M: Model>(
             if deeper {
                 let d = deepest.get_or_insert_with(|| Deepest {
                     prefix: Vec::new(),
-                    blocked: op_index,
+                    blocked: blocked_by,
                 });
                 d.prefix.truncate(low_water);
                 let tail = &calls[d.prefix.len()..];
                 d.prefix
-                    .extend(tail.iter().map(|(node, _)| list.nodes[*node].op));
-                d.blocked = op_index;
+                    .extend(tail.iter().map(|(node, _, _)| list.nodes[*node].op));
+                d.blocked = blocked_by;
                 low_water = calls.len();
             }
-            let Some((call_node, previous)) = calls.pop() else {
-                return SearchResult::Illegal(deepest.expect("recorded just above"));
-            };
-            low_water = low_water.min(calls.len());
-            state = previous;
-            let op_index = list.nodes[call_node].op;
-            linearized.remove(op_index);
-            if ops[op_index].reply.is_some() {
-                unlinearized_completed += 1;
+            // Undo the last choice; if it preserved the state, its siblings
+            // cannot succeed either (module doc), so undo further.
+            loop {
+                let Some((call_node, previous, preserving)) = calls.pop() else {
+                    return SearchResult::Illegal(deepest.expect("recorded just above"));
+                };
+                low_water = low_water.min(calls.len());
+                state = previous;
+                let op_index = list.nodes[call_node].op;
+                linearized.remove(op_index);
+                if ops[op_index].reply.is_some() {
+                    unlinearized_completed += 1;
+                }
+                list.unlift(call_node);
+                cur = list.nodes[call_node].next;
+                if !preserving {
+                    break;
+                }
             }
-            list.unlift(call_node);
-            cur = list.nodes[call_node].next;
         }
     }
-    SearchResult::Ok(calls.iter().map(|(node, _)| list.nodes[*node].op).collect())
+    SearchResult::Ok(
+        calls
+            .iter()
+            .map(|(node, _, _)| list.nodes[*node].op)
+            .collect(),
+    )
+}
+
+/// Whether `node` is a return entry.
+fn node_is_return(list: &EntryList, node: usize) -> bool {
+    list.nodes[node].matching == NIL
 }

@@ -69,6 +69,14 @@ impl Model for ClassicKvModel {
         String::new()
     }
 
+    fn never_changes_state(
+        &self,
+        input: &ClassicKvInput,
+        _output: Option<&ClassicKvOutput>,
+    ) -> bool {
+        matches!(input, ClassicKvInput::Get { .. })
+    }
+
     fn step(
         &self,
         state: &String,

@@ -35,6 +35,10 @@ impl Model for RegisterModel {
         0
     }
 
+    fn never_changes_state(&self, input: &RegisterInput, _output: Option<&RegisterOutput>) -> bool {
+        matches!(input, RegisterInput::Read)
+    }
+
     fn step(
         &self,
         state: &u64,

@@ -101,6 +101,14 @@ impl Model for VersionedKvModel {
         KvState::default()
     }
 
+    fn never_changes_state(&self, input: &KvInput, output: Option<&KvOutput>) -> bool {
+        match (input, output) {
+            (KvInput::Get { .. }, _) => true,
+            (KvInput::Put { .. }, Some(KvOutput::Put { err })) => *err == KvErr::ErrVersion,
+            _ => false,
+        }
+    }
+
     fn step(&self, state: &KvState, input: &KvInput, output: Option<&KvOutput>) -> Option<KvState> {
         match (input, output) {
             (KvInput::Get { .. }, None) => Some(state.clone()),
