@@ -33,8 +33,9 @@ for name in "${names[@]}"; do
   fi
   system=raft
   case "$name" in kv-*) system=kv ;; esac
-  if ./target/release/sim "$system" --seeds 300 --fail-fast >>"$log" 2>&1; then :; else
-    caught="$caught; sim $system: $(grep -m1 -E '^seed [0-9]+: ' "$log" | cut -c1-160)"
+  simlog="target/mutant-$name.sim.log"
+  if ./target/release/sim "$system" --seeds 300 --fail-fast >"$simlog" 2>&1; then :; else
+    caught="$caught; sim $system: $(grep -m1 -E '^seed [0-9]+: ' "$simlog" | cut -c1-160)"
   fi
   git apply -R "$patch"
   if [ -n "$caught" ]; then
