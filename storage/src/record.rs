@@ -1,0 +1,232 @@
+//! The log's record format: one persist action per record.
+//!
+//! ```text
+//! +------------------+------------------+---------------------------+
+//! | length: u32 (LE) | crc32: u32 (LE)  | payload: postcard(Record) |
+//! +------------------+------------------+---------------------------+
+//! ```
+//!
+//! `length` counts payload bytes only and is never zero; `crc32` (IEEE,
+//! as computed by `crc32fast`) covers the payload. Replaying the records of
+//! the log in order through [`core_raft::Durable::persist`] rebuilds the
+//! state; see [`Record::replay`].
+
+use crate::error::StorageError;
+use core_raft::{Action, Durable, Entry, HardState, LogIndex, Snapshot, Term};
+use serde::{Deserialize, Serialize};
+
+/// Bytes of the header in front of every payload.
+pub const HEADER_BYTES: usize = 8;
+
+/// The largest payload one record may carry (1 GiB). A batch of entries
+/// larger than this is refused rather than split.
+pub const MAX_RECORD_BYTES: usize = 1 << 30;
+
+/// Which snapshot a record refers to; the snapshot's data lives in its own
+/// file (see [`crate::snapshot_file`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    /// Last log index the snapshot covers.
+    pub index: LogIndex,
+    /// Term of the entry at `index`.
+    pub term: Term,
+}
+
+impl SnapshotMeta {
+    /// The stand-in used during replay until the real snapshot file is read.
+    fn placeholder(self) -> Snapshot {
+        Snapshot {
+            index: self.index,
+            term: self.term,
+            data: Vec::new(),
+        }
+    }
+}
+
+/// The state at the start of a segment: the first record of every segment.
+/// It lets recovery start at any segment whose predecessors were deleted
+/// because a snapshot covered every entry they held.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The hard state in force when the segment was opened.
+    pub hard_state: HardState,
+    /// The snapshot in force when the segment was opened.
+    pub snapshot: Option<SnapshotMeta>,
+    /// The last index held (log or snapshot) when the segment was opened.
+    /// Earlier segments may be deleted once a durable snapshot reaches it.
+    pub last_index: LogIndex,
+}
+
+/// A decoded log record.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub enum Record {
+    /// Segment header (see [`Checkpoint`]).
+    Checkpoint(Checkpoint),
+    /// [`Action::PersistHardState`].
+    HardState(HardState),
+    /// [`Action::PersistEntries`]: truncate at the first index, then append.
+    Entries(Vec<Entry>),
+    /// [`Action::PersistSnapshot`], with the data left in the snapshot file.
+    Snapshot {
+        /// Which snapshot.
+        meta: SnapshotMeta,
+        /// Drop the whole log rather than the covered prefix.
+        discard_log: bool,
+    },
+}
+
+/// The borrowed twin of [`Record`] used for writing; it encodes to the
+/// same bytes (same variant order, slices encode like vectors).
+#[derive(Serialize)]
+pub(crate) enum RecordRef<'a> {
+    Checkpoint(Checkpoint),
+    HardState(HardState),
+    Entries(&'a [Entry]),
+    Snapshot {
+        meta: SnapshotMeta,
+        discard_log: bool,
+    },
+}
+
+impl Record {
+    /// Apply this record to `durable` exactly as [`Durable::persist`] applies
+    /// the action it came from. Snapshot records install a placeholder
+    /// without data; recovery swaps in the snapshot file afterwards.
+    pub fn replay(self, durable: &mut Durable) {
+        match self {
+            Record::Checkpoint(cp) => {
+                durable.hard_state = cp.hard_state;
+                if let Some(meta) = cp.snapshot {
+                    durable.snapshot = Some(meta.placeholder());
+                }
+            }
+            Record::HardState(hs) => {
+                durable.persist(&Action::PersistHardState(hs));
+            }
+            Record::Entries(entries) => {
+                durable.persist(&Action::PersistEntries(entries));
+            }
+            Record::Snapshot { meta, discard_log } => {
+                durable.persist(&Action::PersistSnapshot {
+                    snapshot: meta.placeholder(),
+                    discard_log,
+                });
+            }
+        }
+    }
+}
+
+/// Append one framed record to `buf`; returns the bytes added.
+pub(crate) fn encode(record: &RecordRef<'_>, buf: &mut Vec<u8>) -> Result<usize, StorageError> {
+    let payload = postcard::to_allocvec(record).map_err(|source| StorageError::Encode {
+        what: "a log record",
+        source,
+    })?;
+    if payload.len() > MAX_RECORD_BYTES {
+        return Err(StorageError::RecordTooLarge {
+            bytes: payload.len(),
+            max: MAX_RECORD_BYTES,
+        });
+    }
+    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    buf.extend_from_slice(&payload);
+    Ok(HEADER_BYTES + payload.len())
+}
+
+/// What [`decode`] found at one offset.
+#[derive(Debug)]
+pub enum Frame {
+    /// A good record and its framed length.
+    Record(Record, usize),
+    /// Bytes that a crash in the middle of an append could have left: a
+    /// short header, a short payload, a zero-filled tail, or a checksum
+    /// mismatch in a record that ends exactly at the end of the data.
+    /// Whether that is acceptable depends on where it is (only at the very
+    /// end of the log).
+    Torn(String),
+    /// Damage a crash cannot explain.
+    Corrupt(String),
+}
+
+/// Decode the record starting at `at` in `bytes` (which ends at the end of
+/// the file). `at` must be less than `bytes.len()`.
+pub fn decode(bytes: &[u8], at: usize) -> Frame {
+    let rest = &bytes[at..];
+    let zero_tail = || rest.iter().all(|b| *b == 0);
+    if rest.len() < HEADER_BYTES {
+        return Frame::Torn(format!(
+            "record header cut short: {} of {HEADER_BYTES} bytes",
+            rest.len()
+        ));
+    }
+    let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
+    if len == 0 {
+        return if zero_tail() {
+            Frame::Torn(format!("zero-filled tail of {} bytes", rest.len()))
+        } else {
+            Frame::Corrupt("record length is zero (a record is never empty)".into())
+        };
+    }
+    let available = rest.len() - HEADER_BYTES;
+    if len > available {
+        return Frame::Torn(format!(
+            "record claims {len} payload bytes but only {available} remain"
+        ));
+    }
+    let payload = &rest[HEADER_BYTES..HEADER_BYTES + len];
+    let actual = crc32fast::hash(payload);
+    if actual != crc {
+        let what = format!("checksum mismatch: header says {crc:#010x}, payload of {len} bytes hashes to {actual:#010x}");
+        return if HEADER_BYTES + len == rest.len() {
+            Frame::Torn(what)
+        } else {
+            Frame::Corrupt(what)
+        };
+    }
+    match postcard::take_from_bytes::<Record>(payload) {
+        Ok((record, [])) => Frame::Record(record, HEADER_BYTES + len),
+        Ok((_, extra)) => Frame::Corrupt(format!(
+            "payload passed its checksum but has {} undecoded trailing bytes",
+            extra.len()
+        )),
+        Err(e) => Frame::Corrupt(format!(
+            "payload passed its checksum but does not decode as a record: {e}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core_raft::message::Payload;
+
+    #[test]
+    fn borrowed_and_owned_records_share_one_encoding() {
+        let entries = vec![Entry {
+            index: LogIndex(3),
+            term: Term(2),
+            payload: Payload::Command(b"x".to_vec()),
+        }];
+        let mut buf = Vec::new();
+        let n = encode(&RecordRef::Entries(&entries), &mut buf).unwrap();
+        assert_eq!(n, buf.len());
+        match decode(&buf, 0) {
+            Frame::Record(Record::Entries(e), len) => {
+                assert_eq!(e, entries);
+                assert_eq!(len, n);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn short_and_zero_tails_are_torn() {
+        let mut buf = Vec::new();
+        encode(&RecordRef::HardState(HardState::default()), &mut buf).unwrap();
+        assert!(matches!(decode(&buf[..buf.len() - 1], 0), Frame::Torn(_)));
+        assert!(matches!(decode(&buf[..5], 0), Frame::Torn(_)));
+        assert!(matches!(decode(&[0u8; 40], 0), Frame::Torn(_)));
+    }
+}
