@@ -23,7 +23,7 @@ pub const HEADER_BYTES: usize = 8;
 pub const MAX_RECORD_BYTES: usize = 1 << 30;
 
 /// Which snapshot a record refers to; the snapshot's data lives in its own
-/// file (see [`crate::snapshot_file`]).
+/// file (`snapshot-<index>.snap`, see the crate documentation).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotMeta {
     /// Last log index the snapshot covers.

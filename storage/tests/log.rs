@@ -1,0 +1,170 @@
+//! The log's everyday work: rolling segments, overwriting a suffix,
+//! snapshots and the log truncation that follows them, across restarts.
+
+mod common;
+
+use common::{entries, hard_state, snapshot, TempDir};
+use core_raft::{Action, Durable, LogIndex};
+use storage::{DiskStorage, StorageOptions};
+
+const SMALL: StorageOptions = StorageOptions {
+    segment_bytes: 1024,
+};
+
+/// Persist `batches` one batch per fsync into a fresh store, returning the
+/// store and the in-memory model that saw the same actions.
+fn write(
+    dir: &TempDir,
+    options: StorageOptions,
+    batches: &[Vec<Action>],
+) -> (DiskStorage, Durable) {
+    let (mut disk, _, _) = DiskStorage::open_with(dir.path(), options).unwrap();
+    let mut model = Durable::default();
+    for batch in batches {
+        for action in batch {
+            model.persist(action);
+        }
+        disk.persist_batch(batch).unwrap();
+    }
+    (disk, model)
+}
+
+fn reopen(dir: &TempDir, options: StorageOptions) -> (DiskStorage, Durable) {
+    let (disk, durable, report) = DiskStorage::open_with(dir.path(), options).unwrap();
+    assert_eq!(report.torn_tail, None);
+    (disk, durable)
+}
+
+#[test]
+fn segments_roll_at_the_configured_size_and_replay_in_order() {
+    let dir = TempDir::new("rolling");
+    let mut batches = vec![vec![hard_state(1, Some(1), 0)]];
+    batches.extend((1..=60).map(|i| vec![entries(i, i, 1, 100)]));
+    let (disk, model) = write(&dir, SMALL, &batches);
+    let segments = disk.segment_paths();
+    assert!(
+        segments.len() >= 6,
+        "60 x ~130 bytes in 1 KiB segments: {segments:?}"
+    );
+    assert_eq!(segments, dir.files("log-"));
+    for path in &segments[..segments.len() - 1] {
+        let len = std::fs::metadata(path).unwrap().len();
+        assert!(
+            (1024..1024 + 200).contains(&len),
+            "{path:?} holds {len} bytes"
+        );
+    }
+    drop(disk);
+    let (disk, recovered) = reopen(&dir, SMALL);
+    assert_eq!(recovered, model);
+    assert_eq!(disk.segment_paths(), segments);
+}
+
+#[test]
+fn an_overwritten_suffix_is_replaced_even_across_segments() {
+    let dir = TempDir::new("overwrite");
+    let batches = vec![
+        vec![hard_state(1, Some(1), 0), entries(1, 30, 1, 64)],
+        vec![hard_state(2, None, 3)],
+        // A new leader's log wins from index 4 on: 4..=30 are dropped.
+        vec![entries(4, 6, 2, 10)],
+        vec![entries(7, 7, 2, 10)],
+    ];
+    let (disk, model) = write(&dir, SMALL, &batches);
+    assert_eq!(model.last_index(), LogIndex(7));
+    drop(disk);
+    let (mut disk, recovered) = reopen(&dir, SMALL);
+    assert_eq!(recovered, model);
+
+    // And once more after the restart, from the middle of the new suffix.
+    let mut model = model;
+    let more = [hard_state(3, Some(2), 3), entries(6, 9, 3, 5)];
+    for a in &more {
+        model.persist(a);
+    }
+    disk.persist_batch(&more).unwrap();
+    drop(disk);
+    let (_, recovered) = reopen(&dir, SMALL);
+    assert_eq!(recovered, model);
+    assert_eq!(recovered.entries.len(), 9);
+}
+
+#[test]
+fn a_snapshot_survives_restart_and_truncates_the_log() {
+    let dir = TempDir::new("snapshot");
+    let mut batches = vec![vec![hard_state(1, Some(1), 0)]];
+    batches.extend((1..=50).map(|i| vec![entries(i, i, 1, 100)]));
+    let (mut disk, mut model) = write(&dir, SMALL, &batches);
+    let before = disk.segment_paths().len();
+    assert!(before > 3);
+
+    let snap = snapshot(50, 1, b"state through 50", false);
+    model.persist(&snap);
+    disk.persist_batch(&[snap]).unwrap();
+    assert_eq!(disk.snapshot_index(), LogIndex(50));
+    // Every segment before the active one held only covered entries.
+    assert_eq!(disk.segment_paths().len(), 1, "{:?}", disk.segment_paths());
+    assert_eq!(dir.files("log-"), disk.segment_paths());
+    drop(disk);
+
+    let (mut disk, recovered) = reopen(&dir, SMALL);
+    assert_eq!(recovered, model);
+    assert_eq!(
+        recovered.snapshot.as_ref().unwrap().data,
+        b"state through 50"
+    );
+
+    // The log goes on after the snapshot; a later snapshot replaces the file.
+    let more: Vec<Action> = (51..=70).map(|i| entries(i, i, 1, 100)).collect();
+    for a in &more {
+        model.persist(a);
+        disk.persist_batch(std::slice::from_ref(a)).unwrap();
+    }
+    let snap = snapshot(60, 1, b"state through 60", false);
+    model.persist(&snap);
+    disk.persist_batch(&[snap]).unwrap();
+    assert_eq!(dir.files("snapshot-").len(), 1);
+    drop(disk);
+    let (_, recovered) = reopen(&dir, SMALL);
+    assert_eq!(recovered, model);
+    assert_eq!(recovered.entries.first().unwrap().index, LogIndex(61));
+}
+
+#[test]
+fn an_installed_snapshot_discards_the_conflicting_log() {
+    let dir = TempDir::new("install");
+    let batches = vec![
+        vec![hard_state(1, Some(1), 0), entries(1, 10, 1, 8)],
+        vec![
+            hard_state(3, None, 0),
+            snapshot(8, 2, b"leader's state", true),
+        ],
+        vec![entries(9, 12, 3, 8)],
+    ];
+    let (disk, model) = write(&dir, SMALL, &batches);
+    drop(disk);
+    let (_, recovered) = reopen(&dir, SMALL);
+    assert_eq!(recovered, model);
+    assert_eq!(recovered.entries.len(), 4);
+}
+
+#[test]
+fn unsynced_bytes_are_counted_and_one_sync_covers_many_appends() {
+    let dir = TempDir::new("pending");
+    let (mut disk, _, _) = DiskStorage::open(dir.path()).unwrap();
+    assert_eq!(disk.pending_bytes(), 0);
+    disk.append(&[hard_state(1, None, 0)]).unwrap();
+    let one = disk.pending_bytes();
+    assert!(one > 0);
+    disk.append(&[
+        entries(1, 3, 1, 10),
+        Action::NotLeader { leader_hint: None },
+    ])
+    .unwrap();
+    assert!(disk.pending_bytes() > one);
+    disk.sync().unwrap();
+    assert_eq!(disk.pending_bytes(), 0);
+    // Non-persist actions write nothing.
+    disk.append(&[Action::Apply(vec![])]).unwrap();
+    assert_eq!(disk.pending_bytes(), 0);
+}
