@@ -367,28 +367,12 @@ where
 
     /// Reconnect all servers.
     pub fn heal(&mut self) {
-        for i in 0..self.servers() {
-            for j in 0..self.servers() {
-                self.net.set_link(i, j, true);
-            }
-        }
+        self.net.heal();
     }
 
     /// Split the servers in two sides.
     pub fn partition(&mut self, a: &[usize], b: &[usize]) {
-        for &x in a {
-            for &y in b {
-                self.net.set_link(x, y, false);
-            }
-            for &x2 in a {
-                self.net.set_link(x, x2, true);
-            }
-        }
-        for &y in b {
-            for &y2 in b {
-                self.net.set_link(y, y2, true);
-            }
-        }
+        self.net.partition(a, b);
     }
 
     /// Change network faults.

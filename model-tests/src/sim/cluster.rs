@@ -312,19 +312,7 @@ impl Cluster {
 
     /// Split the cluster in two sides that cannot talk to each other.
     pub fn partition(&mut self, side_a: &[usize], side_b: &[usize]) {
-        for &a in side_a {
-            for &b in side_b {
-                self.net.set_link(a, b, false);
-            }
-            for &a2 in side_a {
-                self.net.set_link(a, a2, true);
-            }
-        }
-        for &b in side_b {
-            for &b2 in side_b {
-                self.net.set_link(b, b2, true);
-            }
-        }
+        self.net.partition(side_a, side_b);
         self.log_trace(|| format!("partition {side_a:?} | {side_b:?}"));
     }
 

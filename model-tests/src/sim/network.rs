@@ -92,6 +92,27 @@ impl Network {
         self.links[b][a] = up;
     }
 
+    /// Split nodes in two sides: links inside each side up, across down.
+    pub fn partition(&mut self, side_a: &[usize], side_b: &[usize]) {
+        for (side, other) in [(side_a, side_b), (side_b, side_a)] {
+            for &x in side {
+                for &y in side {
+                    self.set_link(x, y, true);
+                }
+                for &y in other {
+                    self.set_link(x, y, false);
+                }
+            }
+        }
+    }
+
+    /// Bring every link up.
+    pub fn heal(&mut self) {
+        for row in &mut self.links {
+            row.iter_mut().for_each(|l| *l = true);
+        }
+    }
+
     /// Enable or disable the one direction from `a` to `b`.
     pub fn set_one_way(&mut self, a: usize, b: usize, up: bool) {
         self.links[a][b] = up;
