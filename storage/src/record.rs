@@ -169,6 +169,11 @@ pub fn decode(bytes: &[u8], at: usize) -> Frame {
             Frame::Corrupt("record length is zero (a record is never empty)".into())
         };
     }
+    if len > MAX_RECORD_BYTES {
+        return Frame::Corrupt(format!(
+            "record length {len} exceeds the {MAX_RECORD_BYTES}-byte maximum this store writes"
+        ));
+    }
     let available = rest.len() - HEADER_BYTES;
     if len > available {
         return Frame::Torn(format!(
@@ -228,5 +233,13 @@ mod tests {
         assert!(matches!(decode(&buf[..buf.len() - 1], 0), Frame::Torn(_)));
         assert!(matches!(decode(&buf[..5], 0), Frame::Torn(_)));
         assert!(matches!(decode(&[0u8; 40], 0), Frame::Torn(_)));
+    }
+
+    #[test]
+    fn a_length_no_writer_produces_is_corruption_not_a_torn_tail() {
+        let mut buf = Vec::new();
+        encode(&RecordRef::HardState(HardState::default()), &mut buf).unwrap();
+        buf[3] ^= 0x80;
+        assert!(matches!(decode(&buf, 0), Frame::Corrupt(_)));
     }
 }
