@@ -47,6 +47,46 @@ macro_rules! classic {
 }
 
 classic!(
+    classic_many_partitions_one_client_4a,
+    "TestManyPartitionsOneClient4A (S24).",
+    g(1, 5, true, false, true, None)
+);
+classic!(
+    classic_persist_one_client_4a,
+    "TestPersistOneClient4A (S24).",
+    g(1, 5, true, true, false, None)
+);
+classic!(
+    classic_persist_concurrent_4a,
+    "TestPersistConcurrent4A (S24).",
+    g(5, 5, true, true, false, None)
+);
+classic!(
+    classic_persist_concurrent_unreliable_4a,
+    "TestPersistConcurrentUnreliable4A (S24).",
+    g(5, 5, false, true, false, None)
+);
+classic!(
+    classic_persist_partition_4a,
+    "TestPersistPartition4A (S24).",
+    g(5, 5, true, true, true, None)
+);
+classic!(
+    classic_snapshot_recover_4b,
+    "TestSnapshotRecover4B (S24).",
+    g(1, 5, true, true, false, Some(1000))
+);
+classic!(
+    classic_snapshot_recover_many_clients_4b,
+    "TestSnapshotRecoverManyClients4B (S24): 20 clients.",
+    g(20, 5, true, true, false, Some(1000))
+);
+classic!(
+    classic_snapshot_unreliable_4b,
+    "TestSnapshotUnreliable4B (S24).",
+    g(5, 5, false, false, false, Some(1000))
+);
+classic!(
     classic_basic_4a,
     "TestBasic4A (S24).",
     g(1, 5, true, false, false, None)
