@@ -74,6 +74,13 @@ fn random_action(rng: &mut SplitMix64, model: &Durable) -> Action {
     }
 }
 
+/// The active segment and its length: everything up to there is durable.
+fn synced_position(disk: &DiskStorage) -> (std::path::PathBuf, u64) {
+    let active = disk.segment_paths().last().unwrap().clone();
+    let len = std::fs::metadata(&active).unwrap().len();
+    (active, len)
+}
+
 /// Runs one seed; returns the log segments live at the end.
 fn run(seed: u64) -> Vec<std::path::PathBuf> {
     eprintln!("round trip with seed {seed} (replay with STORAGE_SEED={seed})");
@@ -90,12 +97,16 @@ fn run(seed: u64) -> Vec<std::path::PathBuf> {
     model.persist(&first);
     disk.persist_batch(&[first]).unwrap();
 
+    // The states a crash may leave: the last synced one and every later one.
+    let mut candidates = vec![model.clone()];
+    let mut synced_at = synced_position(&disk);
     for step in 0..120 {
         let batch_len = rng.range_inclusive(1, 4);
         let mut batch = Vec::new();
         for _ in 0..batch_len {
             let action = random_action(&mut rng, &model);
             model.persist(&action);
+            candidates.push(model.clone());
             batch.push(action);
         }
         // Non-persist actions are ignored.
@@ -104,18 +115,52 @@ fn run(seed: u64) -> Vec<std::path::PathBuf> {
         if rng.range_inclusive(0, 3) == 0 {
             disk.sync().unwrap();
             assert_eq!(disk.pending_bytes(), 0);
+            candidates = vec![model.clone()];
+            synced_at = synced_position(&disk);
         }
-        if rng.range_inclusive(0, 15) == 0 {
-            disk.sync().unwrap();
-            drop(disk);
-            let (reopened, recovered, report) =
-                DiskStorage::open_with(dir.path(), options).unwrap();
-            assert_eq!(
-                recovered, model,
-                "seed {seed}: state after restart at step {step} differs (rerun with STORAGE_SEED={seed})"
-            );
-            assert_eq!(report.torn_tail, None, "seed {seed}");
-            disk = reopened;
+        match rng.range_inclusive(0, 15) {
+            0 => {
+                // Clean restart.
+                disk.sync().unwrap();
+                drop(disk);
+                let (reopened, recovered, report) =
+                    DiskStorage::open_with(dir.path(), options).unwrap();
+                assert_eq!(
+                    recovered, model,
+                    "seed {seed}: state after restart at step {step} differs"
+                );
+                assert_eq!(report.torn_tail, None, "seed {seed}");
+                disk = reopened;
+                candidates = vec![model.clone()];
+                synced_at = synced_position(&disk);
+            }
+            1 => {
+                // Crash: the active segment keeps any prefix of its unsynced bytes.
+                let active = disk.segment_paths().last().unwrap().clone();
+                let len = std::fs::metadata(&active).unwrap().len();
+                let from = if active == synced_at.0 {
+                    synced_at.1
+                } else {
+                    0
+                };
+                drop(disk);
+                let cut = rng.range_inclusive(from, len);
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&active)
+                    .unwrap()
+                    .set_len(cut)
+                    .unwrap();
+                let (reopened, recovered, _) = DiskStorage::open_with(dir.path(), options).unwrap();
+                let Some(kept) = candidates.iter().position(|c| *c == recovered) else {
+                    panic!("seed {seed}: crash at step {step} (cut {active:?} at {cut}) recovered a state no prefix of the writes produces");
+                };
+                model = candidates[kept].clone();
+                candidates = vec![model.clone()];
+                disk = reopened;
+                synced_at = synced_position(&disk);
+            }
+            _ => {}
         }
     }
     disk.sync().unwrap();
