@@ -124,6 +124,29 @@ impl DiskStorage {
         self.sync()
     }
 
+    /// Carry out a list of actions as the machine returned it: each run of
+    /// consecutive persists is written and fsynced once, then the actions
+    /// after it are handed to `perform` in order. This is the whole ordering
+    /// rule for a driver that does its disk work inline.
+    pub fn execute(
+        &mut self,
+        actions: &[Action],
+        mut perform: impl FnMut(&Action),
+    ) -> Result<(), StorageError> {
+        let mut rest = actions;
+        while !rest.is_empty() {
+            let persists = rest.iter().take_while(|a| is_persist(a)).count();
+            if persists > 0 {
+                self.persist_batch(&rest[..persists])?;
+            }
+            rest = &rest[persists..];
+            let others = rest.iter().take_while(|a| !is_persist(a)).count();
+            rest[..others].iter().for_each(&mut perform);
+            rest = &rest[others..];
+        }
+        Ok(())
+    }
+
     /// Bytes written since the last fsync: what a crash right now could lose.
     pub fn pending_bytes(&self) -> u64 {
         self.pending_bytes
@@ -225,6 +248,15 @@ impl DiskStorage {
         }
         Ok(())
     }
+}
+
+/// True for the actions [`DiskStorage`] writes: `PersistHardState`,
+/// `PersistEntries` and `PersistSnapshot`.
+pub fn is_persist(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::PersistHardState(_) | Action::PersistEntries(_) | Action::PersistSnapshot { .. }
+    )
 }
 
 /// Remove one file.

@@ -25,7 +25,8 @@
 //!    is damaged beyond a torn final write: do not start the node.
 //! 2. For each list of actions the machine returns, hand every run of
 //!    consecutive `Persist*` actions to [`DiskStorage::persist_batch`] (one
-//!    fsync for the run) before performing the action that follows the run.
+//!    fsync for the run) before performing the action that follows the run;
+//!    [`DiskStorage::execute`] does exactly that.
 //!    A driver with a disk thread may instead [`DiskStorage::append`] several
 //!    runs as they arrive and [`DiskStorage::sync`] once (group commit),
 //!    holding back the dependent sends and replies until the sync returns.
@@ -41,7 +42,7 @@ mod recovery;
 mod segment;
 mod snapshot_file;
 
-pub use disk::DiskStorage;
+pub use disk::{is_persist, DiskStorage};
 pub use error::StorageError;
 
 use std::fmt;

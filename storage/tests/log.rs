@@ -168,3 +168,41 @@ fn unsynced_bytes_are_counted_and_one_sync_covers_many_appends() {
     disk.append(&[Action::Apply(vec![])]).unwrap();
     assert_eq!(disk.pending_bytes(), 0);
 }
+
+#[test]
+fn execute_writes_each_run_of_persists_before_the_actions_after_it() {
+    let dir = TempDir::new("execute");
+    let (mut disk, _, _) = DiskStorage::open(dir.path()).unwrap();
+    let segment = disk.segment_paths()[0].clone();
+    let size = || std::fs::metadata(&segment).unwrap().len();
+    let start = size();
+    let actions = [
+        hard_state(1, Some(1), 0),
+        entries(1, 2, 1, 10),
+        Action::NotLeader { leader_hint: None },
+        Action::ReadFailed {
+            id: 1,
+            leader_hint: None,
+        },
+        entries(3, 3, 1, 10),
+        Action::NotLeader { leader_hint: None },
+    ];
+    // `perform` sees every other action, in order, each after the persists
+    // before it reached the segment.
+    let mut performed = Vec::new();
+    disk.execute(&actions, |a| performed.push((a.clone(), size())))
+        .unwrap();
+    assert_eq!(disk.pending_bytes(), 0);
+    let order: Vec<Action> = performed.iter().map(|(a, _)| a.clone()).collect();
+    assert_eq!(
+        order,
+        [actions[2].clone(), actions[3].clone(), actions[5].clone()]
+    );
+    assert!(start < performed[0].1);
+    assert_eq!(performed[0].1, performed[1].1);
+    assert!(performed[1].1 < performed[2].1);
+    assert_eq!(performed[2].1, size());
+    drop(disk);
+    let (_, recovered, _) = DiskStorage::open(dir.path()).unwrap();
+    assert_eq!(recovered.last_index(), LogIndex(3));
+}
