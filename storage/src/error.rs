@@ -65,6 +65,17 @@ pub enum StorageError {
         /// The snapshot's last included index.
         index: LogIndex,
     },
+    /// Log segments the remaining files depend on are gone.
+    #[error(
+        "log segments are missing in {dir}: {what}; the data directory is incomplete \
+         (restore it from a healthy replica)"
+    )]
+    MissingSegments {
+        /// The data directory.
+        dir: PathBuf,
+        /// What is missing, and how that was noticed.
+        what: String,
+    },
     /// The recovered state is not one a correct node could have written.
     #[error("the state recovered from {dir} is inconsistent: {source}")]
     Inconsistent {

@@ -130,10 +130,9 @@ pub(crate) fn recover(
     }
 
     if listing.segments.is_empty() && !listing.snapshots.is_empty() {
-        return Err(StorageError::CorruptRecord {
-            path: dir.join(segment::segment_name(1)),
-            offset: 0,
-            what: "snapshot files exist but every log segment is missing".into(),
+        return Err(StorageError::MissingSegments {
+            dir,
+            what: "snapshot files exist but there is no log segment (log-*.seg)".into(),
         });
     }
 
@@ -194,14 +193,14 @@ pub(crate) fn recover(
     // Replaying from a later segment is only sound if a snapshot covers what
     // the deleted segments held (see `DiskStorage::cleanup`).
     if !segments.is_empty() && !segments.iter().any(|s| s.start_last_index <= snap_index) {
-        return Err(StorageError::CorruptRecord {
-            path: segments[0].path.clone(),
-            offset: 0,
+        return Err(StorageError::MissingSegments {
             what: format!(
-                "earlier log segments are missing: this segment starts after index {}, \
+                "{} is the oldest segment left and starts after index {}, \
                  but the snapshot only covers through index {snap_index}",
+                segments[0].path.display(),
                 segments[0].start_last_index
             ),
+            dir,
         });
     }
 
@@ -264,5 +263,13 @@ pub(crate) fn recover(
         buf: Vec::new(),
     };
     report.segments = storage.segments.len();
+    tracing::info!(
+        dir = %storage.dir.display(),
+        segments = report.segments,
+        records = report.records,
+        torn_tail = report.torn_tail.is_some(),
+        removed = report.removed.len(),
+        "recovered Raft storage"
+    );
     Ok((storage, durable, report))
 }

@@ -219,7 +219,12 @@ fn a_missing_middle_segment_refuses_to_start() {
     let segments = dir.files("log-");
     fs::remove_file(&segments[1]).unwrap();
     let err = DiskStorage::open_with(dir.path(), SMALL).unwrap_err();
-    assert!(err.to_string().contains("missing"), "{err}");
+    assert!(matches!(err, StorageError::MissingSegments { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&*segments[2].display().to_string()),
+        "{err}"
+    );
 }
 
 /// Crash simulation: after a synced batch, a second batch is written but not
@@ -363,4 +368,25 @@ fn an_empty_newest_segment_left_by_a_crash_while_rolling_is_removed() {
     drop(disk);
     let (_, recovered, _) = DiskStorage::open(dir.path()).unwrap();
     assert_eq!(recovered.last_index(), LogIndex(4));
+}
+
+#[test]
+fn a_record_that_passes_its_checksum_but_does_not_decode_refuses_to_start() {
+    let dir = TempDir::new("undecodable");
+    let (_, lens) = ten_batches(&dir);
+    let segment = dir.files("log-")[0].clone();
+    let mut bytes = fs::read(&segment).unwrap();
+    let at = lens[3] as usize;
+    let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    bytes[at + 8..at + 8 + len].fill(0xff);
+    let crc = crc32fast::hash(&bytes[at + 8..at + 8 + len]);
+    bytes[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+    fs::write(&segment, &bytes).unwrap();
+
+    let err = DiskStorage::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(err, StorageError::CorruptRecord { offset, .. } if offset == lens[3]),
+        "{err}"
+    );
+    assert!(err.to_string().contains("does not decode"), "{err}");
 }
