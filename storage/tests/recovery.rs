@@ -390,3 +390,18 @@ fn a_record_that_passes_its_checksum_but_does_not_decode_refuses_to_start() {
     );
     assert!(err.to_string().contains("does not decode"), "{err}");
 }
+
+#[test]
+#[ignore = "prints the messages an operator sees; run with --ignored --nocapture"]
+fn show_messages() {
+    let dir = TempDir::new("show");
+    let (_, lens) = ten_batches(&dir);
+    let segment = dir.files("log-")[0].clone();
+    truncate(&segment, lens[9] - 3);
+    println!(
+        "{}",
+        DiskStorage::open(dir.path()).unwrap().2.torn_tail.unwrap()
+    );
+    flip_byte(&segment, lens[3] + 10);
+    println!("{}", DiskStorage::open(dir.path()).unwrap_err());
+}
