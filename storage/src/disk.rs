@@ -2,6 +2,7 @@
 //! and log truncation after a snapshot.
 
 use crate::error::StorageError;
+use crate::mem::Storage;
 use crate::record::{self, Checkpoint, RecordRef, SnapshotMeta};
 use crate::segment::{sync_dir, ActiveSegment, SegmentInfo};
 use crate::snapshot_file;
@@ -131,20 +132,9 @@ impl DiskStorage {
     pub fn execute(
         &mut self,
         actions: &[Action],
-        mut perform: impl FnMut(&Action),
+        perform: impl FnMut(&Action),
     ) -> Result<(), StorageError> {
-        let mut rest = actions;
-        while !rest.is_empty() {
-            let persists = rest.iter().take_while(|a| is_persist(a)).count();
-            if persists > 0 {
-                self.persist_batch(&rest[..persists])?;
-            }
-            rest = &rest[persists..];
-            let others = rest.iter().take_while(|a| !is_persist(a)).count();
-            rest[..others].iter().for_each(&mut perform);
-            rest = &rest[others..];
-        }
-        Ok(())
+        Storage::execute(self, actions, perform)
     }
 
     /// Bytes written since the last fsync: what a crash right now could lose.
@@ -250,16 +240,21 @@ impl DiskStorage {
     }
 }
 
-/// True for the actions [`DiskStorage`] writes: `PersistHardState`,
-/// `PersistEntries` and `PersistSnapshot`.
-pub fn is_persist(action: &Action) -> bool {
-    matches!(
-        action,
-        Action::PersistHardState(_) | Action::PersistEntries(_) | Action::PersistSnapshot { .. }
-    )
-}
-
 /// Remove one file.
 pub(crate) fn remove(path: &Path) -> Result<(), StorageError> {
     fs::remove_file(path).map_err(StorageError::io("remove", path))
+}
+
+impl Storage for DiskStorage {
+    fn append(&mut self, actions: &[Action]) -> Result<(), StorageError> {
+        DiskStorage::append(self, actions)
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        DiskStorage::sync(self)
+    }
+
+    fn pending_bytes(&self) -> u64 {
+        DiskStorage::pending_bytes(self)
+    }
 }

@@ -32,18 +32,23 @@
 //!    holding back the dependent sends and replies until the sync returns.
 //! 3. Treat any write error as fatal for the node: what reached the disk is
 //!    unknown, and the next [`DiskStorage::open`] will sort it out.
+//!
+//! Drivers can be written against the [`Storage`] trait, which
+//! [`MemStorage`] also implements for tests that want no disk.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod disk;
 mod error;
+mod mem;
 pub mod record;
 mod recovery;
 mod segment;
 mod snapshot_file;
 
-pub use disk::{is_persist, DiskStorage};
+pub use disk::DiskStorage;
 pub use error::StorageError;
+pub use mem::{is_persist, MemStorage, Storage};
 
 use std::fmt;
 use std::path::PathBuf;
