@@ -106,7 +106,16 @@ pub fn assert_linearizable<M: Model>(
     );
     match outcome.verdict {
         Verdict::Ok => {}
-        Verdict::Illegal => panic!("seed {seed}: history is not linearizable:\n{outcome}"),
+        Verdict::Illegal => {
+            // A picture of the failing key's history, porcupine-style.
+            let page = std::env::temp_dir().join(format!("linearizability-seed-{seed}.html"));
+            let written = match outcome.failure.as_ref().map(|f| f.write_html(&page)) {
+                Some(Ok(())) => format!("timeline written to {}", page.display()),
+                Some(Err(e)) => format!("could not write {}: {e}", page.display()),
+                None => String::new(),
+            };
+            panic!("seed {seed}: history is not linearizable ({written}):\n{outcome}")
+        }
         Verdict::Unknown => panic!("seed {seed}: {outcome}"),
     }
 }
