@@ -391,17 +391,34 @@ fn a_record_that_passes_its_checksum_but_does_not_decode_refuses_to_start() {
     assert!(err.to_string().contains("does not decode"), "{err}");
 }
 
+/// What an operator reads: the torn-tail report and the corruption error
+/// both name the segment file and the byte offset.
 #[test]
-#[ignore = "prints the messages an operator sees; run with --ignored --nocapture"]
-fn show_messages() {
+fn messages_name_the_file_and_offset() {
     let dir = TempDir::new("show");
     let (_, lens) = ten_batches(&dir);
     let segment = dir.files("log-")[0].clone();
+    let name = segment.file_name().unwrap().to_string_lossy().into_owned();
     truncate(&segment, lens[9] - 3);
-    println!(
-        "{}",
-        DiskStorage::open(dir.path()).unwrap().2.torn_tail.unwrap()
+    let torn = DiskStorage::open(dir.path())
+        .unwrap()
+        .2
+        .torn_tail
+        .unwrap()
+        .to_string();
+    assert!(torn.contains(&name), "{torn}");
+    let at: u64 = torn
+        .split("at byte ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no offset in {torn:?}"));
+    assert!(
+        at < lens[9],
+        "the torn record's offset {at} is past the cut: {torn}"
     );
     flip_byte(&segment, lens[3] + 10);
-    println!("{}", DiskStorage::open(dir.path()).unwrap_err());
+    let err = DiskStorage::open(dir.path()).unwrap_err().to_string();
+    assert!(err.contains(&name), "{err}");
+    assert!(err.contains(&format!("byte {}", lens[3])), "{err}");
 }
