@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 pub mod clerk;
+pub mod frame;
 pub mod lock;
 pub mod op;
 pub mod rsm;
@@ -28,6 +29,7 @@ pub mod store;
 pub mod types;
 
 pub use clerk::{Clerk, ClerkAction, ClerkConfig, ClerkInput};
+pub use frame::{KvFrame, CLIENT_NODE, KV_PROTOCOL_VERSION};
 pub use lock::{Lock, LockStep};
 pub use op::{ClientReply, ClientRequest, Op, Outcome, Response};
 pub use rsm::{NotLeader, Rsm, RsmAction, RsmConfig, RsmError, RsmInput, StateMachine};

@@ -3,4 +3,5 @@
 //! crate's binary) runs either runtime.
 #![warn(missing_docs)]
 
+pub mod kv;
 pub mod mr;

@@ -1,0 +1,353 @@
+//! One key/value server: a `KvReplica` fed by a tick timer, peer
+//! connections and clerk connections, persisting through `DiskStorage`.
+//!
+//! Every connection starts with a `wire::Hello`; node ids 1..=n are the
+//! servers, `CLIENT_NODE` (0) marks a clerk. A frame that fails to decode,
+//! an unknown node, a wrong cluster id or an oversized frame closes that
+//! connection with a log line; the node keeps serving everyone else.
+//! Persist actions are written and fsynced before any later action of the
+//! same step is performed (the core's ordering rule).
+
+use crate::mr::framed::read_message;
+use core_kv::{
+    reply_to, ClientRequest, KvFrame, KvReplica, KvStore, RsmAction, RsmConfig, RsmInput,
+    CLIENT_NODE, KV_PROTOCOL_VERSION,
+};
+use core_raft::{Action, Config, NodeId};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use storage::DiskStorage;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use wire::{encode_frame, Decoder, Hello};
+
+/// Largest frame accepted on any connection.
+pub const MAX_FRAME_BYTES: u32 = 64 << 20;
+
+/// How to run one server.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// This server's id, 1-based: its address is `servers[id - 1]`.
+    pub id: u64,
+    /// Every server's address, in id order.
+    pub servers: Vec<SocketAddr>,
+    /// Where the Raft log and snapshots live.
+    pub data_dir: PathBuf,
+    /// Cluster id checked in every handshake.
+    pub cluster: u64,
+    /// Milliseconds per Raft tick.
+    pub tick_ms: u64,
+    /// Snapshot once the log exceeds this many bytes.
+    pub max_raft_state: Option<usize>,
+}
+
+/// Why a node stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The options are inconsistent.
+    #[error("invalid options: {0}")]
+    Options(String),
+    /// Storage could not be opened or written.
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
+    /// The stored state does not restore.
+    #[error(transparent)]
+    Restore(#[from] core_kv::RsmError),
+    /// The listening socket failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The replica stopped serving (see the message).
+    #[error("replica failed: {0}")]
+    Replica(String),
+}
+
+enum Event {
+    Raft {
+        from: u64,
+        msg: core_raft::Message,
+    },
+    Request {
+        conn: u64,
+        request: ClientRequest,
+    },
+    Client {
+        conn: u64,
+        tx: mpsc::Sender<KvFrame>,
+    },
+    ClientGone {
+        conn: u64,
+    },
+}
+
+/// Run a server until `shutdown` resolves (finishing the step in progress,
+/// so no fsync is cut short) or an error stops it.
+pub async fn run_node(
+    opts: NodeOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), NodeError> {
+    let n = opts.servers.len() as u64;
+    if opts.id == 0 || opts.id > n {
+        return Err(NodeError::Options(format!(
+            "--id {} is not in 1..={n}",
+            opts.id
+        )));
+    }
+    let (mut disk, durable, report) = DiskStorage::open(&opts.data_dir)?;
+    if let Some(torn) = &report.torn_tail {
+        tracing::warn!("recovered after a crash: {torn}");
+    }
+    let voters: Vec<NodeId> = (1..=n).map(NodeId).collect();
+    let mut raft = Config::new(NodeId(opts.id), voters);
+    raft.rng_seed = opts.id ^ std::process::id() as u64;
+    let config = RsmConfig {
+        max_raft_state: opts.max_raft_state,
+        ..RsmConfig::new(raft)
+    };
+    let mut replica: KvReplica = KvReplica::restore(config, durable, KvStore::default())?;
+    let me = opts.servers[(opts.id - 1) as usize];
+    let listener = TcpListener::bind(me)
+        .await
+        .map_err(|source| NodeError::Listen { addr: me, source })?;
+    tracing::info!(id = opts.id, %me, "serving");
+
+    let (events, mut inbox) = mpsc::channel::<Event>(8192);
+    tokio::spawn(accept_loop(listener, opts.cluster, n, events.clone()));
+    let mut peers: BTreeMap<u64, mpsc::Sender<KvFrame>> = BTreeMap::new();
+    for (i, addr) in opts.servers.iter().enumerate() {
+        let peer = i as u64 + 1;
+        if peer != opts.id {
+            let (tx, rx) = mpsc::channel(4096);
+            tokio::spawn(peer_writer(
+                *addr,
+                Hello::new(KV_PROTOCOL_VERSION, opts.cluster, opts.id),
+                rx,
+            ));
+            peers.insert(peer, tx);
+        }
+    }
+
+    let mut clients: BTreeMap<u64, mpsc::Sender<KvFrame>> = BTreeMap::new();
+    let mut pending: BTreeMap<u64, (u64, ClientRequest)> = BTreeMap::new();
+    let mut next_submission = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(opts.tick_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        let input = tokio::select! {
+            _ = &mut shutdown => {
+                tracing::info!(id = opts.id, "shutting down");
+                return Ok(());
+            }
+            _ = tick.tick() => RsmInput::Tick,
+            Some(event) = inbox.recv() => match event {
+                Event::Raft { from, msg } => RsmInput::Receive { from: NodeId(from), msg },
+                Event::Request { conn, request } => {
+                    next_submission += 1;
+                    pending.insert(next_submission, (conn, request.clone()));
+                    RsmInput::Submit { id: next_submission, op: request }
+                }
+                Event::Client { conn, tx } => {
+                    clients.insert(conn, tx);
+                    continue;
+                }
+                Event::ClientGone { conn } => {
+                    clients.remove(&conn);
+                    continue;
+                }
+            },
+        };
+        let actions = replica.step(input);
+        execute(&mut disk, actions, &peers, &clients, &mut pending)?;
+        if let Some(why) = replica.failure() {
+            return Err(NodeError::Replica(why.to_string()));
+        }
+    }
+}
+
+/// Carry out a step's actions in order: each run of persists is written and
+/// fsynced (one fsync per run: group commit) before the next action.
+fn execute(
+    disk: &mut DiskStorage,
+    actions: Vec<RsmAction<core_kv::Outcome>>,
+    peers: &BTreeMap<u64, mpsc::Sender<KvFrame>>,
+    clients: &BTreeMap<u64, mpsc::Sender<KvFrame>>,
+    pending: &mut BTreeMap<u64, (u64, ClientRequest)>,
+) -> Result<(), NodeError> {
+    let mut batch: Vec<Action> = Vec::new();
+    for action in actions {
+        match action {
+            RsmAction::Raft(a) if storage::is_persist(&a) => {
+                batch.push(a);
+                continue;
+            }
+            _ if !batch.is_empty() => {
+                disk.persist_batch(&batch)?;
+                batch.clear();
+            }
+            _ => {}
+        }
+        match action {
+            RsmAction::Raft(Action::Send { to, msg }) => {
+                if let Some(tx) = peers.get(&to.0) {
+                    // A full queue means the peer is slow or gone; Raft retries.
+                    let _ = tx.try_send(KvFrame::Raft(msg));
+                }
+            }
+            RsmAction::Reply { id, result } => {
+                if let Some((conn, request)) = pending.remove(&id) {
+                    if let Some(tx) = clients.get(&conn) {
+                        let _ = tx.try_send(KvFrame::Reply(reply_to(&request, result)));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if !batch.is_empty() {
+        disk.persist_batch(&batch)?;
+    }
+    Ok(())
+}
+
+/// Accept connections, check the handshake, and start a reader per connection.
+async fn accept_loop(
+    listener: TcpListener,
+    cluster: u64,
+    servers: u64,
+    events: mpsc::Sender<Event>,
+) {
+    let mut next_conn = 0u64;
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        next_conn += 1;
+        let conn = next_conn;
+        let events = events.clone();
+        tokio::spawn(async move {
+            if let Err(why) = serve_connection(stream, cluster, servers, conn, events).await {
+                tracing::warn!(%addr, "closing connection: {why}");
+            }
+        });
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    cluster: u64,
+    servers: u64,
+    conn: u64,
+    events: mpsc::Sender<Event>,
+) -> Result<(), String> {
+    let _ = stream.set_nodelay(true);
+    let (mut read, mut write) = stream.into_split();
+    let mut decoder = Decoder::new(MAX_FRAME_BYTES);
+    let hello: Hello = tokio::time::timeout(
+        Duration::from_secs(5),
+        read_message(&mut read, &mut decoder),
+    )
+    .await
+    .map_err(|_| "no handshake within 5 s".to_string())?
+    .map_err(|e| format!("bad handshake frame: {e}"))?
+    .ok_or("closed before the handshake")?;
+    let ours = Hello::new(KV_PROTOCOL_VERSION, cluster, 0);
+    ours.check(&hello, |node| node <= servers)
+        .map_err(|e| format!("refused: {e}"))?;
+    if hello.node == CLIENT_NODE {
+        let (tx, mut rx) = mpsc::channel::<KvFrame>(256);
+        events
+            .send(Event::Client { conn, tx })
+            .await
+            .map_err(|_| "node stopped")?;
+        tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                let Ok(bytes) = encode_frame(&frame, MAX_FRAME_BYTES) else {
+                    continue;
+                };
+                if write.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let result = loop {
+            match read_message::<_, KvFrame>(&mut read, &mut decoder).await {
+                Ok(Some(KvFrame::Request(request))) => {
+                    if events.send(Event::Request { conn, request }).await.is_err() {
+                        break Ok(());
+                    }
+                }
+                Ok(Some(other)) => {
+                    break Err(format!("client sent a non-request frame: {other:?}"))
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(format!("undecodable frame from a client: {e}")),
+            }
+        };
+        let _ = events.send(Event::ClientGone { conn }).await;
+        return result;
+    }
+    let from = hello.node;
+    loop {
+        match read_message::<_, KvFrame>(&mut read, &mut decoder).await {
+            Ok(Some(KvFrame::Raft(msg))) => {
+                if events.send(Event::Raft { from, msg }).await.is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(Some(_)) => return Err(format!("server {from} sent a non-Raft frame")),
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(format!("undecodable frame from server {from}: {e}")),
+        }
+    }
+}
+
+/// Keep a connection to one peer, reconnecting with backoff, and write the
+/// messages queued for it. Messages that cannot be written are dropped:
+/// Raft retransmits.
+async fn peer_writer(addr: SocketAddr, hello: Hello, mut queue: mpsc::Receiver<KvFrame>) {
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        let mut stream = match TcpStream::connect(addr).await {
+            Ok(s) => s,
+            Err(_) => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                // Drop what queued up meanwhile: it is stale by now.
+                while queue.try_recv().is_ok() {}
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        backoff = Duration::from_millis(20);
+        let Ok(bytes) = encode_frame(&hello, MAX_FRAME_BYTES) else {
+            return;
+        };
+        if stream.write_all(&bytes).await.is_err() {
+            continue;
+        }
+        while let Some(frame) = queue.recv().await {
+            let Ok(bytes) = encode_frame(&frame, MAX_FRAME_BYTES) else {
+                continue;
+            };
+            if stream.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+        if queue.is_closed() {
+            return;
+        }
+    }
+}

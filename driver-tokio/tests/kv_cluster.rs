@@ -1,0 +1,223 @@
+//! Real processes: three `kv serve` replicas on loopback with their Raft
+//! state on disk. Acknowledged writes must survive kill -9 of any node and
+//! of the whole cluster, each applied exactly once.
+
+use core_kv::{Op, Outcome, Version};
+use driver_tokio::kv::client::KvClient;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The servers of one test; killed when dropped, even on panic.
+struct Cluster {
+    addrs: Vec<SocketAddr>,
+    dirs: Vec<PathBuf>,
+    children: Vec<Option<Child>>,
+    root: PathBuf,
+}
+
+impl Cluster {
+    fn start(name: &str) -> Cluster {
+        let root = std::env::temp_dir().join(format!("kv-cluster-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        // Free ports: bind to port 0, note the port, release it.
+        let addrs: Vec<SocketAddr> = (0..3)
+            .map(|_| {
+                TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+            })
+            .collect();
+        let dirs = (1..=3).map(|i| root.join(format!("node{i}"))).collect();
+        let mut c = Cluster {
+            addrs,
+            dirs,
+            children: vec![None, None, None],
+            root,
+        };
+        for i in 1..=3 {
+            c.start_node(i);
+        }
+        c
+    }
+
+    fn start_node(&mut self, id: usize) {
+        let peers: Vec<String> = self.addrs.iter().map(|a| a.to_string()).collect();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.join(format!("node{id}.log")))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_kv"))
+            .args([
+                "serve",
+                "--id",
+                &id.to_string(),
+                "--peers",
+                &peers.join(","),
+            ])
+            .arg("--data-dir")
+            .arg(&self.dirs[id - 1])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start kv serve");
+        self.children[id - 1] = Some(child);
+    }
+
+    fn kill(&mut self, id: usize) {
+        if let Some(mut child) = self.children[id - 1].take() {
+            let _ = child.kill(); // SIGKILL: nothing unsynced survives
+            let _ = child.wait();
+        }
+    }
+
+    fn client(&self) -> KvClient {
+        KvClient::new(self.addrs.clone(), 6824).unwrap()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for id in 1..=3 {
+            self.kill(id);
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+const OP_DEADLINE: Duration = Duration::from_secs(60);
+
+async fn append(c: &mut KvClient, element: &str) {
+    let out = c
+        .run(
+            Op::Append {
+                key: "log".into(),
+                value: element.into(),
+            },
+            OP_DEADLINE,
+        )
+        .await
+        .expect("append acknowledged");
+    assert_eq!(out, Outcome::Ok);
+}
+
+async fn get(c: &mut KvClient, key: &str) -> Outcome {
+    c.run(Op::Get { key: key.into() }, OP_DEADLINE)
+        .await
+        .expect("get answered")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_9_of_nodes_and_of_the_cluster() {
+    let mut cluster = Cluster::start("kill9");
+    let mut client = cluster.client();
+    let out = client
+        .run(
+            Op::Put {
+                key: "a".into(),
+                value: "1".into(),
+                version: Version(0),
+            },
+            OP_DEADLINE,
+        )
+        .await
+        .expect("first put");
+    assert_eq!(out, Outcome::Ok);
+    let mut acknowledged = Vec::new();
+    for round in 0..3 {
+        for j in 0..5 {
+            let element = format!("[{round}.{j}]");
+            append(&mut client, &element).await;
+            acknowledged.push(element);
+        }
+        // Kill one node (sometimes the leader), write on, bring it back.
+        let victim = round + 1;
+        cluster.kill(victim);
+        let element = format!("[{round}.after-kill]");
+        append(&mut client, &element).await;
+        acknowledged.push(element);
+        cluster.start_node(victim);
+    }
+    // Kill everything at once and restart from disk.
+    for id in 1..=3 {
+        cluster.kill(id);
+    }
+    for id in 1..=3 {
+        cluster.start_node(id);
+    }
+    let mut client = cluster.client();
+    let value = match get(&mut client, "log").await {
+        Outcome::Value { value, .. } => value,
+        other => panic!("log: {other:?}"),
+    };
+    let mut at = 0;
+    for element in &acknowledged {
+        assert_eq!(
+            value.matches(element.as_str()).count(),
+            1,
+            "{element} in {value}"
+        );
+        let pos = value.find(element.as_str()).unwrap();
+        assert!(pos >= at, "{element} out of order in {value}");
+        at = pos;
+    }
+    assert_eq!(
+        get(&mut client, "a").await,
+        Outcome::Value {
+            value: "1".into(),
+            version: Version(1)
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_cluster_id_or_garbage_is_refused_and_the_cluster_keeps_serving() {
+    use std::io::Write;
+    let cluster = Cluster::start("hostile");
+    let mut client = cluster.client();
+    assert_eq!(
+        client
+            .run(
+                Op::Put {
+                    key: "k".into(),
+                    value: "v".into(),
+                    version: Version(0)
+                },
+                OP_DEADLINE
+            )
+            .await
+            .unwrap(),
+        Outcome::Ok
+    );
+    // Garbage, an oversized frame and a foreign cluster at every node.
+    for addr in &cluster.addrs {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let _ = s.write_all(b"GET / HTTP/1.1\r\n\r\n");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let _ = s.write_all(&u32::MAX.to_be_bytes());
+        let mut wrong = KvClient::new(vec![*addr], 1).unwrap();
+        let refused = wrong
+            .run(Op::Get { key: "k".into() }, Duration::from_secs(2))
+            .await;
+        assert!(refused.is_err(), "a client of another cluster was served");
+    }
+    let mut client = cluster.client();
+    assert_eq!(
+        get(&mut client, "k").await,
+        Outcome::Value {
+            value: "v".into(),
+            version: Version(1)
+        }
+    );
+    let log = std::fs::read_to_string(cluster.root.join("node1.log")).unwrap();
+    assert!(
+        log.contains("cluster id mismatch"),
+        "no log line for the foreign cluster:\n{log}"
+    );
+}
