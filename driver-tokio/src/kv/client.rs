@@ -68,6 +68,11 @@ impl KvClient {
         })
     }
 
+    /// The server (1-based id) this client believes leads, if known.
+    pub fn leader(&self) -> Option<u64> {
+        self.clerk.leader().map(|n| n.0)
+    }
+
     /// Run one operation to completion, or fail after `deadline`.
     pub async fn run(&mut self, op: Op, deadline: Duration) -> Result<Outcome, ClientError> {
         let started = Instant::now();

@@ -3,4 +3,5 @@
 //! client (`client`) that drives the sans-IO `core_kv::Clerk`.
 
 pub mod client;
+pub mod demo;
 pub mod node;

@@ -20,9 +20,9 @@ use std::rc::Rc;
 pub struct Recorded {
     /// The client.
     pub client: u64,
-    /// Virtual ms when invoked.
+    /// When invoked (virtual ms in the simulator; any monotonic unit works).
     pub call: u64,
-    /// Virtual ms when it returned, if it did.
+    /// When it returned, if it did (same unit as `call`).
     pub ret: Option<u64>,
     /// The operation.
     pub op: Op,
