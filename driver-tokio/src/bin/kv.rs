@@ -65,6 +65,37 @@ enum Command {
         #[arg(long, default_value_t = 2.0)]
         phase_secs: f64,
     },
+    /// Start a local cluster of `--nodes` replicas as child processes on
+    /// loopback, print its address list, and stop it on Ctrl-C.
+    Cluster {
+        /// Number of replicas.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Data directory (default: a fresh one under the system's temporary directory).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Generate load against a running cluster and report throughput and
+    /// latency percentiles.
+    Bench {
+        /// Concurrent clients (each runs one operation at a time).
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Bytes per written value.
+        #[arg(long, default_value_t = 256)]
+        value_size: usize,
+        /// Fraction of reads, 0.0 to 1.0 (writes are unconditional Puts).
+        #[arg(long, default_value_t = 0.0)]
+        read_ratio: f64,
+        /// Distinct keys.
+        #[arg(long, default_value_t = 1000)]
+        keys: u64,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Read a key: prints `value` and its version, or reports a missing key.
     Get {
         /// The key.
@@ -157,6 +188,15 @@ fn main() -> ExitCode {
                 clients,
                 phase_secs,
             } => demo(data_dir, clients, phase_secs).await,
+            Command::Cluster { nodes, data_dir } => cluster(nodes, data_dir).await,
+            Command::Bench {
+                clients,
+                duration,
+                value_size,
+                read_ratio,
+                keys,
+                target,
+            } => bench(clients, duration, value_size, read_ratio, keys, target).await,
             Command::Get { key, target } => client_op(target, Op::Get { key }).await,
             Command::Put {
                 key,
@@ -258,6 +298,97 @@ async fn demo(data_dir: Option<PathBuf>, clients: usize, phase_secs: f64) -> Exi
             eprintln!("kv demo: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+async fn cluster(nodes: usize, data_dir: Option<PathBuf>) -> ExitCode {
+    use driver_tokio::kv::demo::{default_data_dir, is_empty_or_missing};
+    use driver_tokio::kv::local::LocalCluster;
+    let dir = data_dir.unwrap_or_else(default_data_dir);
+    if nodes == 0 || !is_empty_or_missing(&dir) {
+        eprintln!(
+            "kv cluster: need --nodes >= 1 and an empty or new data directory ({})",
+            dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let run = async {
+        std::fs::create_dir_all(&dir)?;
+        let addrs: Vec<SocketAddr> = (0..nodes)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()))
+            .collect::<Result<_, _>>()?;
+        let mut local = LocalCluster::new(std::env::current_exe()?, dir.clone(), addrs.clone());
+        for id in 1..=nodes {
+            local.start(id)?;
+        }
+        let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+        println!(
+            "cluster of {nodes} running; data and logs in {}",
+            dir.display()
+        );
+        println!("export KV_CLUSTER={}", list.join(","));
+        println!("Ctrl-C stops it.");
+        let stop = shutdown_signal();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    if let Some((id, status)) = local.exited() {
+                        eprintln!("kv cluster: node {id} exited ({status}); see {}", dir.join(format!("node{id}.log")).display());
+                    }
+                }
+            }
+        }
+        println!("stopping");
+        Ok::<(), std::io::Error>(())
+    };
+    match run.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kv cluster: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bench(
+    clients: usize,
+    duration: f64,
+    value_size: usize,
+    read_ratio: f64,
+    keys: u64,
+    target: Target,
+) -> ExitCode {
+    use driver_tokio::kv::bench::{run_bench, BenchOptions};
+    let opts = BenchOptions {
+        cluster: target.cluster,
+        cluster_id: target.cluster_id,
+        clients: clients.max(1),
+        duration: Duration::from_secs_f64(duration),
+        value_size,
+        read_ratio,
+        keys,
+    };
+    let r = run_bench(&opts).await;
+    let ms = |q: f64| r.latency_us.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "{} clients, {} B values, {:.0}% reads: {:.0} ops/s over {:.1} s ({} ops, {} errors); latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
+        opts.clients,
+        value_size,
+        read_ratio * 100.0,
+        r.ops_per_sec(),
+        r.elapsed.as_secs_f64(),
+        r.ops,
+        r.errors,
+        ms(0.5),
+        ms(0.99),
+        ms(0.999)
+    );
+    if r.ops == 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -4,13 +4,13 @@
 //! for linearizability.
 
 use super::client::KvClient;
+use super::local::LocalCluster;
 use core_kv::{Op, Outcome, Version};
 use model_tests::kvsim::clients::{versioned_history, Recorded};
 use model_tests::linearizability::models::VersionedKvModel;
 use model_tests::linearizability::{check, CheckOptions, Verdict};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,65 +40,13 @@ pub struct DemoReport {
     pub summary: String,
 }
 
-struct Nodes {
-    addrs: Vec<SocketAddr>,
-    children: Vec<Option<Child>>,
-    exe: PathBuf,
-    dir: PathBuf,
-}
-
-impl Nodes {
-    fn start(&mut self, id: usize) -> std::io::Result<()> {
-        let peers: Vec<String> = self.addrs.iter().map(|a| a.to_string()).collect();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(format!("node{id}.log")))?;
-        let child = Command::new(&self.exe)
-            .args([
-                "serve",
-                "--id",
-                &id.to_string(),
-                "--peers",
-                &peers.join(","),
-            ])
-            .arg("--data-dir")
-            .arg(self.dir.join(format!("node{id}")))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
-        self.children[id - 1] = Some(child);
-        Ok(())
-    }
-
-    fn kill(&mut self, id: usize) {
-        if let Some(mut c) = self.children[id - 1].take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        for id in 1..=self.children.len() {
-            self.kill(id);
-        }
-    }
-}
-
 /// Run the demo, printing progress; returns what it measured.
 pub async fn run_demo(opts: &DemoOptions) -> std::io::Result<DemoReport> {
     std::fs::create_dir_all(&opts.data_dir)?;
     let addrs: Vec<SocketAddr> = (0..3)
         .map(|_| TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()))
         .collect::<Result<_, _>>()?;
-    let mut nodes = Nodes {
-        addrs: addrs.clone(),
-        children: vec![None, None, None],
-        exe: opts.exe.clone(),
-        dir: opts.data_dir.clone(),
-    };
+    let mut nodes = LocalCluster::new(opts.exe.clone(), opts.data_dir.clone(), addrs.clone());
     for id in 1..=3 {
         nodes.start(id)?;
     }

@@ -5,8 +5,9 @@
 //! servers, `CLIENT_NODE` (0) marks a clerk. A frame that fails to decode,
 //! an unknown node, a wrong cluster id or an oversized frame closes that
 //! connection with a log line; the node keeps serving everyone else.
-//! Persist actions are written and fsynced before any later action of the
-//! same step is performed (the core's ordering rule).
+//! Every event already queued is stepped before one group commit: all the
+//! steps' persists are written and fsynced once, then their sends and
+//! replies go out (the core's ordering rule, with one fsync per batch).
 
 use crate::mr::framed::read_message;
 use core_kv::{
@@ -140,60 +141,92 @@ pub async fn run_node(
     let mut tick = tokio::time::interval(Duration::from_millis(opts.tick_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
+    // Actions of the steps awaiting the next group commit.
+    let mut actions: Vec<RsmAction<core_kv::Outcome>> = Vec::new();
     loop {
-        let input = tokio::select! {
+        let first = tokio::select! {
             _ = &mut shutdown => {
                 tracing::info!(id = opts.id, "shutting down");
                 return Ok(());
             }
-            _ = tick.tick() => RsmInput::Tick,
-            Some(event) = inbox.recv() => match event {
-                Event::Raft { from, msg } => RsmInput::Receive { from: NodeId(from), msg },
-                Event::Request { conn, request } => {
-                    next_submission += 1;
-                    pending.insert(next_submission, (conn, request.clone()));
-                    RsmInput::Submit { id: next_submission, op: request }
-                }
-                Event::Client { conn, tx } => {
-                    clients.insert(conn, tx);
-                    continue;
-                }
-                Event::ClientGone { conn } => {
-                    clients.remove(&conn);
-                    continue;
-                }
-            },
+            _ = tick.tick() => Some(RsmInput::Tick),
+            Some(event) = inbox.recv() => input_for(event, &mut clients, &mut pending, &mut next_submission),
         };
-        let actions = replica.step(input);
-        execute(&mut disk, actions, &peers, &clients, &mut pending)?;
+        if let Some(input) = first {
+            actions.extend(replica.step(input));
+        }
+        // Group commit: step every event already queued, then make all their
+        // persists durable with one fsync before any other action.
+        for _ in 0..GROUP_COMMIT_MAX_EVENTS {
+            let Ok(event) = inbox.try_recv() else { break };
+            if let Some(input) = input_for(event, &mut clients, &mut pending, &mut next_submission)
+            {
+                actions.extend(replica.step(input));
+            }
+        }
+        execute(&mut disk, &mut actions, &peers, &clients, &mut pending)?;
         if let Some(why) = replica.failure() {
             return Err(NodeError::Replica(why.to_string()));
         }
     }
 }
 
-/// Carry out a step's actions in order: each run of persists is written and
-/// fsynced (one fsync per run: group commit) before the next action.
+/// Most events stepped before one group commit.
+const GROUP_COMMIT_MAX_EVENTS: usize = 1024;
+
+/// Turn a connection event into a replica input (bookkeeping for clients).
+fn input_for(
+    event: Event,
+    clients: &mut BTreeMap<u64, mpsc::Sender<KvFrame>>,
+    pending: &mut BTreeMap<u64, (u64, ClientRequest)>,
+    next_submission: &mut u64,
+) -> Option<RsmInput<ClientRequest>> {
+    match event {
+        Event::Raft { from, msg } => Some(RsmInput::Receive {
+            from: NodeId(from),
+            msg,
+        }),
+        Event::Request { conn, request } => {
+            *next_submission += 1;
+            pending.insert(*next_submission, (conn, request.clone()));
+            Some(RsmInput::Submit {
+                id: *next_submission,
+                op: request,
+            })
+        }
+        Event::Client { conn, tx } => {
+            clients.insert(conn, tx);
+            None
+        }
+        Event::ClientGone { conn } => {
+            clients.remove(&conn);
+            None
+        }
+    }
+}
+
+/// Carry out the actions of one or more steps: first every persist, in
+/// order, made durable with a single fsync (group commit); then everything
+/// else, in order. Performing persists earlier than their place in the list
+/// keeps the core's rule (a persist is durable before any later action).
 fn execute(
     disk: &mut DiskStorage,
-    actions: Vec<RsmAction<core_kv::Outcome>>,
+    actions: &mut Vec<RsmAction<core_kv::Outcome>>,
     peers: &BTreeMap<u64, mpsc::Sender<KvFrame>>,
     clients: &BTreeMap<u64, mpsc::Sender<KvFrame>>,
     pending: &mut BTreeMap<u64, (u64, ClientRequest)>,
 ) -> Result<(), NodeError> {
-    let mut batch: Vec<Action> = Vec::new();
-    for action in actions {
-        match action {
-            RsmAction::Raft(a) if storage::is_persist(&a) => {
-                batch.push(a);
-                continue;
-            }
-            _ if !batch.is_empty() => {
-                disk.persist_batch(&batch)?;
-                batch.clear();
-            }
-            _ => {}
-        }
+    let persists: Vec<Action> = actions
+        .iter()
+        .filter_map(|a| match a {
+            RsmAction::Raft(a) if storage::is_persist(a) => Some(a.clone()),
+            _ => None,
+        })
+        .collect();
+    if !persists.is_empty() {
+        disk.persist_batch(&persists)?;
+    }
+    for action in actions.drain(..) {
         match action {
             RsmAction::Raft(Action::Send { to, msg }) => {
                 if let Some(tx) = peers.get(&to.0) {
@@ -210,9 +243,6 @@ fn execute(
             }
             _ => {}
         }
-    }
-    if !batch.is_empty() {
-        disk.persist_batch(&batch)?;
     }
     Ok(())
 }
