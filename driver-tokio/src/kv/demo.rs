@@ -81,17 +81,28 @@ pub async fn run_demo(opts: &DemoOptions) -> std::io::Result<DemoReport> {
     let killed_at = micros();
     nodes.kill(leader);
     println!("killed the leader, node {leader}, with SIGKILL");
+    // Keep the workload running for the phase, and in any case until a write
+    // issued after the kill is acknowledged (or 10 s pass): the failover
+    // time is measured, not cut off by the phase length.
+    let first_write_after_kill = || {
+        history
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r.call >= killed_at
+                    && r.outcome == Some(Outcome::Ok)
+                    && matches!(r.op, Op::Put { .. })
+            })
+            .filter_map(|r| r.ret)
+            .min()
+    };
+    let waited = Instant::now();
     tokio::time::sleep(phase).await;
-    let failover = history
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|r| {
-            r.call >= killed_at && r.outcome == Some(Outcome::Ok) && matches!(r.op, Op::Put { .. })
-        })
-        .filter_map(|r| r.ret)
-        .min()
-        .map(|ret| Duration::from_micros(ret - killed_at));
+    while first_write_after_kill().is_none() && waited.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let failover = first_write_after_kill().map(|ret| Duration::from_micros(ret - killed_at));
     match failover {
         Some(d) => println!(
             "first write acknowledged {:.0} ms after the kill",
