@@ -8,4 +8,5 @@
 //! `driver-tokio` reuses.
 #![warn(missing_docs)]
 
+pub mod kv;
 pub mod mr;

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 /// The servers of one test; killed when dropped, even on panic.
 struct Cluster {
+    /// `--runtime` of each node.
+    runtimes: Vec<&'static str>,
     addrs: Vec<SocketAddr>,
     dirs: Vec<PathBuf>,
     children: Vec<Option<Child>>,
@@ -19,6 +21,10 @@ struct Cluster {
 
 impl Cluster {
     fn start(name: &str) -> Cluster {
+        Self::start_with(name, ["tokio", "tokio", "tokio"])
+    }
+
+    fn start_with(name: &str, runtimes: [&'static str; 3]) -> Cluster {
         let root = std::env::temp_dir().join(format!("kv-cluster-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
@@ -33,6 +39,7 @@ impl Cluster {
             .collect();
         let dirs = (1..=3).map(|i| root.join(format!("node{i}"))).collect();
         let mut c = Cluster {
+            runtimes: runtimes.to_vec(),
             addrs,
             dirs,
             children: vec![None, None, None],
@@ -59,6 +66,7 @@ impl Cluster {
                 "--peers",
                 &peers.join(","),
             ])
+            .args(["--runtime", self.runtimes[id - 1]])
             .arg("--data-dir")
             .arg(&self.dirs[id - 1])
             .stdout(Stdio::null())
@@ -115,7 +123,26 @@ async fn get(c: &mut KvClient, key: &str) -> Outcome {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9_of_nodes_and_of_the_cluster() {
-    let mut cluster = Cluster::start("kill9");
+    kill_9_scenario(Cluster::start("kill9")).await;
+}
+
+/// The same on the threads/mio driver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_runtime_cluster_survives_kill_9() {
+    kill_9_scenario(Cluster::start_with(
+        "threads",
+        ["threads", "threads", "threads"],
+    ))
+    .await;
+}
+
+/// One cluster mixing both drivers: one wire format, one storage format.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_cluster_of_both_drivers_survives_kill_9() {
+    kill_9_scenario(Cluster::start_with("mixed", ["tokio", "threads", "tokio"])).await;
+}
+
+async fn kill_9_scenario(mut cluster: Cluster) {
     let mut client = cluster.client();
     let out = client
         .run(

@@ -49,6 +49,10 @@ enum Command {
         /// Snapshot once the Raft log exceeds this many bytes.
         #[arg(long, default_value_t = 1 << 20)]
         max_raft_state: usize,
+        /// I/O runtime: tokio, or a mio event loop on a std thread. Both speak
+        /// the same wire format, so one cluster can mix them.
+        #[arg(long, value_enum, default_value_t = Runtime::Tokio)]
+        runtime: Runtime,
     },
     /// Start a local 3-node cluster, run a mixed workload, kill the leader,
     /// time the failover, restart it, and check the recorded history for
@@ -126,6 +130,14 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Runtime {
+    /// Async I/O on tokio.
+    Tokio,
+    /// A mio event loop on a std thread.
+    Threads,
+}
+
 #[derive(clap::Args)]
 struct Target {
     /// The cluster's replica addresses, comma-separated, in id order.
@@ -166,6 +178,7 @@ fn main() -> ExitCode {
                 cluster_id,
                 tick_ms,
                 max_raft_state,
+                runtime,
             } => {
                 let opts = NodeOptions {
                     id,
@@ -175,7 +188,31 @@ fn main() -> ExitCode {
                     tick_ms,
                     max_raft_state: Some(max_raft_state),
                 };
-                match run_node(opts, shutdown_signal()).await {
+                let result = match runtime {
+                    Runtime::Tokio => run_node(opts, shutdown_signal()).await,
+                    Runtime::Threads => {
+                        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                        let flag = stop.clone();
+                        let node =
+                            std::thread::spawn(move || driver_threads::kv::run_node(opts, &flag));
+                        let watcher = stop.clone();
+                        tokio::spawn(async move {
+                            shutdown_signal().await;
+                            watcher.store(true, std::sync::atomic::Ordering::Relaxed);
+                        });
+                        tokio::task::spawn_blocking(move || node.join())
+                            .await
+                            .map_err(|e| driver_threads::kv::NodeError::Options(e.to_string()))
+                            .and_then(|joined| {
+                                joined.unwrap_or_else(|_| {
+                                    Err(driver_threads::kv::NodeError::Options(
+                                        "node thread panicked".into(),
+                                    ))
+                                })
+                            })
+                    }
+                };
+                match result {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         eprintln!("kv serve: {e}");

@@ -11,13 +11,12 @@
 
 use crate::mr::framed::read_message;
 use core_kv::{
-    reply_to, ClientRequest, KvFrame, KvReplica, KvStore, RsmAction, RsmConfig, RsmInput,
-    CLIENT_NODE, KV_PROTOCOL_VERSION,
+    reply_to, ClientRequest, KvFrame, RsmAction, RsmInput, CLIENT_NODE, KV_PROTOCOL_VERSION,
 };
-use core_raft::{Action, Config, NodeId};
+use core_raft::{Action, NodeId};
+use driver_threads::kv::{group_commit, open_replica};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 use storage::DiskStorage;
 use tokio::io::AsyncWriteExt;
@@ -28,47 +27,7 @@ use wire::{encode_frame, Decoder, Hello};
 /// Largest frame accepted on any connection.
 pub const MAX_FRAME_BYTES: u32 = 64 << 20;
 
-/// How to run one server.
-#[derive(Clone, Debug)]
-pub struct NodeOptions {
-    /// This server's id, 1-based: its address is `servers[id - 1]`.
-    pub id: u64,
-    /// Every server's address, in id order.
-    pub servers: Vec<SocketAddr>,
-    /// Where the Raft log and snapshots live.
-    pub data_dir: PathBuf,
-    /// Cluster id checked in every handshake.
-    pub cluster: u64,
-    /// Milliseconds per Raft tick.
-    pub tick_ms: u64,
-    /// Snapshot once the log exceeds this many bytes.
-    pub max_raft_state: Option<usize>,
-}
-
-/// Why a node stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    /// The options are inconsistent.
-    #[error("invalid options: {0}")]
-    Options(String),
-    /// Storage could not be opened or written.
-    #[error(transparent)]
-    Storage(#[from] storage::StorageError),
-    /// The stored state does not restore.
-    #[error(transparent)]
-    Restore(#[from] core_kv::RsmError),
-    /// The listening socket failed.
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        /// The address.
-        addr: SocketAddr,
-        /// The error.
-        source: std::io::Error,
-    },
-    /// The replica stopped serving (see the message).
-    #[error("replica failed: {0}")]
-    Replica(String),
-}
+pub use driver_threads::kv::{NodeError, NodeOptions};
 
 enum Event {
     Raft {
@@ -95,28 +54,9 @@ pub async fn run_node(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), NodeError> {
     let n = opts.servers.len() as u64;
-    if opts.id == 0 || opts.id > n {
-        return Err(NodeError::Options(format!(
-            "--id {} is not in 1..={n}",
-            opts.id
-        )));
-    }
-    let (mut disk, durable, report) = DiskStorage::open(&opts.data_dir)?;
-    if let Some(torn) = &report.torn_tail {
-        tracing::warn!("recovered after a crash: {torn}");
-    }
-    let voters: Vec<NodeId> = (1..=n).map(NodeId).collect();
-    let mut raft = Config::new(NodeId(opts.id), voters);
-    raft.rng_seed = opts.id ^ std::process::id() as u64;
-    let config = RsmConfig {
-        max_raft_state: opts.max_raft_state,
-        ..RsmConfig::new(raft)
-    };
-    let mut replica: KvReplica = KvReplica::restore(config, durable, KvStore::default())?;
+    let (mut disk, mut replica) = open_replica(&opts)?;
     let me = opts.servers[(opts.id - 1) as usize];
-    let listener = TcpListener::bind(me)
-        .await
-        .map_err(|source| NodeError::Listen { addr: me, source })?;
+    let listener = TcpListener::bind(me).await?;
     tracing::info!(id = opts.id, %me, "serving");
 
     let (events, mut inbox) = mpsc::channel::<Event>(8192);
@@ -205,10 +145,7 @@ fn input_for(
     }
 }
 
-/// Carry out the actions of one or more steps: first every persist, in
-/// order, made durable with a single fsync (group commit); then everything
-/// else, in order. Performing persists earlier than their place in the list
-/// keeps the core's rule (a persist is durable before any later action).
+/// Group commit, then hand messages to peer writers and replies to clients.
 fn execute(
     disk: &mut DiskStorage,
     actions: &mut Vec<RsmAction<core_kv::Outcome>>,
@@ -216,35 +153,22 @@ fn execute(
     clients: &BTreeMap<u64, mpsc::Sender<KvFrame>>,
     pending: &mut BTreeMap<u64, (u64, ClientRequest)>,
 ) -> Result<(), NodeError> {
-    let persists: Vec<Action> = actions
-        .iter()
-        .filter_map(|a| match a {
-            RsmAction::Raft(a) if storage::is_persist(a) => Some(a.clone()),
-            _ => None,
-        })
-        .collect();
-    if !persists.is_empty() {
-        disk.persist_batch(&persists)?;
-    }
-    for action in actions.drain(..) {
-        match action {
-            RsmAction::Raft(Action::Send { to, msg }) => {
-                if let Some(tx) = peers.get(&to.0) {
-                    // A full queue means the peer is slow or gone; Raft retries.
-                    let _ = tx.try_send(KvFrame::Raft(msg));
-                }
+    group_commit(disk, actions, |action| match action {
+        RsmAction::Raft(Action::Send { to, msg }) => {
+            if let Some(tx) = peers.get(&to.0) {
+                // A full queue means the peer is slow or gone; Raft retries.
+                let _ = tx.try_send(KvFrame::Raft(msg));
             }
-            RsmAction::Reply { id, result } => {
-                if let Some((conn, request)) = pending.remove(&id) {
-                    if let Some(tx) = clients.get(&conn) {
-                        let _ = tx.try_send(KvFrame::Reply(reply_to(&request, result)));
-                    }
-                }
-            }
-            _ => {}
         }
-    }
-    Ok(())
+        RsmAction::Reply { id, result } => {
+            if let Some((conn, request)) = pending.remove(&id) {
+                if let Some(tx) = clients.get(&conn) {
+                    let _ = tx.try_send(KvFrame::Reply(reply_to(&request, result)));
+                }
+            }
+        }
+        _ => {}
+    })
 }
 
 /// Accept connections, check the handshake, and start a reader per connection.
