@@ -5,10 +5,20 @@ use std::process::Command;
 
 #[test]
 fn kv_demo_reports_failover_and_a_linearizable_history() {
-    let dir = std::env::temp_dir().join(format!("kv-demo-test-{}", std::process::id()));
+    demo("tokio");
+}
+
+/// The same demo with every node on the threads/mio driver.
+#[test]
+fn kv_demo_on_the_threads_runtime() {
+    demo("threads");
+}
+
+fn demo(runtime: &str) {
+    let dir = std::env::temp_dir().join(format!("kv-demo-test-{runtime}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let out = Command::new(env!("CARGO_BIN_EXE_kv"))
-        .args(["demo", "--phase-secs", "1"])
+        .args(["demo", "--phase-secs", "1", "--runtime", runtime])
         .arg("--data-dir")
         .arg(&dir)
         .output()
@@ -19,6 +29,7 @@ fn kv_demo_reports_failover_and_a_linearizable_history() {
         "kv demo failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(stdout.contains(&format!("({runtime} runtime)")), "{stdout}");
     assert!(stdout.contains("killed the leader"), "{stdout}");
     assert!(
         stdout.contains("failover: the next write succeeded"),

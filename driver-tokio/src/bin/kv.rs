@@ -68,6 +68,9 @@ enum Command {
         /// Seconds of each phase: before the kill, after it, after the restart.
         #[arg(long, default_value_t = 2.0)]
         phase_secs: f64,
+        /// The nodes' I/O runtime.
+        #[arg(long, value_enum, default_value_t = Runtime::Tokio)]
+        runtime: Runtime,
     },
     /// Start a local cluster of `--nodes` replicas as child processes on
     /// loopback, print its address list, and stop it on Ctrl-C.
@@ -78,6 +81,9 @@ enum Command {
         /// Data directory (default: a fresh one under the system's temporary directory).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// The nodes' I/O runtime.
+        #[arg(long, value_enum, default_value_t = Runtime::Tokio)]
+        runtime: Runtime,
     },
     /// Generate load against a running cluster and report throughput and
     /// latency percentiles.
@@ -136,6 +142,15 @@ enum Runtime {
     Tokio,
     /// A mio event loop on a std thread.
     Threads,
+}
+
+impl Runtime {
+    fn name(self) -> &'static str {
+        match self {
+            Runtime::Tokio => "tokio",
+            Runtime::Threads => "threads",
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -224,8 +239,13 @@ fn main() -> ExitCode {
                 data_dir,
                 clients,
                 phase_secs,
-            } => demo(data_dir, clients, phase_secs).await,
-            Command::Cluster { nodes, data_dir } => cluster(nodes, data_dir).await,
+                runtime,
+            } => demo(data_dir, clients, phase_secs, runtime).await,
+            Command::Cluster {
+                nodes,
+                data_dir,
+                runtime,
+            } => cluster(nodes, data_dir, runtime).await,
             Command::Bench {
                 clients,
                 duration,
@@ -288,7 +308,12 @@ async fn client_op(target: Target, op: Op) -> ExitCode {
     }
 }
 
-async fn demo(data_dir: Option<PathBuf>, clients: usize, phase_secs: f64) -> ExitCode {
+async fn demo(
+    data_dir: Option<PathBuf>,
+    clients: usize,
+    phase_secs: f64,
+    runtime: Runtime,
+) -> ExitCode {
     use driver_tokio::kv::demo::{default_data_dir, is_empty_or_missing, run_demo, DemoOptions};
     let data_dir = data_dir.unwrap_or_else(default_data_dir);
     if !is_empty_or_missing(&data_dir) {
@@ -310,6 +335,7 @@ async fn demo(data_dir: Option<PathBuf>, clients: usize, phase_secs: f64) -> Exi
         clients: clients.max(1),
         phase_secs,
         exe,
+        runtime: runtime.name().to_string(),
     };
     match run_demo(&opts).await {
         Ok(report) => {
@@ -338,7 +364,7 @@ async fn demo(data_dir: Option<PathBuf>, clients: usize, phase_secs: f64) -> Exi
     }
 }
 
-async fn cluster(nodes: usize, data_dir: Option<PathBuf>) -> ExitCode {
+async fn cluster(nodes: usize, data_dir: Option<PathBuf>, runtime: Runtime) -> ExitCode {
     use driver_tokio::kv::demo::{default_data_dir, is_empty_or_missing};
     use driver_tokio::kv::local::LocalCluster;
     let dir = data_dir.unwrap_or_else(default_data_dir);
@@ -354,7 +380,12 @@ async fn cluster(nodes: usize, data_dir: Option<PathBuf>) -> ExitCode {
         let addrs: Vec<SocketAddr> = (0..nodes)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()))
             .collect::<Result<_, _>>()?;
-        let mut local = LocalCluster::new(std::env::current_exe()?, dir.clone(), addrs.clone());
+        let mut local = LocalCluster::new(
+            std::env::current_exe()?,
+            dir.clone(),
+            addrs.clone(),
+            runtime.name(),
+        );
         for id in 1..=nodes {
             local.start(id)?;
         }

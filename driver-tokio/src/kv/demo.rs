@@ -25,6 +25,8 @@ pub struct DemoOptions {
     pub phase_secs: f64,
     /// The `kv` executable to start nodes with.
     pub exe: PathBuf,
+    /// The nodes' `--runtime`: `tokio` or `threads`.
+    pub runtime: String,
 }
 
 /// What the demo measured.
@@ -46,12 +48,18 @@ pub async fn run_demo(opts: &DemoOptions) -> std::io::Result<DemoReport> {
     let addrs: Vec<SocketAddr> = (0..3)
         .map(|_| TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()))
         .collect::<Result<_, _>>()?;
-    let mut nodes = LocalCluster::new(opts.exe.clone(), opts.data_dir.clone(), addrs.clone());
+    let mut nodes = LocalCluster::new(
+        opts.exe.clone(),
+        opts.data_dir.clone(),
+        addrs.clone(),
+        &opts.runtime,
+    );
     for id in 1..=3 {
         nodes.start(id)?;
     }
     println!(
-        "started 3 nodes on {addrs:?}; data and logs in {}",
+        "started 3 nodes ({} runtime) on {addrs:?}; data and logs in {}",
+        opts.runtime,
         opts.data_dir.display()
     );
 

@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 
 /// `kv serve` processes with their data and logs under one directory.
 pub struct LocalCluster {
+    /// `--runtime` passed to every node.
+    runtime: String,
     addrs: Vec<SocketAddr>,
     children: Vec<Option<Child>>,
     exe: PathBuf,
@@ -14,10 +16,12 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
-    /// A cluster (not started) of `addrs.len()` nodes run with `exe`.
-    pub fn new(exe: PathBuf, dir: PathBuf, addrs: Vec<SocketAddr>) -> LocalCluster {
+    /// A cluster (not started) of `addrs.len()` nodes run with `exe` on
+    /// `runtime` (`tokio` or `threads`).
+    pub fn new(exe: PathBuf, dir: PathBuf, addrs: Vec<SocketAddr>, runtime: &str) -> LocalCluster {
         let children = addrs.iter().map(|_| None).collect();
         LocalCluster {
+            runtime: runtime.to_string(),
             addrs,
             children,
             exe,
@@ -45,6 +49,7 @@ impl LocalCluster {
                 "--peers",
                 &peers.join(","),
             ])
+            .args(["--runtime", &self.runtime])
             .arg("--data-dir")
             .arg(self.dir.join(format!("node{id}")))
             .stdout(Stdio::null())
