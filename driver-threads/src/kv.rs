@@ -5,10 +5,10 @@
 //! Connections: one listener for peers and clerks (told apart by the
 //! handshake's node id; `CLIENT_NODE` is a clerk), plus one outbound
 //! connection per peer that carries this node's Raft messages, reconnected
-//! with backoff. Every event already available is stepped before one group
-//! commit: the steps' persists are written and fsynced once, then their
-//! messages and replies are queued. (The fsync runs on the event-loop
-//! thread; the loop does not read the network while it runs.)
+//! with backoff. Persists go to a disk thread, which writes every batch
+//! that queued while it was syncing with one fsync (group commit); the loop
+//! keeps serving the network meanwhile and sends each step's messages and
+//! replies only once every batch handed over before them is durable.
 
 use core_kv::{
     reply_to, ClientRequest, KvFrame, KvReplica, KvStore, RsmAction, RsmConfig, RsmInput,
@@ -36,6 +36,8 @@ const MAX_QUEUED_BYTES: usize = 32 << 20;
 const LISTENER: Token = Token(0);
 /// Outbound peer connections use `Token(peer id)`; accepted ones start here.
 const FIRST_ACCEPTED: usize = 1 << 20;
+/// The disk thread wakes the loop with this token when a batch is durable.
+const DISK_DONE: Token = Token(FIRST_ACCEPTED - 1);
 
 /// How to run one server (shared by both drivers).
 #[derive(Clone, Debug)]
@@ -151,10 +153,12 @@ struct Outbound {
 
 /// Run a server until `stop` is set (checked at least every tick).
 pub fn run_node(opts: NodeOptions, stop: &AtomicBool) -> Result<(), NodeError> {
-    let (mut disk, mut replica) = open_replica(&opts)?;
+    let (disk, mut replica) = open_replica(&opts)?;
     let n = opts.servers.len() as u64;
     let me = opts.servers[(opts.id - 1) as usize];
     let mut poll = Poll::new()?;
+    let waker = std::sync::Arc::new(mio::Waker::new(poll.registry(), DISK_DONE)?);
+    let mut disk = DiskThread::start(disk, waker);
     let mut listener = TcpListener::bind(me)?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -224,6 +228,7 @@ pub fn run_node(opts: NodeOptions, stop: &AtomicBool) -> Result<(), NodeError> {
         for event in events.iter() {
             match event.token() {
                 LISTENER => accept_all(&listener, &poll, &mut conns, &mut next_token)?,
+                DISK_DONE => {}
                 Token(t) if t < FIRST_ACCEPTED => {
                     if let Some(ob) = outbound.get_mut(&(t as u64)) {
                         let broken = event.is_error()
@@ -269,32 +274,37 @@ pub fn run_node(opts: NodeOptions, stop: &AtomicBool) -> Result<(), NodeError> {
         for input in inputs {
             actions.extend(replica.step(input));
         }
-        group_commit(&mut disk, &mut actions, |action| match action {
-            RsmAction::Raft(Action::Send { to, msg }) => {
-                if let Some(ob) = outbound.get_mut(&to.0) {
-                    if ob.stream.is_some() && ob.out.len() < MAX_QUEUED_BYTES {
-                        if let Ok(bytes) = encode_frame(&KvFrame::Raft(msg), MAX_FRAME_BYTES) {
-                            ob.out.extend_from_slice(&bytes);
-                        }
-                    }
-                }
-            }
-            RsmAction::Reply { id, result } => {
-                if let Some((token, request)) = pending.remove(&id) {
-                    if let Some(conn) = conns.get_mut(&token) {
-                        if conn.out.len() < MAX_QUEUED_BYTES {
-                            if let Ok(bytes) = encode_frame(
-                                &KvFrame::Reply(reply_to(&request, result)),
-                                MAX_FRAME_BYTES,
-                            ) {
-                                conn.out.extend_from_slice(&bytes);
+        // Persists go to the disk thread; everything else waits until every
+        // batch handed over before it is durable.
+        disk.submit(&mut actions);
+        for action in disk.released()? {
+            match action {
+                RsmAction::Raft(Action::Send { to, msg }) => {
+                    if let Some(ob) = outbound.get_mut(&to.0) {
+                        if ob.stream.is_some() && ob.out.len() < MAX_QUEUED_BYTES {
+                            if let Ok(bytes) = encode_frame(&KvFrame::Raft(msg), MAX_FRAME_BYTES) {
+                                ob.out.extend_from_slice(&bytes);
                             }
                         }
                     }
                 }
+                RsmAction::Reply { id, result } => {
+                    if let Some((token, request)) = pending.remove(&id) {
+                        if let Some(conn) = conns.get_mut(&token) {
+                            if conn.out.len() < MAX_QUEUED_BYTES {
+                                if let Ok(bytes) = encode_frame(
+                                    &KvFrame::Reply(reply_to(&request, result)),
+                                    MAX_FRAME_BYTES,
+                                ) {
+                                    conn.out.extend_from_slice(&bytes);
+                                }
+                            }
+                        }
+                    }
+                }
+                _ => {}
             }
-            _ => {}
-        })?;
+        }
         for ob in outbound.values_mut() {
             if let Some(s) = ob.stream.as_mut() {
                 if flush(s, &mut ob.out).is_err() {
@@ -310,7 +320,106 @@ pub fn run_node(opts: NodeOptions, stop: &AtomicBool) -> Result<(), NodeError> {
         }
     }
     tracing::info!(id = opts.id, "shutting down");
-    Ok(())
+    // Finish the fsync in flight (and any batch queued behind it).
+    disk.finish()
+}
+
+/// The disk thread and the actions waiting for it.
+///
+/// Persist actions are handed over in batches; while the thread syncs one
+/// batch, later batches queue, and it writes them all with the next single
+/// fsync (group commit: one fsync covers every persist that arrived while
+/// the previous one ran). Non-persist actions are held, in order, until
+/// every batch handed over before them is durable: the core's rule that a
+/// persist is durable before any later action, across steps.
+struct DiskThread {
+    batches: Option<std::sync::mpsc::Sender<(u64, Vec<Action>)>>,
+    done: std::sync::mpsc::Receiver<Result<u64, storage::StorageError>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Id of the last batch handed over, and of the last one durable.
+    submitted: u64,
+    durable: u64,
+    held: std::collections::VecDeque<(u64, RsmAction<core_kv::Outcome>)>,
+}
+
+impl DiskThread {
+    fn start(mut disk: DiskStorage, waker: std::sync::Arc<mio::Waker>) -> DiskThread {
+        let (batches, inbox) = std::sync::mpsc::channel::<(u64, Vec<Action>)>();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            while let Ok((mut last, mut batch)) = inbox.recv() {
+                while let Ok((id, more)) = inbox.try_recv() {
+                    batch.extend(more);
+                    last = id;
+                }
+                let result = disk.persist_batch(&batch).map(|()| last);
+                let failed = result.is_err();
+                let _ = done_tx.send(result);
+                let _ = waker.wake();
+                if failed {
+                    return;
+                }
+            }
+        });
+        DiskThread {
+            batches: Some(batches),
+            done,
+            thread: Some(thread),
+            submitted: 0,
+            durable: 0,
+            held: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Hand this round's persists to the disk thread and hold the rest.
+    fn submit(&mut self, actions: &mut Vec<RsmAction<core_kv::Outcome>>) {
+        let persists: Vec<Action> = actions
+            .iter()
+            .filter_map(|a| match a {
+                RsmAction::Raft(a) if storage::is_persist(a) => Some(a.clone()),
+                _ => None,
+            })
+            .collect();
+        if !persists.is_empty() {
+            self.submitted += 1;
+            if let Some(tx) = &self.batches {
+                let _ = tx.send((self.submitted, persists));
+            }
+        }
+        for action in actions.drain(..) {
+            if !matches!(&action, RsmAction::Raft(a) if storage::is_persist(a)) {
+                self.held.push_back((self.submitted, action));
+            }
+        }
+    }
+
+    /// The held actions whose batches are all durable, in order.
+    fn released(&mut self) -> Result<Vec<RsmAction<core_kv::Outcome>>, NodeError> {
+        while let Ok(result) = self.done.try_recv() {
+            self.durable = result?;
+        }
+        let mut out = Vec::new();
+        while self
+            .held
+            .front()
+            .is_some_and(|(batch, _)| *batch <= self.durable)
+        {
+            out.push(self.held.pop_front().expect("checked").1);
+        }
+        Ok(out)
+    }
+
+    /// Wait for every batch handed over to be durable; stop the thread.
+    fn finish(&mut self) -> Result<(), NodeError> {
+        self.batches = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        while let Ok(result) = self.done.try_recv() {
+            self.durable = result?;
+        }
+        Ok(())
+    }
 }
 
 fn drop_outbound(poll: &Poll, ob: &mut Outbound) {
