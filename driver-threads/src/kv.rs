@@ -10,6 +10,7 @@
 //! keeps serving the network meanwhile and sends each step's messages and
 //! replies only once every batch handed over before them is durable.
 
+use crate::net::{accept_all, flush};
 use core_kv::{
     reply_to, ClientRequest, KvFrame, KvReplica, KvStore, RsmAction, RsmConfig, RsmInput,
     CLIENT_NODE, KV_PROTOCOL_VERSION,
@@ -18,7 +19,7 @@ use core_raft::{Action, Config, NodeId};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -227,7 +228,20 @@ pub fn run_node(opts: NodeOptions, stop: &AtomicBool) -> Result<(), NodeError> {
         let mut inputs: Vec<RsmInput<ClientRequest>> = Vec::new();
         for event in events.iter() {
             match event.token() {
-                LISTENER => accept_all(&listener, &poll, &mut conns, &mut next_token)?,
+                LISTENER => {
+                    accept_all(&listener, &poll, &mut next_token, |token, stream, addr| {
+                        conns.insert(
+                            token.0,
+                            Conn {
+                                stream,
+                                addr,
+                                decoder: Decoder::new(MAX_FRAME_BYTES),
+                                out: Vec::new(),
+                                role: Role::Unknown,
+                            },
+                        );
+                    })?
+                }
                 DISK_DONE => {}
                 Token(t) if t < FIRST_ACCEPTED => {
                     if let Some(ob) = outbound.get_mut(&(t as u64)) {
@@ -431,44 +445,6 @@ fn drop_outbound(poll: &Poll, ob: &mut Outbound) {
     ob.backoff = (ob.backoff * 2).min(Duration::from_secs(1));
 }
 
-fn accept_all(
-    listener: &TcpListener,
-    poll: &Poll,
-    conns: &mut BTreeMap<usize, Conn>,
-    next: &mut usize,
-) -> io::Result<()> {
-    loop {
-        match listener.accept() {
-            Ok((mut stream, addr)) => {
-                let token = *next;
-                *next += 1;
-                let _ = stream.set_nodelay(true);
-                poll.registry().register(
-                    &mut stream,
-                    Token(token),
-                    Interest::READABLE | Interest::WRITABLE,
-                )?;
-                conns.insert(
-                    token,
-                    Conn {
-                        stream,
-                        addr,
-                        decoder: Decoder::new(MAX_FRAME_BYTES),
-                        out: Vec::new(),
-                        role: Role::Unknown,
-                    },
-                );
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                return Ok(());
-            }
-        }
-    }
-}
-
 /// Read what is available and turn complete frames into inputs. Returns
 /// false if the connection must be closed (with a log line saying why).
 fn read_conn(
@@ -546,28 +522,4 @@ fn read_conn(
             }
         }
     }
-}
-
-/// Write queued bytes until done or the socket would block.
-fn flush(stream: &mut TcpStream, out: &mut Vec<u8>) -> io::Result<()> {
-    while !out.is_empty() {
-        match stream.write(out) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(k) => {
-                out.drain(..k);
-            }
-            // A connect still in progress reports "not connected": wait.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected
-                ) =>
-            {
-                return Ok(())
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

@@ -10,3 +10,4 @@
 
 pub mod kv;
 pub mod mr;
+pub mod net;

@@ -9,7 +9,7 @@ use core_mr::{Request, WorkerId};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::time::Instant;
@@ -90,7 +90,23 @@ pub fn run_coordinator(opts: &CoordinatorOptions) -> Result<JobSummary, Coordina
         let mut closed = Vec::new();
         for event in events.iter() {
             if event.token() == LISTENER {
-                accept_all(&listener, &poll, &mut conns, &mut next_token, &shell)?;
+                crate::net::accept_all(
+                    &listener,
+                    &poll,
+                    &mut next_token,
+                    |token, stream, peer| {
+                        conns.insert(
+                            token,
+                            Conn {
+                                stream,
+                                peer,
+                                decoder: Decoder::new(MAX_FRAME_BYTES),
+                                out: shell.hello_frame(),
+                                greeted: false,
+                            },
+                        );
+                    },
+                )?;
                 continue;
             }
             let token = event.token();
@@ -150,46 +166,6 @@ pub fn run_coordinator(opts: &CoordinatorOptions) -> Result<JobSummary, Coordina
         }
     }
     shell.result()
-}
-
-fn accept_all(
-    listener: &TcpListener,
-    poll: &Poll,
-    conns: &mut HashMap<Token, Conn>,
-    next_token: &mut usize,
-    shell: &CoordinatorShell,
-) -> io::Result<()> {
-    loop {
-        match listener.accept() {
-            Ok((mut stream, peer)) => {
-                let token = Token(*next_token);
-                *next_token += 1;
-                let _ = stream.set_nodelay(true);
-                poll.registry().register(
-                    &mut stream,
-                    token,
-                    Interest::READABLE | Interest::WRITABLE,
-                )?;
-                conns.insert(
-                    token,
-                    Conn {
-                        stream,
-                        peer,
-                        decoder: Decoder::new(MAX_FRAME_BYTES),
-                        out: shell.hello_frame(),
-                        greeted: false,
-                    },
-                );
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            // A connection that died before we accepted it; keep serving.
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                return Ok(());
-            }
-        }
-    }
 }
 
 /// Reads what is available and feeds complete messages to the core.
@@ -257,16 +233,5 @@ fn read_conn(
 
 /// Writes pending bytes until done or the socket would block.
 fn flush(conn: &mut Conn) -> io::Result<()> {
-    while !conn.out.is_empty() {
-        match conn.stream.write(&conn.out) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                conn.out.drain(..n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    crate::net::flush(&mut conn.stream, &mut conn.out)
 }
