@@ -8,8 +8,8 @@
 
 use core_mr::apps::builtin;
 use driver_threads::mr::local::run_local;
-use driver_threads::mr::options::{CoordinatorOptions, WorkerOptions};
-use driver_threads::mr::task::TaskOptions;
+use mr_exec::options::{CoordinatorOptions, WorkerOptions};
+use mr_exec::task::TaskOptions;
 use std::sync::Arc;
 
 fn main() {

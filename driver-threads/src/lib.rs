@@ -1,11 +1,8 @@
-//! Drivers built on std threads and a mio event loop.
-//!
-//! [`mr`] runs the MapReduce coordinator (one mio event loop thread) and
-//! workers (a blocking TCP client per worker). It also holds the parts of a
-//! MapReduce driver that do not depend on the runtime — running map and
-//! reduce tasks against files, external sorting, the lab's test
-//! applications, loading applications from shared libraries — which
-//! `driver-tokio` reuses.
+//! The std-threads + mio driver, as a library to embed: [`kv`] runs a
+//! replica of the key/value service on a mio event loop with a disk thread,
+//! [`mr`] runs the MapReduce coordinator on a mio event loop (and a whole
+//! job in one process). Task execution and the MapReduce worker come from
+//! `mr-exec`; the `kv` and `mr` commands live in crate `cli`.
 #![warn(missing_docs)]
 
 pub mod kv;

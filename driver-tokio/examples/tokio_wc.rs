@@ -1,13 +1,14 @@
-//! Word count on the tokio driver: a coordinator task and two worker
-//! tasks in one runtime, talking over loopback TCP. Prints the job summary;
+//! Word count on the tokio driver: a coordinator task and two workers on
+//! the runtime's blocking pool (the worker is `mr-exec`'s blocking client,
+//! the same on every runtime), talking over loopback TCP. Prints the job summary;
 //! the `mr-out-*` files are left in a temporary directory.
 //!
 //! Run from the workspace root with
 //! `cargo run -p driver-tokio --release --example tokio_wc`.
 
 use core_mr::apps::builtin;
-use driver_threads::mr::options::{CoordinatorOptions, WorkerOptions};
-use driver_threads::mr::task::TaskOptions;
+use mr_exec::options::{CoordinatorOptions, WorkerOptions};
+use mr_exec::task::TaskOptions;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,7 +51,7 @@ async fn main() {
                 },
                 ..WorkerOptions::default()
             };
-            tokio::spawn(async move { driver_tokio::mr::worker::run_worker(app, &opts).await })
+            tokio::task::spawn_blocking(move || mr_exec::worker::run_worker(app.as_ref(), &opts))
         })
         .collect();
     let summary = coordinator

@@ -1,10 +1,8 @@
 //! Deterministic simulation for the pure cores: a seed-driven world with
-//! fault injection and invariant checks ([`sim`]), and a linearizability
-//! checker for client histories ([`linearizability`]).
+//! fault injection and invariant checks ([`sim`], [`kvsim`]). Client
+//! histories are checked with the `linearizability` crate.
 //!
-//! Both are public so that users can test their own state machines, and so
-//! that drivers can check histories recorded against real clusters.
+//! It is public so that users can test their own state machines.
 
 pub mod kvsim;
-pub mod linearizability;
 pub mod sim;

@@ -1,17 +1,17 @@
 //! The coordinator on a mio event loop: one thread, non-blocking sockets,
 //! ticks from the poll timeout.
 
-use super::error::CoordinatorError;
-use super::options::{CoordinatorOptions, MAX_FRAME_BYTES};
-use super::shell::{CoordinatorShell, JobSummary};
 use core_mr::coordinator::Input;
 use core_mr::{Request, WorkerId};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
+use mr_exec::addr::{resolve, write_addr_file};
+use mr_exec::error::CoordinatorError;
+use mr_exec::options::{CoordinatorOptions, MAX_FRAME_BYTES};
+use mr_exec::shell::{CoordinatorShell, JobSummary};
 use std::collections::HashMap;
 use std::io::{self, Read};
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
+use std::net::SocketAddr;
 use std::time::Instant;
 use wire::{Decoder, Hello};
 
@@ -23,28 +23,6 @@ struct Conn {
     decoder: Decoder,
     out: Vec<u8>,
     greeted: bool,
-}
-
-/// Resolves a listen address such as `127.0.0.1:0` or `localhost:5840`.
-pub fn resolve(addr: &str) -> Result<SocketAddr, CoordinatorError> {
-    addr.to_socket_addrs()
-        .map_err(|source| CoordinatorError::Bind {
-            addr: addr.to_string(),
-            source,
-        })?
-        .next()
-        .ok_or_else(|| CoordinatorError::Bind {
-            addr: addr.to_string(),
-            source: io::Error::new(io::ErrorKind::NotFound, "address resolves to nothing"),
-        })
-}
-
-/// Writes the bound address to `path` atomically (temp file + rename), so a
-/// reader polling for the file never sees half an address.
-pub fn write_addr_file(path: &Path, addr: SocketAddr) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, format!("{addr}\n"))?;
-    std::fs::rename(&tmp, path)
 }
 
 /// Runs a coordinator until the job ends plus the grace period.

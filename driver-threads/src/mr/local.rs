@@ -3,11 +3,11 @@
 //! This is how a program links the library and runs its own application.
 
 use super::coordinator::run_coordinator;
-use super::error::CoordinatorError;
-use super::options::{CoordinatorOptions, WorkerOptions};
-use super::shell::JobSummary;
-use super::worker::run_worker;
 use core_mr::App;
+use mr_exec::error::CoordinatorError;
+use mr_exec::options::{CoordinatorOptions, WorkerOptions};
+use mr_exec::shell::JobSummary;
+use mr_exec::worker::run_worker;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! finds the leader by itself (hints, rotation, timeouts in ticks).
 
 use super::node::MAX_FRAME_BYTES;
-use crate::mr::framed::read_message;
+use crate::framed::read_message;
 use core_kv::{
     Clerk, ClerkAction, ClerkConfig, ClerkInput, ClientId, KvFrame, Op, Outcome, CLIENT_NODE,
     KV_PROTOCOL_VERSION,

@@ -2,8 +2,5 @@
 //! runs `core_kv::KvReplica` over real TCP and the on-disk `storage`, and a
 //! client (`client`) that drives the sans-IO `core_kv::Clerk`.
 
-pub mod bench;
 pub mod client;
-pub mod demo;
-pub mod local;
 pub mod node;

@@ -9,7 +9,7 @@
 //! steps' persists are written and fsynced once, then their sends and
 //! replies go out (the core's ordering rule, with one fsync per batch).
 
-use crate::mr::framed::read_message;
+use crate::framed::read_message;
 use core_kv::{
     reply_to, ClientRequest, KvFrame, RsmAction, RsmInput, CLIENT_NODE, KV_PROTOCOL_VERSION,
 };

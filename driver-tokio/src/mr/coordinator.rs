@@ -1,13 +1,13 @@
 //! The coordinator as a tokio server: one task per connection moves frames;
 //! a single loop owns the core and fires ticks.
 
-use super::framed::read_message;
+use crate::framed::read_message;
 use core_mr::coordinator::Input;
 use core_mr::{Request, WorkerId};
-use driver_threads::mr::coordinator::{resolve, write_addr_file};
-use driver_threads::mr::error::CoordinatorError;
-use driver_threads::mr::options::{CoordinatorOptions, MAX_FRAME_BYTES};
-use driver_threads::mr::shell::{CoordinatorShell, JobSummary};
+use mr_exec::addr::{resolve, write_addr_file};
+use mr_exec::error::CoordinatorError;
+use mr_exec::options::{CoordinatorOptions, MAX_FRAME_BYTES};
+use mr_exec::shell::{CoordinatorShell, JobSummary};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use tokio::io::AsyncWriteExt;

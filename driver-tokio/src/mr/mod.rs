@@ -1,8 +1,6 @@
-//! MapReduce on tokio. Task execution, app loading, progress display and
-//! options come from `driver_threads::mr` (they are runtime-neutral), so
-//! both runtimes write identical files and speak identical frames.
+//! MapReduce on tokio: the coordinator as an async TCP server. Task
+//! execution, the worker (one blocking client, which async would not make
+//! faster), options and progress come from `mr-exec`, so both runtimes
+//! write identical files and speak identical frames.
 
-pub mod bench;
 pub mod coordinator;
-pub mod framed;
-pub mod worker;

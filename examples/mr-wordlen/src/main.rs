@@ -9,8 +9,8 @@
 //! the histogram.
 
 use driver_threads::mr::local::run_local;
-use driver_threads::mr::options::{CoordinatorOptions, WorkerOptions};
-use driver_threads::mr::task::TaskOptions;
+use mr_exec::options::{CoordinatorOptions, WorkerOptions};
+use mr_exec::task::TaskOptions;
 use mr_wordlen::WordLengths;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -2,12 +2,13 @@
 //! scripted clerks, `GenericTest` (clients, partitioner, crashes, checks) and
 //! the linearizability check of recorded histories.
 
-use super::clients::{versioned_history, ClerkClient, History, OnePut, PutCounts, Stop, Workload};
+use super::clients::{ClerkClient, History, OnePut, PutCounts, Stop, Workload};
 use super::world::{World, WorldConfig};
-use crate::linearizability::models::{ClassicKvModel, VersionedKvModel};
-use crate::linearizability::{check, CheckOptions, Model, Operation, Verdict};
 use crate::sim::rng::SimRng;
 use core_kv::{KvStore, Op, Outcome};
+use linearizability::kv::{classic_history, versioned_history};
+use linearizability::models::{ClassicKvModel, VersionedKvModel};
+use linearizability::{check, CheckOptions, Model, Operation, Verdict};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -131,11 +132,7 @@ pub fn assert_versioned_linearizable(history: &History, seed: u64) {
 
 /// Check a recorded history of classic operations.
 pub fn assert_classic_linearizable(history: &History, seed: u64) {
-    assert_linearizable(
-        &ClassicKvModel,
-        &super::clients::classic_history(&history.borrow()),
-        seed,
-    );
+    assert_linearizable(&ClassicKvModel, &classic_history(&history.borrow()), seed);
 }
 
 /// The parameters of the lab's `GenericTest` (kvraft1 `MakeTest`).

@@ -1,0 +1,440 @@
+//! `kv`: run a replica of the fault-tolerant key/value service, or talk to a
+//! running cluster.
+
+use clap::{Parser, Subcommand};
+use cli::common::{init_logging, stop_flag, stopped, tokio_runtime, Runtime};
+use core_kv::{Op, Outcome, Version};
+use driver_tokio::kv::client::KvClient;
+use driver_tokio::kv::node::NodeOptions;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// The replicated key/value service (MIT 6.5840 lab 4) over TCP, with Raft
+/// state on disk (CRC-checked, fsynced log and snapshots).
+///
+/// Start a 3-node cluster on one machine:
+///   kv serve --id 1 --peers 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 --data-dir /tmp/kv1 &
+///   kv serve --id 2 --peers 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 --data-dir /tmp/kv2 &
+///   kv serve --id 3 --peers 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 --data-dir /tmp/kv3 &
+/// then:
+///   kv put greeting hello --cluster 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
+///   kv get greeting --cluster ...
+#[derive(Parser)]
+#[command(name = "kv", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one replica until SIGINT or SIGTERM.
+    Serve {
+        /// This replica's id: its position (1-based) in --peers.
+        #[arg(long)]
+        id: u64,
+        /// Every replica's address, in id order, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        peers: Vec<SocketAddr>,
+        /// Directory for the Raft log and snapshots (created if missing).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Cluster id; every connection's handshake must carry the same one.
+        #[arg(long, default_value_t = 6824)]
+        cluster_id: u64,
+        /// Milliseconds per Raft tick (heartbeats every 10 ticks, elections after 50-100).
+        #[arg(long, default_value_t = 10)]
+        tick_ms: u64,
+        /// Snapshot once the Raft log exceeds this many bytes.
+        #[arg(long, default_value_t = 1 << 20)]
+        max_raft_state: usize,
+        /// I/O runtime: tokio, or a mio event loop on a std thread. Both speak
+        /// the same wire format, so one cluster can mix them.
+        #[arg(long, value_enum, default_value_t = Runtime::Tokio)]
+        runtime: Runtime,
+    },
+    /// Start a local 3-node cluster, run a mixed workload, kill the leader,
+    /// time the failover, restart it, and check the recorded history for
+    /// linearizability.
+    Demo {
+        /// Data directory for the nodes (default: a fresh one under the
+        /// system's temporary directory).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Seconds of each phase: before the kill, after it, after the restart.
+        #[arg(long, default_value_t = 2.0)]
+        phase_secs: f64,
+        /// The nodes' I/O runtime.
+        #[arg(long, value_enum, default_value_t = Runtime::Tokio)]
+        runtime: Runtime,
+    },
+    /// Start a local cluster of `--nodes` replicas as child processes on
+    /// loopback, print its address list, and stop it on Ctrl-C.
+    Cluster {
+        /// Number of replicas.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Data directory (default: a fresh one under the system's temporary directory).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The nodes' I/O runtime.
+        #[arg(long, value_enum, default_value_t = Runtime::Tokio)]
+        runtime: Runtime,
+    },
+    /// Generate load against a running cluster and report throughput and
+    /// latency percentiles.
+    Bench {
+        /// Concurrent clients (each runs one operation at a time).
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Bytes per written value.
+        #[arg(long, default_value_t = 256)]
+        value_size: usize,
+        /// Fraction of reads, 0.0 to 1.0 (writes are unconditional Puts).
+        #[arg(long, default_value_t = 0.0)]
+        read_ratio: f64,
+        /// Distinct keys.
+        #[arg(long, default_value_t = 1000)]
+        keys: u64,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Read a key: prints `value` and its version, or reports a missing key.
+    Get {
+        /// The key.
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Write a key at an expected version (0 creates it).
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// The version the key must be at for the write to apply.
+        #[arg(long, default_value_t = 0)]
+        version: u64,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Append to a key's value (a missing key counts as empty).
+    Append {
+        /// The key.
+        key: String,
+        /// What to append.
+        value: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(clap::Args)]
+struct Target {
+    /// The cluster's replica addresses, comma-separated, in id order.
+    #[arg(long, value_delimiter = ',', required = true, env = "KV_CLUSTER")]
+    cluster: Vec<SocketAddr>,
+    /// Cluster id (must match the servers').
+    #[arg(long, default_value_t = 6824)]
+    cluster_id: u64,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 30)]
+    timeout_s: u64,
+}
+
+fn main() -> ExitCode {
+    init_logging("info");
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            id,
+            peers,
+            data_dir,
+            cluster_id,
+            tick_ms,
+            max_raft_state,
+            runtime,
+        } => {
+            let opts = NodeOptions {
+                id,
+                servers: peers,
+                data_dir,
+                cluster: cluster_id,
+                tick_ms,
+                max_raft_state: Some(max_raft_state),
+            };
+            serve(opts, runtime)
+        }
+        command => match tokio_runtime() {
+            Ok(rt) => rt.block_on(run_async(command)),
+            Err(e) => {
+                eprintln!("kv: cannot start the tokio runtime: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// Run one replica until SIGINT or SIGTERM. The threads runtime runs its
+/// event loop on this thread and starts no tokio runtime.
+fn serve(opts: NodeOptions, runtime: Runtime) -> ExitCode {
+    let stop = match stop_flag() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("kv serve: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match runtime {
+        Runtime::Threads => driver_threads::kv::run_node(opts, &stop),
+        Runtime::Tokio => match tokio_runtime() {
+            Ok(rt) => rt.block_on(driver_tokio::kv::node::run_node(opts, stopped(stop))),
+            Err(e) => {
+                eprintln!("kv serve: cannot start the tokio runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kv serve: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The commands that run on a tokio runtime (clients, local clusters).
+async fn run_async(command: Command) -> ExitCode {
+    match command {
+        Command::Serve { .. } => unreachable!("serve picks its own runtime"),
+        Command::Demo {
+            data_dir,
+            clients,
+            phase_secs,
+            runtime,
+        } => demo(data_dir, clients, phase_secs, runtime).await,
+        Command::Cluster {
+            nodes,
+            data_dir,
+            runtime,
+        } => cluster(nodes, data_dir, runtime).await,
+        Command::Bench {
+            clients,
+            duration,
+            value_size,
+            read_ratio,
+            keys,
+            target,
+        } => bench(clients, duration, value_size, read_ratio, keys, target).await,
+        Command::Get { key, target } => client_op(target, Op::Get { key }).await,
+        Command::Put {
+            key,
+            value,
+            version,
+            target,
+        } => {
+            let version = Version(version);
+            client_op(
+                target,
+                Op::Put {
+                    key,
+                    value,
+                    version,
+                },
+            )
+            .await
+        }
+        Command::Append { key, value, target } => {
+            client_op(target, Op::Append { key, value }).await
+        }
+    }
+}
+
+async fn client_op(target: Target, op: Op) -> ExitCode {
+    let mut client = match KvClient::new(target.cluster, target.cluster_id) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kv: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match client.run(op, Duration::from_secs(target.timeout_s)).await {
+        Ok(Outcome::Value { value, version }) => {
+            println!("{value}");
+            eprintln!("(version {})", version.0);
+            ExitCode::SUCCESS
+        }
+        Ok(Outcome::Ok) => {
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Ok(other) => {
+            // ErrNoKey, ErrVersion, ErrMaybe: the lab's answers, exit code 2.
+            println!("{other:?}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("kv: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn demo(
+    data_dir: Option<PathBuf>,
+    clients: usize,
+    phase_secs: f64,
+    runtime: Runtime,
+) -> ExitCode {
+    use cli::kv::demo::{default_data_dir, is_empty_or_missing, run_demo, DemoOptions};
+    let data_dir = data_dir.unwrap_or_else(default_data_dir);
+    if !is_empty_or_missing(&data_dir) {
+        eprintln!(
+            "kv demo: {} is not empty; give an empty or new --data-dir",
+            data_dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("kv demo: cannot find my own executable: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = DemoOptions {
+        data_dir,
+        clients: clients.max(1),
+        phase_secs,
+        exe,
+        runtime: runtime.name().to_string(),
+    };
+    match run_demo(&opts).await {
+        Ok(report) => {
+            println!("--- summary ---");
+            println!("{} client operations completed", report.ops);
+            match report.failover {
+                Some(d) => println!(
+                    "failover: the next write succeeded {:.0} ms after the leader was killed",
+                    d.as_secs_f64() * 1000.0
+                ),
+                None => println!("failover: no write succeeded after the leader was killed"),
+            }
+            println!("linearizability: {}", report.summary);
+            if report.verdict == linearizability::Verdict::Ok && report.failover.is_some() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("kv demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn cluster(nodes: usize, data_dir: Option<PathBuf>, runtime: Runtime) -> ExitCode {
+    use cli::kv::demo::{default_data_dir, is_empty_or_missing};
+    use cli::kv::local::LocalCluster;
+    let dir = data_dir.unwrap_or_else(default_data_dir);
+    if nodes == 0 || !is_empty_or_missing(&dir) {
+        eprintln!(
+            "kv cluster: need --nodes >= 1 and an empty or new data directory ({})",
+            dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let run = async {
+        std::fs::create_dir_all(&dir)?;
+        let addrs: Vec<SocketAddr> = (0..nodes)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()))
+            .collect::<Result<_, _>>()?;
+        let mut local = LocalCluster::new(
+            std::env::current_exe()?,
+            dir.clone(),
+            addrs.clone(),
+            runtime.name(),
+        );
+        for id in 1..=nodes {
+            local.start(id)?;
+        }
+        let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+        println!(
+            "cluster of {nodes} running; data and logs in {}",
+            dir.display()
+        );
+        println!("export KV_CLUSTER={}", list.join(","));
+        println!("Ctrl-C stops it.");
+        let stop = stopped(stop_flag()?);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    if let Some((id, status)) = local.exited() {
+                        eprintln!("kv cluster: node {id} exited ({status}); see {}", dir.join(format!("node{id}.log")).display());
+                    }
+                }
+            }
+        }
+        println!("stopping");
+        Ok::<(), std::io::Error>(())
+    };
+    match run.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kv cluster: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bench(
+    clients: usize,
+    duration: f64,
+    value_size: usize,
+    read_ratio: f64,
+    keys: u64,
+    target: Target,
+) -> ExitCode {
+    use cli::kv::bench::{run_bench, BenchOptions};
+    let opts = BenchOptions {
+        cluster: target.cluster,
+        cluster_id: target.cluster_id,
+        clients: clients.max(1),
+        duration: Duration::from_secs_f64(duration),
+        value_size,
+        read_ratio,
+        keys,
+    };
+    let r = run_bench(&opts).await;
+    let ms = |q: f64| r.latency_us.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "{} clients, {} B values, {:.0}% reads: {:.0} ops/s over {:.1} s ({} ops, {} errors); latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
+        opts.clients,
+        value_size,
+        read_ratio * 100.0,
+        r.ops_per_sec(),
+        r.elapsed.as_secs_f64(),
+        r.ops,
+        r.errors,
+        ms(0.5),
+        ms(0.99),
+        ms(0.999)
+    );
+    if r.ops == 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

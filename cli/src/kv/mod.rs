@@ -1,0 +1,5 @@
+//! The `kv` command's larger pieces.
+
+pub mod bench;
+pub mod demo;
+pub mod local;

@@ -1,0 +1,3 @@
+//! The `mr` command's larger pieces.
+
+pub mod bench;

@@ -1,0 +1,110 @@
+//! A worker as a blocking TCP client on the calling thread.
+
+use crate::error::WorkerError;
+use crate::options::{WorkerOptions, MAX_FRAME_BYTES};
+use crate::task::execute;
+use core_mr::worker::{Action, ExitReason, Input};
+use core_mr::{App, Reply, Worker, PROTOCOL_VERSION};
+use std::collections::VecDeque;
+use std::io::{self, BufReader, BufWriter, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+use wire::{read_frame, write_frame, Hello};
+
+/// How a worker's run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkerSummary {
+    /// Why it stopped.
+    pub reason: ExitReason,
+    /// Tasks it completed.
+    pub tasks_done: u64,
+}
+
+/// Connects, retrying until `timeout` (the coordinator may still be starting).
+pub fn connect_with_retry(addr: &str, timeout: Duration) -> Result<TcpStream, WorkerError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let attempt = addr.to_socket_addrs().and_then(|mut addrs| {
+            addrs
+                .next()
+                .ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotFound, "address resolves to nothing")
+                })
+                .and_then(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)))
+        });
+        match attempt {
+            Ok(s) => return Ok(s),
+            Err(source) if Instant::now() >= deadline => {
+                return Err(WorkerError::Connect {
+                    addr: addr.to_string(),
+                    source,
+                })
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// Node id a worker sends in its handshake (informational: the coordinator
+/// names workers by connection).
+pub fn worker_node_id() -> u64 {
+    u64::from(std::process::id())
+}
+
+/// Runs a worker until the job is over or the coordinator is gone.
+pub fn run_worker(app: &dyn App, opts: &WorkerOptions) -> Result<WorkerSummary, WorkerError> {
+    let stream = connect_with_retry(&opts.coordinator, opts.connect_timeout)?;
+    let _ = stream.set_nodelay(true);
+    let read_half = stream
+        .try_clone()
+        .map_err(|e| WorkerError::Handshake(e.to_string()))?;
+    let mut reader = BufReader::new(read_half);
+    let mut writer = BufWriter::new(stream);
+    let hello = Hello::new(PROTOCOL_VERSION, opts.cluster, worker_node_id());
+    let sent = write_frame(&mut writer, &hello, MAX_FRAME_BYTES)
+        .and_then(|()| writer.flush().map_err(Into::into));
+    if let Err(e) = sent {
+        return Err(WorkerError::Handshake(e.to_string()));
+    }
+    let peer: Hello = match read_frame(&mut reader, MAX_FRAME_BYTES) {
+        Ok(Some(h)) => h,
+        Ok(None) => {
+            return Err(WorkerError::Handshake(
+                "coordinator closed the connection".into(),
+            ))
+        }
+        Err(e) => return Err(WorkerError::Handshake(e.to_string())),
+    };
+    hello
+        .check(&peer, |_| true)
+        .map_err(|e| WorkerError::Handshake(e.to_string()))?;
+
+    let mut core = Worker::new();
+    let mut inputs = VecDeque::from([Input::Start]);
+    while let Some(input) = inputs.pop_front() {
+        for action in core.step(input) {
+            match action {
+                Action::Send(request) => {
+                    let sent = write_frame(&mut writer, &request, MAX_FRAME_BYTES)
+                        .and_then(|()| writer.flush().map_err(Into::into));
+                    let reply =
+                        sent.and_then(|()| read_frame::<_, Reply>(&mut reader, MAX_FRAME_BYTES));
+                    inputs.push_back(match reply {
+                        Ok(Some(r)) => Input::Reply(r),
+                        Ok(None) | Err(_) => Input::CoordinatorGone,
+                    });
+                }
+                Action::RunMap(_) | Action::RunReduce(_) => {
+                    inputs.push_back(execute(app, &action, &opts.task));
+                }
+                Action::Exit(reason) => {
+                    return Ok(WorkerSummary {
+                        reason,
+                        tasks_done: core.tasks_done(),
+                    })
+                }
+            }
+        }
+    }
+    unreachable!("the worker core always ends with Exit")
+}
