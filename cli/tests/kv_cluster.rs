@@ -3,7 +3,7 @@
 //! of the whole cluster, each applied exactly once.
 
 use core_kv::{Op, Outcome, Version};
-use driver_tokio::kv::client::KvClient;
+use driver_tokio::kv::KvClient;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -84,7 +84,7 @@ impl Cluster {
     }
 
     fn client(&self) -> KvClient {
-        KvClient::new(self.addrs.clone(), 6824).unwrap()
+        KvClient::for_cluster(self.addrs.clone(), 6824).unwrap()
     }
 }
 
@@ -228,7 +228,7 @@ async fn a_wrong_cluster_id_or_garbage_is_refused_and_the_cluster_keeps_serving(
         let _ = s.write_all(b"GET / HTTP/1.1\r\n\r\n");
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         let _ = s.write_all(&u32::MAX.to_be_bytes());
-        let mut wrong = KvClient::new(vec![*addr], 1).unwrap();
+        let mut wrong = KvClient::for_cluster(vec![*addr], 1).unwrap();
         let refused = wrong
             .run(Op::Get { key: "k".into() }, Duration::from_secs(2))
             .await;

@@ -31,8 +31,9 @@ enum CounterOp {
 impl StateMachine for Counter {
     type Op = CounterOp;
     type Output = u64;
+    type Snapshot = std::io::Cursor<Vec<u8>>;
 
-    fn apply(&mut self, op: &CounterOp) -> u64 {
+    fn apply(&mut self, _index: core_raft::LogIndex, op: &CounterOp) -> u64 {
         if let CounterOp::Inc = op {
             self.n += 1;
         }
@@ -47,13 +48,12 @@ impl StateMachine for Counter {
         self.n
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        self.n.to_le_bytes().to_vec()
+    fn snapshot(&self) -> Self::Snapshot {
+        std::io::Cursor::new(core_kv::snapshot::encode(&self.n))
     }
 
-    fn restore(&mut self, data: &[u8]) -> Result<(), String> {
-        let bytes: [u8; 8] = data.try_into().map_err(|_| "not 8 bytes".to_string())?;
-        self.n = u64::from_le_bytes(bytes);
+    fn restore(&mut self, snapshot: &mut dyn std::io::Read) -> Result<(), String> {
+        self.n = core_kv::snapshot::decode(snapshot)?;
         Ok(())
     }
 }

@@ -1,7 +1,11 @@
 //! The clerk: a sans-IO client that finds the leader, retries with timeouts
-//! counted in ticks, and turns an ambiguous retried Put into `ErrMaybe`.
+//! counted in ticks, and numbers its requests for the servers' session
+//! tables. It is generic over the service's operations and outputs; for the
+//! key/value service (the defaults) it also turns an ambiguous retried Put
+//! into `ErrMaybe` ([`ClerkOp`]).
 
-use crate::op::{ClientReply, ClientRequest, Op, Outcome, Response};
+use crate::op::{ClientReply, Op, Outcome, Response};
+use crate::session::ClientRequest;
 use crate::types::{ClientId, Seq};
 use core_raft::rng::SplitMix64;
 use core_raft::NodeId;
@@ -20,17 +24,39 @@ pub struct ClerkConfig {
     pub seed: u64,
 }
 
+/// An operation a clerk can run: how its answer reads after the clerk had
+/// to resend it. Most operations keep their answer (implement the trait
+/// with no body); the key/value store's versioned Put follows lab 2's rule.
+pub trait ClerkOp<Out>: Clone {
+    /// The outcome to report for this operation, which was sent more than
+    /// once before `outcome` arrived.
+    fn after_resend(&self, outcome: Out) -> Out {
+        outcome
+    }
+}
+
+impl ClerkOp<Outcome> for Op {
+    /// A resent versioned Put that finds the version moved on may have moved
+    /// it itself (lab 2's `ErrMaybe` rule).
+    fn after_resend(&self, outcome: Outcome) -> Outcome {
+        match (self, outcome) {
+            (Op::Put { .. }, Outcome::ErrVersion) => Outcome::ErrMaybe,
+            (_, o) => o,
+        }
+    }
+}
+
 /// Everything that can happen to a clerk.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ClerkInput {
+pub enum ClerkInput<O = Op, Out = Outcome> {
     /// Perform an operation. Operations run one at a time, in order.
-    Invoke(Op),
+    Invoke(O),
     /// A server answered.
     Reply {
         /// The server.
         from: NodeId,
         /// Its answer.
-        reply: ClientReply,
+        reply: ClientReply<Out>,
     },
     /// A clock tick.
     Tick,
@@ -38,26 +64,26 @@ pub enum ClerkInput {
 
 /// What a clerk wants done.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ClerkAction {
+pub enum ClerkAction<O = Op, Out = Outcome> {
     /// Send a request to a server.
     Send {
         /// The server.
         to: NodeId,
         /// The request.
-        request: ClientRequest,
+        request: ClientRequest<O>,
     },
     /// An invoked operation finished.
     Done {
         /// The operation.
-        op: Op,
+        op: O,
         /// Its outcome.
-        outcome: Outcome,
+        outcome: Out,
     },
 }
 
 #[derive(Clone, Debug)]
-struct Pending {
-    op: Op,
+struct Pending<O> {
+    op: O,
     seq: Seq,
     /// Requests sent for this operation beyond the first.
     resends: u32,
@@ -70,21 +96,23 @@ struct Pending {
     hops: usize,
 }
 
-/// A clerk.
+/// A clerk. With the defaults it speaks the key/value service; any service
+/// whose state machine sits under sessions can use it with its own
+/// operation and output types.
 #[derive(Clone, Debug)]
-pub struct Clerk {
+pub struct Clerk<O = Op, Out = Outcome> {
     config: ClerkConfig,
     rng: SplitMix64,
     seq: Seq,
     leader: Option<usize>,
-    pending: Option<Pending>,
-    queue: VecDeque<Op>,
-    out: Vec<ClerkAction>,
+    pending: Option<Pending<O>>,
+    queue: VecDeque<O>,
+    out: Vec<ClerkAction<O, Out>>,
 }
 
-impl Clerk {
+impl<O: ClerkOp<Out>, Out> Clerk<O, Out> {
     /// A clerk with nothing in flight. `config.servers` must not be empty.
-    pub fn new(config: ClerkConfig) -> Clerk {
+    pub fn new(config: ClerkConfig) -> Self {
         assert!(
             !config.servers.is_empty(),
             "a clerk needs at least one server"
@@ -116,7 +144,7 @@ impl Clerk {
     }
 
     /// Feed one input; returns the actions to perform.
-    pub fn step(&mut self, input: ClerkInput) -> Vec<ClerkAction> {
+    pub fn step(&mut self, input: ClerkInput<O, Out>) -> Vec<ClerkAction<O, Out>> {
         match input {
             ClerkInput::Invoke(op) => {
                 self.queue.push_back(op);
@@ -220,7 +248,7 @@ impl Clerk {
         }
     }
 
-    fn on_reply(&mut self, from: NodeId, reply: ClientReply) {
+    fn on_reply(&mut self, from: NodeId, reply: ClientReply<Out>) {
         let Some(p) = &self.pending else {
             return;
         };
@@ -247,11 +275,10 @@ impl Clerk {
             Response::Done(outcome) => {
                 self.leader = Some(from_index);
                 let p = self.pending.take().expect("checked above");
-                // A resent versioned Put that finds the version moved on may
-                // have moved it itself (lab 2's ErrMaybe rule).
-                let outcome = match (&p.op, outcome) {
-                    (Op::Put { .. }, Outcome::ErrVersion) if p.resends > 0 => Outcome::ErrMaybe,
-                    (_, o) => o,
+                let outcome = if p.resends > 0 {
+                    p.op.after_resend(outcome)
+                } else {
+                    outcome
                 };
                 self.out.push(ClerkAction::Done { op: p.op, outcome });
                 self.start_next();

@@ -1,5 +1,6 @@
 //! Operations, their outcomes, and the client protocol messages.
 
+use crate::rsm::NotLeader;
 use crate::types::{ClientId, Seq, Version};
 use core_raft::NodeId;
 use serde::{Deserialize, Serialize};
@@ -77,37 +78,50 @@ pub enum Outcome {
     ErrMaybe,
 }
 
-/// A request from a clerk to a server.
+/// A server's answer to a [`crate::ClientRequest`], as a clerk sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ClientRequest {
-    /// Who asks.
-    pub client: ClientId,
-    /// The clerk's request number (the same on every retry).
-    pub seq: Seq,
-    /// What to do.
-    pub op: Op,
-}
-
-/// A server's answer.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ClientReply {
+pub struct ClientReply<Out = Outcome> {
     /// Echo of the request's client.
     pub client: ClientId,
     /// Echo of the request's number.
     pub seq: Seq,
     /// What happened.
-    pub response: Response,
+    pub response: Response<Out>,
+}
+
+impl<Out> ClientReply<Out> {
+    /// The reply to request `seq` of `client`, from a replica's answer.
+    pub fn new(client: ClientId, seq: Seq, result: Result<Out, NotLeader>) -> Self {
+        ClientReply {
+            client,
+            seq,
+            response: match result {
+                Ok(outcome) => Response::Done(outcome),
+                Err(NotLeader { leader_hint }) => Response::WrongLeader { leader_hint },
+            },
+        }
+    }
 }
 
 /// What a server says about a request.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Response {
+pub enum Response<Out = Outcome> {
     /// The operation took effect (or was found already applied) with this outcome.
-    Done(Outcome),
+    Done(Out),
     /// This server is not the leader; try `leader_hint` if given. The request
     /// may or may not take effect later; retrying it is safe.
     WrongLeader {
         /// The server this one believes leads.
         leader_hint: Option<NodeId>,
     },
+}
+
+/// The key/value store answers stale duplicates `ErrMaybe` itself (lab 2's
+/// rule), so every outcome is an answer.
+impl crate::session::SessionOutput for Outcome {
+    type Answer = Outcome;
+
+    fn into_answer(self) -> Option<Outcome> {
+        Some(self)
+    }
 }

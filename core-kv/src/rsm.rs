@@ -15,18 +15,41 @@ use core_raft::{
     Snapshot, Term,
 };
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// A deterministic state machine to replicate.
+/// A deterministic state machine to replicate: the one interface between
+/// the replication layer ([`Rsm`], and the node shells and drivers on top
+/// of it) and an application. The key/value store is one implementation;
+/// [`crate::Sessioned`] makes any of them exactly-once.
+///
+/// Decisions that later work builds on (see ARCHITECTURE.md):
+///
+/// * `apply` is told the log index of the entry it applies, so a machine
+///   that keeps its state on disk can commit its data and its applied index
+///   together, and report that index through [`StateMachine::applied_index`]
+///   after a restart instead of being handed those entries again.
+/// * Operations and outputs are serde types: they travel in the log and,
+///   through the node shells, over the wire between clients and replicas.
+/// * A snapshot is produced as an owned reader and installed from a reader,
+///   so it can be written and read in chunks, away from the event loop,
+///   without ever holding a second copy of a large state in one buffer.
+///   Raft carries the snapshot's bytes; the cluster configuration travels
+///   beside them in Raft's own snapshot record, not inside the machine's.
 pub trait StateMachine {
-    /// An operation, as stored in the log.
-    type Op: Serialize + DeserializeOwned;
-    /// What applying an operation returns.
-    type Output;
+    /// An operation, as stored in the log and sent by clients.
+    type Op: Serialize + DeserializeOwned + Clone;
+    /// What applying (or querying) an operation returns to its client.
+    type Output: Serialize + DeserializeOwned + Clone;
+    /// A capture of the state for a snapshot: an owned reader (for example a
+    /// `Cursor<Vec<u8>>` over the encoded state, or a read view of a
+    /// database), which may be drained on another thread.
+    type Snapshot: std::io::Read + Send + 'static;
 
-    /// Apply one committed operation. Must be deterministic.
-    fn apply(&mut self, op: &Self::Op) -> Self::Output;
+    /// Apply the committed operation at log position `index`. Must be
+    /// deterministic: every replica applies the same operations in the same
+    /// order and must reach the same state and outputs.
+    fn apply(&mut self, index: LogIndex, op: &Self::Op) -> Self::Output;
 
     /// True if `op` only reads: it may then be answered through ReadIndex
     /// without writing the log, by [`StateMachine::query`].
@@ -37,12 +60,22 @@ pub trait StateMachine {
     /// Answer a read-only operation from the current state.
     fn query(&self, op: &Self::Op) -> Self::Output;
 
-    /// Serialize the whole state.
-    fn snapshot(&self) -> Vec<u8>;
+    /// The index through which this state has applied the log, for a
+    /// machine that keeps its state durably (committed together with the
+    /// index). The replica then skips entries at or below it after a
+    /// restart. In-memory machines, rebuilt from the snapshot and the log,
+    /// return `None` (the default).
+    fn applied_index(&self) -> Option<LogIndex> {
+        None
+    }
 
-    /// Replace the state with a snapshot's. An error means the snapshot is
-    /// corrupt; the replica then refuses to start or to install it.
-    fn restore(&mut self, data: &[u8]) -> Result<(), String>;
+    /// Capture the whole state as of the last applied operation.
+    fn snapshot(&self) -> Self::Snapshot;
+
+    /// Replace the state with the one a snapshot holds. An error means the
+    /// snapshot is corrupt; the replica then refuses to start or to install
+    /// it.
+    fn restore(&mut self, snapshot: &mut dyn std::io::Read) -> Result<(), String>;
 }
 
 /// Settings of one replica.
@@ -94,14 +127,21 @@ pub enum RsmInput<Op> {
     },
 }
 
-/// This replica cannot serve the submission; retry at `leader_hint`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// This replica cannot serve the submission; retry at `leader_hint`. The
+/// submission may or may not take effect later: only a state machine with
+/// duplicate detection (sessions) makes a retry safe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NotLeader {
     /// Who this replica believes leads, if anyone.
     pub leader_hint: Option<NodeId>,
 }
 
 /// A side effect for the driver, in order.
+///
+/// The ordering rule is Raft's ([`core_raft::Action`]): a persist is
+/// durable before any later action is carried out, unless that action says
+/// it does not wait ([`RsmAction::waits_for_persists`]). Drivers and node
+/// shells must ask the action, never guess.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RsmAction<Out> {
     /// A Raft `Persist*` or `Send` action, with `core_raft::Action`'s
@@ -117,6 +157,33 @@ pub enum RsmAction<Out> {
         /// Its output, or where to retry.
         result: Result<Out, NotLeader>,
     },
+}
+
+impl<Out> RsmAction<Out> {
+    /// True for the actions that must be made durable (Raft's persists).
+    pub fn is_persist(&self) -> bool {
+        matches!(
+            self,
+            RsmAction::Raft(
+                Action::PersistHardState(_)
+                    | Action::PersistEntries(_)
+                    | Action::PersistSnapshot { .. }
+            )
+        )
+    }
+
+    /// Whether this action must wait until every persist returned before it
+    /// is durable. True for every action today; the two exceptions the
+    /// design contract allows (a leader's AppendEntries sent while its own
+    /// append is in flight, and the answer to a read whose read point is
+    /// already applied) will be marked here by the replica, and only here,
+    /// so that drivers and shells need no change when they are.
+    pub fn waits_for_persists(&self) -> bool {
+        match self {
+            RsmAction::Raft(a) => a.waits_for_persists(),
+            RsmAction::Observed(_) | RsmAction::Reply { .. } => true,
+        }
+    }
 }
 
 /// A replica: a Raft node plus the state machine it feeds.
@@ -142,10 +209,11 @@ impl<S: StateMachine> Rsm<S> {
     /// `sm` from the stored snapshot.
     pub fn restore(config: RsmConfig, durable: Durable, mut sm: S) -> Result<Rsm<S>, RsmError> {
         if let Some(s) = &durable.snapshot {
-            sm.restore(&s.data).map_err(|e| RsmError::Snapshot {
-                index: s.index,
-                reason: e,
-            })?;
+            sm.restore(&mut s.data.as_slice())
+                .map_err(|e| RsmError::Snapshot {
+                    index: s.index,
+                    reason: e,
+                })?;
         }
         let raft = Raft::restore(config.raft.clone(), durable)?;
         Ok(Rsm {
@@ -169,6 +237,12 @@ impl<S: StateMachine> Rsm<S> {
     /// The state machine (read-only).
     pub fn state(&self) -> &S {
         &self.sm
+    }
+
+    /// Give up the replica, keeping its state machine (a driver returns it
+    /// to its caller when the node stops).
+    pub fn into_state(self) -> S {
+        self.sm
     }
 
     /// Submissions and reads not yet answered.
@@ -211,7 +285,15 @@ impl<S: StateMachine> Rsm<S> {
         let actions = self.raft.step(Input::Propose(data));
         for a in &actions {
             if let Action::Proposed { index, term } = a {
-                self.waiting.insert(*index, (id, *term));
+                // Each index holds one entry, and a waiter leaves when its
+                // index is applied, rewritten or compacted; a second waiter
+                // at one index means that bookkeeping broke.
+                let earlier = self.waiting.insert(*index, (id, *term));
+                assert!(
+                    earlier.is_none(),
+                    "{}: two submissions wait on index {index}: {earlier:?} and {id}",
+                    self.raft.id()
+                );
             }
             if let Action::NotLeader { leader_hint } = a {
                 self.reply_err(id, *leader_hint);
@@ -234,7 +316,7 @@ impl<S: StateMachine> Rsm<S> {
             .iter()
             .find(|a| matches!(a, Action::ApplySnapshot(_)))
         {
-            if let Err(e) = self.sm.restore(&snapshot.data) {
+            if let Err(e) = self.sm.restore(&mut snapshot.data.as_slice()) {
                 self.fail_install(snapshot.index, e);
                 return;
             }
@@ -312,8 +394,12 @@ impl<S: StateMachine> Rsm<S> {
         for e in entries {
             let output = match &e.payload {
                 Payload::Noop => None,
+                // A durable state machine already holds this entry's effect.
+                Payload::Command(_) if self.sm.applied_index().is_some_and(|a| e.index <= a) => {
+                    None
+                }
                 Payload::Command(data) => match postcard::from_bytes::<S::Op>(data) {
-                    Ok(op) => Some(self.sm.apply(&op)),
+                    Ok(op) => Some(self.sm.apply(e.index, &op)),
                     Err(err) => {
                         // Only a replica of another build could have written
                         // it; applying nothing keeps replicas identical.
@@ -394,7 +480,14 @@ impl<S: StateMachine> Rsm<S> {
         };
         let applied = self.raft.applied_index();
         if self.raft.log_bytes() >= max && applied > self.raft.snapshot_index() {
-            let data = self.sm.snapshot();
+            let data = match crate::snapshot::read_all(&mut self.sm.snapshot()) {
+                Ok(data) => data,
+                Err(e) => {
+                    // The log keeps growing; the next step tries again.
+                    tracing::error!(index = %applied, "cannot capture a snapshot: {e}");
+                    return;
+                }
+            };
             self.raft_step(Input::Snapshot {
                 index: applied,
                 data,

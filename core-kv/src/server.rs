@@ -1,7 +1,8 @@
 //! The single-server key/value service of lab 2: one machine, no
 //! replication, exactly-once through the store's session table.
 
-use crate::op::{ClientReply, ClientRequest, Response};
+use crate::op::{ClientReply, Response};
+use crate::session::ClientRequest;
 use crate::store::KvStore;
 
 /// Everything that can happen to the server.

@@ -1,32 +1,26 @@
-//! The key/value state and the exactly-once session table.
+//! The key/value state: keys with values and versions, plus the
+//! exactly-once session table ([`crate::Sessions`]).
 //!
-//! Every mutation carries `(client, seq)`. The store remembers, per client,
-//! only the latest applied request and its outcome: a clerk has at most one
-//! request outstanding, so a retry is either that request (answered from
-//! the table without applying again) or a newer one. Reads skip the table,
-//! so read-only clients cost nothing.
+//! Every mutation carries `(client, seq)`. A clerk has at most one request
+//! outstanding, so a retry is either the latest applied request (answered
+//! from the table without applying again) or a newer one; an older one is a
+//! stale duplicate, answered `ErrMaybe` and never applied. Reads skip the
+//! table, so read-only clients cost nothing.
 
-use crate::op::{ClientRequest, Op, Outcome};
-use crate::types::{ClientId, Seq, Version};
+use crate::op::{Op, Outcome};
+use crate::session::{Admission, ClientRequest, Sessions};
+use crate::types::{ClientId, Version};
+use core_raft::LogIndex;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use thiserror::Error;
-
-/// The latest mutation applied for one client.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Session {
-    seq: Seq,
-    outcome: Outcome,
-}
 
 /// Keys with values and versions, plus the session table. Ordered maps keep
 /// snapshots byte-identical across replicas.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvStore {
     data: BTreeMap<String, (String, Version)>,
-    sessions: BTreeMap<ClientId, Session>,
-    /// Mutations answered from the session table instead of applied again.
-    duplicates: u64,
+    sessions: Sessions<Outcome>,
 }
 
 /// A snapshot that does not decode.
@@ -45,26 +39,17 @@ impl KvStore {
         if req.op.is_read_only() {
             return self.read(&req.op);
         }
-        if let Some(s) = self.sessions.get(&req.client) {
-            if req.seq == s.seq {
-                self.duplicates += 1;
-                return s.outcome.clone();
-            }
-            if req.seq < s.seq {
-                // A delayed duplicate of a request the client has already
-                // moved past; it will not read this answer. Never re-apply.
-                return Outcome::ErrMaybe;
+        match self.sessions.admit(req.client, req.seq) {
+            Admission::Duplicate(outcome) => outcome,
+            // A delayed duplicate of a request the client has already moved
+            // past; it will not read this answer. Never re-apply.
+            Admission::Stale => Outcome::ErrMaybe,
+            Admission::Fresh => {
+                let outcome = self.mutate(&req.op);
+                self.sessions.record(req.client, req.seq, outcome.clone());
+                outcome
             }
         }
-        let outcome = self.mutate(&req.op);
-        self.sessions.insert(
-            req.client,
-            Session {
-                seq: req.seq,
-                outcome: outcome.clone(),
-            },
-        );
-        outcome
     }
 
     /// Answer a read-only operation from the current state. Mutations get
@@ -120,12 +105,17 @@ impl KvStore {
     /// How many retried mutations were answered from the session table
     /// rather than applied again (each one a double application avoided).
     pub fn duplicates(&self) -> u64 {
-        self.duplicates
+        self.sessions.duplicates()
     }
 
     /// Number of clients with a session entry.
     pub fn sessions(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// The latest mutation applied for `client`, if any.
+    pub fn latest_seq(&self, client: ClientId) -> Option<crate::Seq> {
+        self.sessions.latest(client)
     }
 
     /// Number of keys.
@@ -140,26 +130,48 @@ impl KvStore {
 
     /// Serialize data and sessions.
     pub fn to_snapshot(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).expect("encoding to a Vec cannot fail")
+        crate::snapshot::encode(self)
     }
 
     /// Rebuild from [`KvStore::to_snapshot`] output. Bytes left over after
     /// the store mean it is not such output: rejected too.
     pub fn from_snapshot(data: &[u8]) -> Result<KvStore, SnapshotError> {
-        match postcard::take_from_bytes(data) {
-            Ok((store, [])) => Ok(store),
-            Ok((_, rest)) => Err(SnapshotError(format!(
-                "{} bytes after the end of the store",
-                rest.len()
-            ))),
-            Err(e) => Err(SnapshotError(e.to_string())),
-        }
+        crate::snapshot::decode_bytes(data).map_err(SnapshotError)
+    }
+}
+
+impl crate::StateMachine for KvStore {
+    type Op = ClientRequest;
+    type Output = Outcome;
+    type Snapshot = std::io::Cursor<Vec<u8>>;
+
+    fn apply(&mut self, _index: LogIndex, op: &ClientRequest) -> Outcome {
+        KvStore::apply(self, op)
+    }
+
+    fn is_read_only(&self, op: &ClientRequest) -> bool {
+        op.op.is_read_only()
+    }
+
+    fn query(&self, op: &ClientRequest) -> Outcome {
+        self.read(&op.op)
+    }
+
+    fn snapshot(&self) -> Self::Snapshot {
+        std::io::Cursor::new(self.to_snapshot())
+    }
+
+    fn restore(&mut self, snapshot: &mut dyn std::io::Read) -> Result<(), String> {
+        let bytes = crate::snapshot::read_all(snapshot)?;
+        *self = KvStore::from_snapshot(&bytes).map_err(|e| e.to_string())?;
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::Seq;
 
     fn req(client: u64, seq: u64, op: Op) -> ClientRequest {
         ClientRequest {

@@ -10,8 +10,8 @@ mod common;
 
 use common::{n, Cluster};
 use core_kv::{
-    reply_to, Clerk, ClerkAction, ClerkConfig, ClerkInput, ClientId, ClientReply, ClientRequest,
-    KvStore, Op, Outcome, Version,
+    Clerk, ClerkAction, ClerkConfig, ClerkInput, ClientId, ClientReply, ClientRequest, KvStore, Op,
+    Outcome, Version,
 };
 use core_raft::rng::SplitMix64;
 use core_raft::NodeId;
@@ -122,7 +122,7 @@ impl World {
             self.replies_seen += 1;
             let (server, result) = self.c.replies[&id].clone();
             let request = &self.subs[&id];
-            let reply = reply_to(request, result);
+            let reply = ClientReply::new(request.client, request.seq, result);
             if !self.roll(self.faults.drop) {
                 self.to_clerk.push((server, reply.clone()));
             }

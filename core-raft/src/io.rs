@@ -114,3 +114,28 @@ pub enum Action {
         leader_hint: Option<NodeId>,
     },
 }
+
+impl Action {
+    /// True for the actions a storage makes durable: `PersistHardState`,
+    /// `PersistEntries` and `PersistSnapshot`.
+    pub fn is_persist(&self) -> bool {
+        matches!(
+            self,
+            Action::PersistHardState(_)
+                | Action::PersistEntries(_)
+                | Action::PersistSnapshot { .. }
+        )
+    }
+
+    /// Whether this action must wait until every persist returned before it
+    /// in the same or an earlier step is durable (the ordering rule on
+    /// [`Action`]). True for every action today. The design contract allows
+    /// two exceptions, which the core will mark here when it implements
+    /// them: a leader's AppendEntries sent while its own append of the same
+    /// entries is in flight (it then counts itself toward a commit only once
+    /// that persist is done, Raft thesis §10.2.1), and the answer to a read
+    /// whose read index is already applied. Drivers ask; they never guess.
+    pub fn waits_for_persists(&self) -> bool {
+        true
+    }
+}

@@ -1,10 +1,20 @@
-//! The std-threads + mio driver, as a library to embed: [`kv`] runs a
-//! replica of the key/value service on a mio event loop with a disk thread,
-//! [`mr`] runs the MapReduce coordinator on a mio event loop (and a whole
-//! job in one process). Task execution and the MapReduce worker come from
-//! `mr-exec`; the `kv` and `mr` commands live in crate `cli`.
+//! The std-threads + mio driver, as a library to embed: it runs the pure
+//! cores over real TCP, files and timers on a mio event loop, with no async
+//! runtime.
+//!
+//! * [`node::run_node`]: a replica of *any* `core_kv::StateMachine` on a
+//!   mio loop with a disk thread (a user's own machine, or the key/value
+//!   store: [`kv::run_kv_node`]).
+//! * [`client::Client`]: a blocking client of such a cluster.
+//! * [`mr`]: the MapReduce coordinator on a mio loop, and a whole job in
+//!   one process. Task execution and the worker come from `mr-exec`.
+//!
+//! The `kv` and `mr` commands (crate `cli`) pick this driver or
+//! `driver-tokio` at run time; both speak one wire format.
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod kv;
 pub mod mr;
 pub mod net;
+pub mod node;

@@ -1,10 +1,19 @@
-//! Drivers built on tokio, as libraries to embed: [`kv`] runs a replica of
-//! the key/value service over TCP with its Raft state on disk, and the
-//! client that talks to one; [`mr`] runs the MapReduce coordinator as an
-//! async TCP server. The `kv` and `mr` commands (crate `cli`) pick this
-//! driver or `driver-threads` at run time.
+//! The tokio driver, as a library to embed: it runs the pure cores over
+//! real TCP, files and timers on a tokio runtime.
+//!
+//! * [`node::run_node`]: a replica of *any* `core_kv::StateMachine`, with
+//!   its Raft state on disk (a user's own machine, or the key/value store:
+//!   [`kv::run_kv_node`]).
+//! * [`client::Client`]: a client of such a cluster ([`kv::KvClient`] for
+//!   the key/value service).
+//! * [`mr`]: the MapReduce coordinator as an async TCP server.
+//!
+//! The `kv` and `mr` commands (crate `cli`) pick this driver or
+//! `driver-threads` at run time; both speak one wire format.
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod framed;
 pub mod kv;
 pub mod mr;
+pub mod node;

@@ -7,3 +7,27 @@
 //! same shells, so the logic in here is exercised under simulated faults.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod frame;
+pub mod gate;
+pub mod options;
+pub mod replica;
+
+pub use frame::{Frame, CLIENT_NODE, DEFAULT_MAX_FRAME_BYTES};
+pub use gate::{BatchId, Gated, PersistGate};
+pub use options::{NodeOptions, OptionsError, DEFAULT_CLUSTER};
+pub use replica::{NodeAction, NodeConfig, NodeInput, ReplicaNode};
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A driver's handle for one connection (accepted or outbound), chosen by
+/// the driver and unique while the connection is open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conn{}", self.0)
+    }
+}

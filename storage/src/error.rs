@@ -93,6 +93,13 @@ pub enum StorageError {
         /// The limit ([`crate::record::MAX_RECORD_BYTES`]).
         max: usize,
     },
+    /// The disk thread ([`crate::DiskWriter`]) stopped on an earlier error,
+    /// already reported through its callback.
+    #[error("the disk thread stopped after an earlier error: {0}")]
+    WriterStopped(String),
+    /// The disk thread panicked.
+    #[error("the disk thread panicked")]
+    WriterPanicked,
     /// Encoding a record or snapshot failed (should not happen for Raft data).
     #[error("cannot encode {what}: {source}")]
     Encode {

@@ -34,7 +34,9 @@
 //!    unknown, and the next [`DiskStorage::open`] will sort it out.
 //!
 //! Drivers can be written against the [`Storage`] trait, which
-//! [`MemStorage`] also implements for tests that want no disk.
+//! [`MemStorage`] also implements for tests that want no disk, and can
+//! leave the writing to a [`DiskWriter`] thread (group commit off the event
+//! loop).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -45,10 +47,12 @@ pub mod record;
 mod recovery;
 mod segment;
 mod snapshot_file;
+mod writer;
 
 pub use disk::DiskStorage;
 pub use error::StorageError;
 pub use mem::{is_persist, MemStorage, Storage};
+pub use writer::{Batch, DiskWriter};
 
 use std::fmt;
 use std::path::PathBuf;

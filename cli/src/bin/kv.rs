@@ -4,8 +4,8 @@
 use clap::{Parser, Subcommand};
 use cli::common::{init_logging, stop_flag, stopped, tokio_runtime, Runtime};
 use core_kv::{Op, Outcome, Version};
-use driver_tokio::kv::client::KvClient;
-use driver_tokio::kv::node::NodeOptions;
+use driver_tokio::kv::KvClient;
+use node_shell::NodeOptions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -164,12 +164,10 @@ fn main() -> ExitCode {
             runtime,
         } => {
             let opts = NodeOptions {
-                id,
-                servers: peers,
-                data_dir,
                 cluster: cluster_id,
                 tick_ms,
                 max_raft_state: Some(max_raft_state),
+                ..NodeOptions::new(id, peers, data_dir, core_kv::KV_PROTOCOL_VERSION)
             };
             serve(opts, runtime)
         }
@@ -194,13 +192,12 @@ fn serve(opts: NodeOptions, runtime: Runtime) -> ExitCode {
         }
     };
     let result = match runtime {
-        Runtime::Threads => driver_threads::kv::run_node(opts, &stop),
+        Runtime::Threads => driver_threads::kv::run_kv_node(opts, &stop).map_err(|e| e.to_string()),
         Runtime::Tokio => match tokio_runtime() {
-            Ok(rt) => rt.block_on(driver_tokio::kv::node::run_node(opts, stopped(stop))),
-            Err(e) => {
-                eprintln!("kv serve: cannot start the tokio runtime: {e}");
-                return ExitCode::FAILURE;
-            }
+            Ok(rt) => rt
+                .block_on(driver_tokio::kv::run_kv_node(opts, stopped(stop)))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(format!("cannot start the tokio runtime: {e}")),
         },
     };
     match result {
@@ -260,7 +257,7 @@ async fn run_async(command: Command) -> ExitCode {
 }
 
 async fn client_op(target: Target, op: Op) -> ExitCode {
-    let mut client = match KvClient::new(target.cluster, target.cluster_id) {
+    let mut client = match KvClient::for_cluster(target.cluster, target.cluster_id) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("kv: {e}");

@@ -4,7 +4,7 @@
 //! an HDR histogram.
 
 use core_kv::{Op, Outcome};
-use driver_tokio::kv::client::KvClient;
+use driver_tokio::kv::KvClient;
 use hdrhistogram::Histogram;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -113,7 +113,7 @@ async fn client(
 ) -> (Histogram<u64>, u64, u64) {
     let mut h = Histogram::<u64>::new(3).expect("3 significant digits is valid");
     let (mut ops, mut errors) = (0u64, 0u64);
-    let Ok(mut kv) = KvClient::new(opts.cluster.clone(), opts.cluster_id) else {
+    let Ok(mut kv) = KvClient::for_cluster(opts.cluster.clone(), opts.cluster_id) else {
         return (h, 0, 0);
     };
     // A small per-client generator: the workload need not be random-grade.

@@ -5,7 +5,7 @@
 
 use super::local::LocalCluster;
 use core_kv::{Op, Outcome, Version};
-use driver_tokio::kv::client::KvClient;
+use driver_tokio::kv::KvClient;
 use linearizability::kv::{versioned_history, Recorded};
 use linearizability::models::VersionedKvModel;
 use linearizability::{check, CheckOptions, Verdict};
@@ -80,7 +80,7 @@ pub async fn run_demo(opts: &DemoOptions) -> std::io::Result<DemoReport> {
     tokio::time::sleep(phase).await;
 
     // Find the leader and kill it.
-    let mut probe = KvClient::new(addrs.clone(), 6824).map_err(std::io::Error::other)?;
+    let mut probe = KvClient::for_cluster(addrs.clone(), 6824).map_err(std::io::Error::other)?;
     probe
         .run(Op::Get { key: "k0".into() }, Duration::from_secs(30))
         .await
@@ -158,7 +158,7 @@ async fn client_loop(
     stop: Arc<std::sync::atomic::AtomicBool>,
     now: impl Fn() -> u64,
 ) {
-    let Ok(mut client) = KvClient::new(addrs, 6824) else {
+    let Ok(mut client) = KvClient::for_cluster(addrs, 6824) else {
         return;
     };
     let mut versions = [0u64; 3];

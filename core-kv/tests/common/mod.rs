@@ -33,7 +33,7 @@ pub enum CounterOp {
 }
 
 /// Its outputs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CounterOut {
     /// `IncRep{N}`: the counter after the increment.
     Inc(u64),
@@ -44,8 +44,9 @@ pub enum CounterOut {
 impl StateMachine for Counter {
     type Op = CounterOp;
     type Output = CounterOut;
+    type Snapshot = std::io::Cursor<Vec<u8>>;
 
-    fn apply(&mut self, op: &CounterOp) -> CounterOut {
+    fn apply(&mut self, _index: LogIndex, op: &CounterOp) -> CounterOut {
         match op {
             CounterOp::Inc => {
                 self.n += 1;
@@ -65,19 +66,13 @@ impl StateMachine for Counter {
         CounterOut::Value(self.n)
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        postcard::to_allocvec(&self.n).unwrap()
+    fn snapshot(&self) -> Self::Snapshot {
+        std::io::Cursor::new(core_kv::snapshot::encode(&self.n))
     }
 
-    fn restore(&mut self, data: &[u8]) -> Result<(), String> {
-        match postcard::take_from_bytes::<u64>(data) {
-            Ok((n, [])) => {
-                self.n = n;
-                Ok(())
-            }
-            Ok((_, rest)) => Err(format!("{} trailing bytes", rest.len())),
-            Err(e) => Err(e.to_string()),
-        }
+    fn restore(&mut self, snapshot: &mut dyn std::io::Read) -> Result<(), String> {
+        self.n = core_kv::snapshot::decode(snapshot)?;
+        Ok(())
     }
 }
 

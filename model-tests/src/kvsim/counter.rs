@@ -18,7 +18,7 @@ pub enum CounterOp {
 }
 
 /// The counter's answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CounterOut {
     /// The value after an Inc.
     N(u64),
@@ -36,8 +36,9 @@ pub struct Counter {
 impl StateMachine for Counter {
     type Op = CounterOp;
     type Output = CounterOut;
+    type Snapshot = std::io::Cursor<Vec<u8>>;
 
-    fn apply(&mut self, op: &CounterOp) -> CounterOut {
+    fn apply(&mut self, _index: core_raft::LogIndex, op: &CounterOp) -> CounterOut {
         match op {
             CounterOp::Inc => {
                 self.n += 1;
@@ -52,12 +53,14 @@ impl StateMachine for Counter {
         CounterOut::N(self.n)
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        self.n.to_le_bytes().to_vec()
+    fn snapshot(&self) -> Self::Snapshot {
+        std::io::Cursor::new(self.n.to_le_bytes().to_vec())
     }
 
-    fn restore(&mut self, data: &[u8]) -> Result<(), String> {
+    fn restore(&mut self, snapshot: &mut dyn std::io::Read) -> Result<(), String> {
+        let data = core_kv::snapshot::read_all(snapshot)?;
         let bytes: [u8; 8] = data
+            .as_slice()
             .try_into()
             .map_err(|_| format!("counter snapshot of {} bytes", data.len()))?;
         self.n = u64::from_le_bytes(bytes);

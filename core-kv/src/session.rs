@@ -1,0 +1,263 @@
+//! Exactly-once client sessions, as a layer any state machine can sit
+//! under.
+//!
+//! A client numbers its mutations 1, 2, 3, ... and resends a request until
+//! it gets an answer, so the same request can reach the log several times.
+//! [`Sessions`] remembers, per client, the latest request applied and its
+//! answer: a resend of that request is answered from the table without being
+//! applied again, and an older one (a delayed duplicate the client has
+//! already moved past) is never applied. The table is part of the replicated
+//! state: it changes only in `apply`, and it is carried in snapshots, so
+//! every replica answers the same way.
+//!
+//! * [`Sessions`] is the table on its own, for state machines that keep
+//!   several (the sharded service keeps one per shard, and moves it with
+//!   the shard's data).
+//! * [`Sessioned`] wraps any [`StateMachine`] so that its operations become
+//!   exactly-once [`ClientRequest`]s.
+//!
+//! Extension points, settled here so later work does not reshape the API:
+//! a session will hold a window of sequence numbers (several requests in
+//! flight per client) and a last-active time carried in log entries (so
+//! sessions expire deterministically on every replica); both change only
+//! [`Session`]'s contents and [`Sessions::admit`]'s rule, not the callers.
+
+use crate::rsm::StateMachine;
+use crate::types::{ClientId, Seq};
+use core_raft::LogIndex;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A client's request: who asks, its request number, and the operation.
+/// The number is the same on every resend of one request.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ClientRequest<Op = crate::op::Op> {
+    /// Who asks.
+    pub client: ClientId,
+    /// The client's request number (the same on every retry).
+    pub seq: Seq,
+    /// What to do.
+    pub op: Op,
+}
+
+/// The latest mutation applied for one client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session<Out> {
+    seq: Seq,
+    outcome: Out,
+}
+
+/// What the table says about an arriving request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission<Out> {
+    /// Not seen before: apply it, then [`Sessions::record`] its answer.
+    Fresh,
+    /// The latest request of this client, already applied: answer with this.
+    Duplicate(Out),
+    /// Older than the latest applied request: the client has moved past it
+    /// and will not read the answer. Never apply it.
+    Stale,
+}
+
+/// The session table: per client, the latest applied request and its
+/// answer. Ordered maps keep snapshots byte-identical across replicas.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sessions<Out> {
+    table: BTreeMap<ClientId, Session<Out>>,
+    /// Requests answered from the table instead of applied again.
+    duplicates: u64,
+}
+
+impl<Out> Default for Sessions<Out> {
+    fn default() -> Self {
+        Sessions {
+            table: BTreeMap::new(),
+            duplicates: 0,
+        }
+    }
+}
+
+impl<Out: Clone> Sessions<Out> {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Decide what to do with request `seq` of `client`. Deterministic, and
+    /// it changes the table only by counting duplicates, so it may run
+    /// inside `apply`.
+    pub fn admit(&mut self, client: ClientId, seq: Seq) -> Admission<Out> {
+        match self.table.get(&client) {
+            Some(s) if seq == s.seq => {
+                self.duplicates += 1;
+                Admission::Duplicate(s.outcome.clone())
+            }
+            Some(s) if seq < s.seq => Admission::Stale,
+            _ => Admission::Fresh,
+        }
+    }
+
+    /// Remember `outcome` as the answer to `client`'s request `seq`, which
+    /// was just applied.
+    pub fn record(&mut self, client: ClientId, seq: Seq, outcome: Out) {
+        assert!(
+            self.table.get(&client).is_none_or(|s| s.seq < seq),
+            "{client}: recording request {seq:?} at or below the latest applied one"
+        );
+        self.table.insert(client, Session { seq, outcome });
+    }
+}
+
+impl<Out> Sessions<Out> {
+    /// How many retried requests were answered from the table rather than
+    /// applied again (each one a double application avoided).
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates
+    }
+
+    /// Number of clients with a session.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// True if no client has a session.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// The latest applied request number of `client`, if it has a session.
+    pub fn latest(&self, client: ClientId) -> Option<Seq> {
+        self.table.get(&client).map(|s| s.seq)
+    }
+}
+
+/// The answer to a request that arrived after a newer request of the same
+/// client had been applied: it was not applied, and its client is no longer
+/// waiting for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Stale;
+
+impl fmt::Display for Stale {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("stale request: a newer request of this client was already applied")
+    }
+}
+
+/// How a client reads a replica's output for one of its requests: the
+/// answer, or nothing when the output is not for a waiting client (the
+/// `Err(Stale)` of [`Sessioned`]: the client has moved past that request).
+pub trait SessionOutput {
+    /// What the client's caller gets.
+    type Answer;
+    /// The answer, if a client waits for it.
+    fn into_answer(self) -> Option<Self::Answer>;
+}
+
+impl<T> SessionOutput for Result<T, Stale> {
+    type Answer = T;
+
+    fn into_answer(self) -> Option<T> {
+        self.ok()
+    }
+}
+
+/// Any state machine, made exactly-once: its operations arrive as
+/// [`ClientRequest`]s and each mutation is applied at most once however often
+/// it is retried. Read-only operations skip the session table, so read-only
+/// clients cost nothing. The answer to a [`Stale`] request is `Err(Stale)`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sessioned<S: StateMachine> {
+    inner: S,
+    sessions: Sessions<S::Output>,
+}
+
+impl<S: StateMachine> Sessioned<S> {
+    /// Wrap `inner`, with no sessions yet.
+    pub fn new(inner: S) -> Self {
+        Sessioned {
+            inner,
+            sessions: Sessions::default(),
+        }
+    }
+
+    /// The wrapped state machine.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The session table.
+    pub fn sessions(&self) -> &Sessions<S::Output> {
+        &self.sessions
+    }
+}
+
+impl<S> StateMachine for Sessioned<S>
+where
+    S: StateMachine + Serialize + DeserializeOwned,
+{
+    type Op = ClientRequest<S::Op>;
+    type Output = Result<S::Output, Stale>;
+    type Snapshot = std::io::Cursor<Vec<u8>>;
+
+    fn apply(&mut self, index: LogIndex, req: &Self::Op) -> Self::Output {
+        if self.inner.is_read_only(&req.op) {
+            return Ok(self.inner.query(&req.op));
+        }
+        match self.sessions.admit(req.client, req.seq) {
+            Admission::Duplicate(out) => Ok(out),
+            Admission::Stale => Err(Stale),
+            Admission::Fresh => {
+                let out = self.inner.apply(index, &req.op);
+                self.sessions.record(req.client, req.seq, out.clone());
+                Ok(out)
+            }
+        }
+    }
+
+    fn is_read_only(&self, req: &Self::Op) -> bool {
+        self.inner.is_read_only(&req.op)
+    }
+
+    fn query(&self, req: &Self::Op) -> Self::Output {
+        Ok(self.inner.query(&req.op))
+    }
+
+    fn snapshot(&self) -> Self::Snapshot {
+        std::io::Cursor::new(crate::snapshot::encode(self))
+    }
+
+    fn restore(&mut self, snapshot: &mut dyn std::io::Read) -> Result<(), String> {
+        *self = crate::snapshot::decode(snapshot)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_is_answered_from_the_table_and_an_older_request_is_stale() {
+        let mut s: Sessions<u64> = Sessions::new();
+        let c = ClientId(7);
+        assert_eq!(s.admit(c, Seq(1)), Admission::Fresh);
+        s.record(c, Seq(1), 10);
+        assert_eq!(s.admit(c, Seq(1)), Admission::Duplicate(10));
+        assert_eq!(s.admit(c, Seq(2)), Admission::Fresh);
+        s.record(c, Seq(2), 20);
+        assert_eq!(s.admit(c, Seq(1)), Admission::Stale);
+        assert_eq!(s.duplicates(), 1);
+        assert_eq!(s.latest(c), Some(Seq(2)));
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "at or below the latest applied one")]
+    fn recording_an_old_request_is_a_broken_invariant() {
+        let mut s: Sessions<u64> = Sessions::new();
+        s.record(ClientId(1), Seq(2), 0);
+        s.record(ClientId(1), Seq(1), 0);
+    }
+}

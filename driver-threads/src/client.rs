@@ -1,0 +1,228 @@
+//! A blocking client of a replicated service: the sans-IO `core_kv::Clerk`
+//! driven over std TCP sockets on the calling thread, with no async
+//! runtime. It finds the leader by itself and numbers its requests for the
+//! replicas' session tables, so a retried mutation is applied once.
+//!
+//! `Client<O, W>` speaks to replicas of a state machine whose operations
+//! are `ClientRequest<O>` and whose outputs are `W` (for example
+//! `core_kv::Sessioned<MyMachine>`, or the key/value store: [`KvClient`]).
+
+use core_kv::{
+    Clerk, ClerkAction, ClerkConfig, ClerkInput, ClerkOp, ClientId, ClientReply, ClientRequest, Op,
+    Outcome, Seq, SessionOutput, KV_PROTOCOL_VERSION,
+};
+use core_raft::NodeId;
+use node_shell::{Frame, CLIENT_NODE, DEFAULT_MAX_FRAME_BYTES};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+use wire::{encode_frame, Decoder, Hello};
+
+/// One clerk tick: also how long a read waits before the clock moves on.
+const TICK: Duration = Duration::from_millis(10);
+
+/// Ticks of silence before the clerk tries another replica.
+const RETRY_TICKS: u64 = 20;
+
+/// Why an operation did not finish.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// No replica answered within the deadline.
+    #[error("no answer from the cluster within {0:?} (is a majority of {1} replicas up?)")]
+    Timeout(Duration, usize),
+    /// The address list is empty.
+    #[error("no replica addresses given")]
+    NoServers,
+}
+
+struct Conn {
+    stream: TcpStream,
+    decoder: Decoder,
+}
+
+/// A blocking client of one cluster of replicas (see the module doc).
+pub struct Client<O, W: SessionOutput> {
+    servers: Vec<SocketAddr>,
+    cluster: u64,
+    protocol: u32,
+    clerk: Clerk<O, W::Answer>,
+    conns: BTreeMap<u64, Conn>,
+}
+
+/// A blocking client of the key/value service.
+pub type KvClient = Client<Op, Outcome>;
+
+impl KvClient {
+    /// A key/value client for the replicas at `servers` (ids 1..=n in order).
+    pub fn for_cluster(servers: Vec<SocketAddr>, cluster: u64) -> Result<KvClient, ClientError> {
+        Client::new(servers, cluster, KV_PROTOCOL_VERSION)
+    }
+}
+
+impl<O, W> Client<O, W>
+where
+    O: ClerkOp<W::Answer> + Serialize + DeserializeOwned,
+    W: SessionOutput + Serialize + DeserializeOwned,
+{
+    /// A client for the replicas at `servers` (ids 1..=n in order) of
+    /// cluster `cluster`, speaking the service's `protocol` version.
+    pub fn new(servers: Vec<SocketAddr>, cluster: u64, protocol: u32) -> Result<Self, ClientError> {
+        if servers.is_empty() {
+            return Err(ClientError::NoServers);
+        }
+        let id = fresh_client_id();
+        let clerk = Clerk::new(ClerkConfig {
+            client: ClientId(id),
+            servers: (1..=servers.len() as u64).map(NodeId).collect(),
+            retry_ticks: RETRY_TICKS,
+            seed: id,
+        });
+        Ok(Client {
+            servers,
+            cluster,
+            protocol,
+            clerk,
+            conns: BTreeMap::new(),
+        })
+    }
+
+    /// The replica (1-based id) this client believes leads, if known.
+    pub fn leader(&self) -> Option<u64> {
+        self.clerk.leader().map(|n| n.0)
+    }
+
+    /// Run one operation to completion, or fail after `deadline`.
+    pub fn run(&mut self, op: O, deadline: Duration) -> Result<W::Answer, ClientError> {
+        let started = Instant::now();
+        let mut actions = self.clerk.step(ClerkInput::Invoke(op));
+        let mut target = None;
+        loop {
+            for action in std::mem::take(&mut actions) {
+                match action {
+                    ClerkAction::Done { outcome, .. } => return Ok(outcome),
+                    ClerkAction::Send { to, request } => {
+                        target = Some(to.0);
+                        self.send(to.0, request);
+                    }
+                }
+            }
+            if started.elapsed() > deadline {
+                return Err(ClientError::Timeout(deadline, self.servers.len()));
+            }
+            let tick_ends = Instant::now() + TICK;
+            actions = match target.and_then(|t| self.next_reply(t, tick_ends)) {
+                Some((from, reply)) => self.clerk.step(ClerkInput::Reply {
+                    from: NodeId(from),
+                    reply,
+                }),
+                None => {
+                    std::thread::sleep(tick_ends.saturating_duration_since(Instant::now()));
+                    self.clerk.step(ClerkInput::Tick)
+                }
+            };
+        }
+    }
+
+    /// Wait until `until` for an answer from `server`. `None` if none came;
+    /// a broken connection is forgotten (the clerk's timeout moves on).
+    fn next_reply(&mut self, server: u64, until: Instant) -> Option<(u64, ClientReply<W::Answer>)> {
+        let me = self.clerk.client();
+        let c = self.conns.get_mut(&server)?;
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match c.decoder.next_message::<Frame<ClientRequest<O>, W>>() {
+                Ok(Some(Frame::Reply { id, result })) => {
+                    let result = match result {
+                        Ok(out) => match out.into_answer() {
+                            Some(answer) => Ok(answer),
+                            None => continue,
+                        },
+                        Err(not_leader) => Err(not_leader),
+                    };
+                    return Some((server, ClientReply::new(me, Seq(id), result)));
+                }
+                Ok(None) => {}
+                Ok(Some(_)) | Err(_) => {
+                    self.conns.remove(&server);
+                    return None;
+                }
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || c.stream.set_read_timeout(Some(left)).is_err() {
+                return None;
+            }
+            match c.stream.read(&mut buf) {
+                Ok(0) => {
+                    self.conns.remove(&server);
+                    return None;
+                }
+                Ok(n) => c.decoder.push(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return None
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.conns.remove(&server);
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, server: u64, request: ClientRequest<O>) {
+        if !self.conns.contains_key(&server) {
+            let Some(conn) = self.connect(server) else {
+                return;
+            };
+            self.conns.insert(server, conn);
+        }
+        let id = request.seq.0;
+        let frame: Frame<ClientRequest<O>, W> = Frame::Request { id, op: request };
+        let Ok(bytes) = encode_frame(&frame, DEFAULT_MAX_FRAME_BYTES) else {
+            tracing::warn!("request too large to send");
+            return;
+        };
+        let broken = self
+            .conns
+            .get_mut(&server)
+            .is_some_and(|c| c.stream.write_all(&bytes).is_err());
+        if broken {
+            self.conns.remove(&server);
+        }
+    }
+
+    fn connect(&self, server: u64) -> Option<Conn> {
+        let addr = self.servers[(server - 1) as usize];
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+        let _ = stream.set_nodelay(true);
+        let hello = Hello::new(self.protocol, self.cluster, CLIENT_NODE);
+        let bytes = encode_frame(&hello, DEFAULT_MAX_FRAME_BYTES).ok()?;
+        stream.write_all(&bytes).ok()?;
+        Some(Conn {
+            stream,
+            decoder: Decoder::new(DEFAULT_MAX_FRAME_BYTES),
+        })
+    }
+}
+
+/// A fresh client id: ids must never repeat with a restarted sequence (the
+/// replicas would take every request for a stale duplicate). The wall
+/// clock and process id separate runs and processes; the counter separates
+/// clients created at the same instant in this process.
+fn fresh_client_id() -> u64 {
+    static CREATED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 40) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}

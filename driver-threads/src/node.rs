@@ -1,0 +1,394 @@
+//! A replica node of any [`StateMachine`] on a mio event loop: sockets,
+//! files and timers around the pure `node_shell::ReplicaNode`, which
+//! decides everything else (handshakes, framing, routing answers, which
+//! sends wait for which persists). Same shell, storage and wire format as
+//! the tokio driver, so nodes of both can form one cluster.
+//!
+//! One thread runs the loop: a listener for peers and clients, one
+//! outbound connection per peer (reconnected with backoff), ticks from the
+//! poll timeout. Persists go to a `storage::DiskWriter` thread, which wakes
+//! the loop when a batch is durable; the loop keeps serving meanwhile.
+
+use crate::net::{accept_all, flush};
+use core_kv::StateMachine;
+use core_raft::NodeId;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use node_shell::{ConnId, NodeAction, NodeInput, NodeOptions, OptionsError, ReplicaNode};
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+use storage::{DiskStorage, DiskWriter, StorageError};
+
+/// Most bytes queued for one connection before frames to it are dropped
+/// (Raft retransmits; a client retries).
+const MAX_QUEUED_BYTES: usize = 32 << 20;
+
+const LISTENER: Token = Token(0);
+/// Outbound peer connections use `Token(peer id)`; accepted ones start here.
+const FIRST_ACCEPTED: usize = 1 << 20;
+/// The disk thread wakes the loop with this token when a batch is durable.
+const DISK_DONE: Token = Token(FIRST_ACCEPTED - 1);
+
+/// Why a node stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The options are inconsistent.
+    #[error("invalid options: {0}")]
+    Options(#[from] OptionsError),
+    /// Storage could not be opened or written.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The stored state does not restore.
+    #[error(transparent)]
+    Restore(#[from] core_kv::RsmError),
+    /// A socket operation of the event loop failed.
+    #[error("network: {0}")]
+    Io(#[from] io::Error),
+    /// The replica stopped serving (see the message); restarting from
+    /// storage is safe.
+    #[error("replica failed: {0}")]
+    Replica(String),
+}
+
+/// An accepted connection.
+struct Conn {
+    stream: TcpStream,
+    addr: SocketAddr,
+    out: Vec<u8>,
+}
+
+/// The outbound connection to one peer.
+struct Outbound {
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+    out: Vec<u8>,
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+/// Everything the loop owns besides the shell.
+struct Io {
+    poll: Poll,
+    listener: TcpListener,
+    disk: DiskWriter,
+    durable: mpsc::Receiver<Result<u64, StorageError>>,
+    hello: Vec<u8>,
+    outbound: BTreeMap<NodeId, Outbound>,
+    conns: BTreeMap<Token, Conn>,
+    next_token: usize,
+}
+
+/// Run replica `opts.id` of `sm` until `stop` is set (checked at least every
+/// tick), finishing the persists in flight. Returns the state machine as it
+/// was when the node stopped.
+pub fn run_node<S: StateMachine>(
+    opts: NodeOptions,
+    sm: S,
+    stop: &AtomicBool,
+) -> Result<S, NodeError> {
+    opts.validate()?;
+    let (disk, durable, report) = DiskStorage::open(&opts.data_dir)?;
+    if let Some(torn) = &report.torn_tail {
+        tracing::warn!("recovered after a crash: {torn}");
+    }
+    let seed = opts.id ^ u64::from(std::process::id()) ^ clock_nanos();
+    let mut node = ReplicaNode::restore(opts.node_config(), opts.rsm_config(seed), durable, sm)?;
+    let mut io = Io::open(&opts, disk, node.hello())?;
+    tracing::info!(id = opts.id, addr = %opts.address(), "serving (threads runtime)");
+    let mut clock = Clock::new(Duration::from_millis(opts.tick_ms));
+    let mut events = Events::with_capacity(1024);
+    let result = loop {
+        if stop.load(Ordering::Relaxed) {
+            break Ok(());
+        }
+        if let Err(e) = io.turn(&mut node, &mut events, &mut clock) {
+            break Err(e);
+        }
+    };
+    tracing::info!(id = opts.id, "shutting down");
+    io.disk.finish()?;
+    result.map(|()| node.into_state())
+}
+
+/// When the next tick is due.
+struct Clock {
+    tick: Duration,
+    next: Instant,
+}
+
+impl Clock {
+    fn new(tick: Duration) -> Clock {
+        Clock {
+            tick,
+            next: Instant::now() + tick,
+        }
+    }
+
+    /// True (once) when a tick is due; skips ticks missed while busy.
+    fn due(&mut self) -> bool {
+        let now = Instant::now();
+        if now < self.next {
+            return false;
+        }
+        self.next = (self.next + self.tick).max(now);
+        true
+    }
+}
+
+impl Io {
+    /// One turn of the loop: wait for readiness (at most until the next
+    /// tick), turn everything that happened into the shell's inputs, step
+    /// the shell with each, and write what it queued.
+    fn turn<S: StateMachine>(
+        &mut self,
+        node: &mut ReplicaNode<S>,
+        events: &mut Events,
+        clock: &mut Clock,
+    ) -> Result<(), NodeError> {
+        self.reconnect_peers();
+        let timeout = clock.next.saturating_duration_since(Instant::now());
+        if let Err(e) = self.poll.poll(events, Some(timeout)) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e.into());
+            }
+        }
+        let mut inputs = Vec::new();
+        for event in events.iter() {
+            self.handle_event(event, &mut inputs)?;
+        }
+        self.drain_durable(&mut inputs)?;
+        if clock.due() {
+            inputs.push(NodeInput::Tick);
+        }
+        for input in inputs {
+            self.carry_out(node.step(input))?;
+        }
+        self.flush_all();
+        Ok(())
+    }
+
+    /// Bind the listener, start the disk thread, and prepare a connection
+    /// slot per peer.
+    fn open(opts: &NodeOptions, disk: DiskStorage, hello: Vec<u8>) -> Result<Io, NodeError> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), DISK_DONE)?);
+        let (tx, durable) = mpsc::channel();
+        let disk = DiskWriter::start(disk, move |r| {
+            let _ = tx.send(r);
+            let _ = waker.wake();
+        });
+        let mut listener = TcpListener::bind(opts.address())?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let outbound = opts
+            .peers()
+            .into_iter()
+            .map(|(peer, addr)| {
+                let slot = Outbound {
+                    addr,
+                    stream: None,
+                    out: Vec::new(),
+                    retry_at: Instant::now(),
+                    backoff: Duration::from_millis(20),
+                };
+                (peer, slot)
+            })
+            .collect();
+        Ok(Io {
+            poll,
+            listener,
+            disk,
+            durable,
+            hello,
+            outbound,
+            conns: BTreeMap::new(),
+            next_token: FIRST_ACCEPTED,
+        })
+    }
+
+    /// (Re)connect peers whose backoff expired; a new connection starts
+    /// with the hello.
+    fn reconnect_peers(&mut self) {
+        let now = Instant::now();
+        for (peer, ob) in self.outbound.iter_mut() {
+            if ob.stream.is_some() || now < ob.retry_at {
+                continue;
+            }
+            if let Ok(mut s) = TcpStream::connect(ob.addr) {
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                let token = Token(peer.0 as usize);
+                if self
+                    .poll
+                    .registry()
+                    .register(&mut s, token, interest)
+                    .is_ok()
+                {
+                    let _ = s.set_nodelay(true);
+                    ob.out = self.hello.clone();
+                    ob.stream = Some(s);
+                    continue;
+                }
+            }
+            ob.retry_at = now + ob.backoff;
+            ob.backoff = (ob.backoff * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// One readiness event: new connections, bytes, or a broken peer link.
+    fn handle_event(
+        &mut self,
+        event: &mio::event::Event,
+        inputs: &mut Vec<NodeInput>,
+    ) -> Result<(), NodeError> {
+        match event.token() {
+            LISTENER => {
+                let conns = &mut self.conns;
+                accept_all(
+                    &self.listener,
+                    &self.poll,
+                    &mut self.next_token,
+                    |token, stream, addr| {
+                        let out = Vec::new();
+                        conns.insert(token, Conn { stream, addr, out });
+                        inputs.push(NodeInput::Accepted {
+                            conn: conn_id(token),
+                        });
+                    },
+                )?;
+            }
+            DISK_DONE => {}
+            Token(t) if t < FIRST_ACCEPTED => self.peer_event(NodeId(t as u64), event),
+            token => self.read_conn(token, inputs),
+        }
+        Ok(())
+    }
+
+    /// Outbound links carry only our messages: readiness means "write
+    /// more", or that the link broke.
+    fn peer_event(&mut self, peer: NodeId, event: &mio::event::Event) {
+        let Some(ob) = self.outbound.get_mut(&peer) else {
+            return;
+        };
+        let broken = event.is_error()
+            || event.is_read_closed()
+            || event.is_write_closed()
+            || ob
+                .stream
+                .as_mut()
+                .is_some_and(|s| flush(s, &mut ob.out).is_err());
+        if broken {
+            drop_outbound(&self.poll, ob);
+        }
+    }
+
+    /// Read what is available on an accepted connection.
+    fn read_conn(&mut self, token: Token, inputs: &mut Vec<NodeInput>) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let mut buf = [0u8; 64 * 1024];
+        let open = loop {
+            match conn.stream.read(&mut buf) {
+                Ok(0) => break false,
+                Ok(n) => inputs.push(NodeInput::Received {
+                    conn: conn_id(token),
+                    bytes: buf[..n].to_vec(),
+                }),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break false,
+            }
+        };
+        if !open || flush(&mut conn.stream, &mut conn.out).is_err() {
+            self.remove_conn(token);
+            inputs.push(NodeInput::Closed {
+                conn: conn_id(token),
+            });
+        }
+    }
+
+    /// Batches the disk thread made durable since the last look.
+    fn drain_durable(&mut self, inputs: &mut Vec<NodeInput>) -> Result<(), NodeError> {
+        while let Ok(result) = self.durable.try_recv() {
+            inputs.push(NodeInput::Persisted { batch: result? });
+        }
+        Ok(())
+    }
+
+    /// Carry out the shell's actions in order.
+    fn carry_out(&mut self, actions: Vec<NodeAction>) -> Result<(), NodeError> {
+        for action in actions {
+            match action {
+                NodeAction::Persist { batch, actions } => self.disk.submit(batch, actions),
+                NodeAction::Send { to, bytes } => {
+                    if let Some(ob) = self.outbound.get_mut(&to) {
+                        if ob.stream.is_some() && ob.out.len() < MAX_QUEUED_BYTES {
+                            ob.out.extend_from_slice(&bytes);
+                        }
+                    }
+                }
+                NodeAction::Write { conn, bytes } => {
+                    if let Some(c) = self.conns.get_mut(&Token(conn.0 as usize)) {
+                        if c.out.len() < MAX_QUEUED_BYTES {
+                            c.out.extend_from_slice(&bytes);
+                        }
+                    }
+                }
+                NodeAction::Close { conn, reason } => {
+                    let token = Token(conn.0 as usize);
+                    if let Some(c) = self.conns.get(&token) {
+                        tracing::warn!(addr = %c.addr, "closing connection: {reason}");
+                    }
+                    self.remove_conn(token);
+                }
+                NodeAction::Stop { reason } => return Err(NodeError::Replica(reason)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Write what is queued on every connection, as far as the sockets take it.
+    fn flush_all(&mut self) {
+        for ob in self.outbound.values_mut() {
+            if let Some(s) = ob.stream.as_mut() {
+                if flush(s, &mut ob.out).is_err() {
+                    drop_outbound(&self.poll, ob);
+                }
+            }
+        }
+        for conn in self.conns.values_mut() {
+            let _ = flush(&mut conn.stream, &mut conn.out);
+        }
+    }
+
+    fn remove_conn(&mut self, token: Token) {
+        if let Some(mut c) = self.conns.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+        }
+    }
+}
+
+fn conn_id(token: Token) -> ConnId {
+    ConnId(token.0 as u64)
+}
+
+fn drop_outbound(poll: &Poll, ob: &mut Outbound) {
+    if let Some(mut s) = ob.stream.take() {
+        let _ = poll.registry().deregister(&mut s);
+    }
+    ob.out.clear();
+    ob.retry_at = Instant::now() + ob.backoff;
+    ob.backoff = (ob.backoff * 2).min(Duration::from_secs(1));
+}
+
+/// Nanoseconds of the wall clock: only to vary election jitter between runs.
+fn clock_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
