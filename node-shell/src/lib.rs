@@ -7,3 +7,5 @@
 //! same shells, so the logic in here is exercised under simulated faults.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod mr;
