@@ -38,6 +38,10 @@ pub enum CoordinatorError {
         /// Its last error.
         error: String,
     },
+    /// The event loop stopped before the job ended (a driver bug: loops
+    /// stop only after the grace period that follows the outcome).
+    #[error("the coordinator stopped before the job ended")]
+    Unfinished,
 }
 
 /// Why a worker stopped abnormally.

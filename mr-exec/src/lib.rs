@@ -8,8 +8,10 @@
 //!   in flight. Async buys nothing there, so both runtimes run this one.
 //! * [`apps`]: resolving `--app NAME` / `--lib PATH`; [`testapps`] holds
 //!   the lab's test applications, [`plugin`] loads shared libraries.
-//! * [`shell`]: the coordinator core plus handshake checks and framing;
-//!   each driver's event loop only moves bytes and fires ticks.
+//! * [`host`]: what running a coordinator needs besides sockets — the
+//!   pure shell (`node_shell::mr`, which decides handshakes and frames),
+//!   its event and progress lines, the job's wall time and result — so each
+//!   driver's event loop only moves bytes and fires ticks.
 //! * [`options`], [`progress`], [`error`], [`addr`]: settings, the progress
 //!   display, errors and address helpers of both runtimes.
 #![warn(missing_docs)]
@@ -17,12 +19,12 @@
 pub mod addr;
 pub mod apps;
 pub mod error;
+pub mod host;
 pub mod merge;
 pub mod options;
 pub mod plugin;
 pub mod progress;
 pub mod records;
-pub mod shell;
 pub mod sorter;
 pub mod task;
 pub mod testapps;

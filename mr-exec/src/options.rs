@@ -11,8 +11,8 @@ pub const DEFAULT_CLUSTER: u64 = 0x006d_726a_6f62; // "mrjob"
 /// Default address: both ends on this machine, no flags needed.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:5840";
 
-/// Largest frame either side accepts (tasks carry only file names).
-pub const MAX_FRAME_BYTES: u32 = 1024 * 1024;
+/// Largest frame either side accepts; defined with the protocol's shell.
+pub use node_shell::mr::MAX_FRAME_BYTES;
 
 /// How to run a coordinator.
 #[derive(Clone, Debug)]

@@ -10,6 +10,7 @@
 
 pub mod frame;
 pub mod gate;
+pub mod mr;
 pub mod options;
 pub mod replica;
 
@@ -21,13 +22,15 @@ pub use replica::{NodeAction, NodeConfig, NodeInput, ReplicaNode};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A driver's handle for one connection (accepted or outbound), chosen by
-/// the driver and unique while the connection is open.
+/// A driver's handle for one connection, chosen by the driver; it must not
+/// reuse one while the shell may still know it. The MapReduce shell names
+/// the worker behind a connection `WorkerId(conn.0)`, so log lines about a
+/// connection and about its worker carry the same number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ConnId(pub u64);
 
 impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "conn{}", self.0)
+        write!(f, "connection {}", self.0)
     }
 }

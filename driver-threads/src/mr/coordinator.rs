@@ -1,215 +1,236 @@
 //! The coordinator on a mio event loop: one thread, non-blocking sockets,
-//! ticks from the poll timeout.
+//! ticks from the poll timeout. Everything a connection's bytes mean is
+//! decided by the pure shell (`node_shell::mr`, hosted by
+//! [`CoordinatorHost`]); this loop accepts, reads, writes, closes and ticks.
 
-use core_mr::coordinator::Input;
-use core_mr::{Request, WorkerId};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use mr_exec::addr::{resolve, write_addr_file};
+use mr_exec::addr::resolve;
 use mr_exec::error::CoordinatorError;
-use mr_exec::options::{CoordinatorOptions, MAX_FRAME_BYTES};
-use mr_exec::shell::{CoordinatorShell, JobSummary};
+use mr_exec::host::{CoordinatorHost, JobSummary, SocketAction};
+use mr_exec::options::CoordinatorOptions;
+use node_shell::mr::{ConnId, Input};
 use std::collections::HashMap;
 use std::io::{self, Read};
-use std::net::SocketAddr;
-use std::time::Instant;
-use wire::{Decoder, Hello};
+use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(0);
 
+/// Bytes read from a socket per `Received` input.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+
+/// One accepted connection: its socket and what waits to be written.
 struct Conn {
     stream: TcpStream,
-    peer: SocketAddr,
-    decoder: Decoder,
     out: Vec<u8>,
-    greeted: bool,
+}
+
+/// The event loop's state: the listener, the connections, the clock.
+struct EventLoop<'a> {
+    opts: &'a CoordinatorOptions,
+    host: CoordinatorHost,
+    poll: Poll,
+    listener: TcpListener,
+    conns: HashMap<Token, Conn>,
+    next_token: usize,
+    next_tick: Instant,
+    stop_at: Option<Instant>,
 }
 
 /// Runs a coordinator until the job ends plus the grace period.
 pub fn run_coordinator(opts: &CoordinatorOptions) -> Result<JobSummary, CoordinatorError> {
-    let mut shell = CoordinatorShell::new(opts)?;
-    let addr = resolve(&opts.listen)?;
-    let mut listener = TcpListener::bind(addr).map_err(|source| CoordinatorError::Bind {
-        addr: opts.listen.clone(),
-        source,
-    })?;
-    let local = listener.local_addr()?;
-    shell.note(&format!(
-        "listening on {local} (threads runtime); {} map task(s), {} reduce task(s)",
-        opts.files.len(),
-        opts.n_reduce
-    ));
-    if let Some(p) = &opts.addr_file {
-        write_addr_file(p, local)?;
+    let host = CoordinatorHost::new(opts)?;
+    let mut event_loop = EventLoop::bind(opts, host)?;
+    event_loop.run()?;
+    event_loop.host.into_result()
+}
+
+/// The shell's name for the connection behind a mio token (the same number).
+fn conn_id(token: Token) -> ConnId {
+    ConnId(token.0 as u64)
+}
+
+fn token(conn: ConnId) -> Token {
+    Token(conn.0 as usize)
+}
+
+impl<'a> EventLoop<'a> {
+    /// Binds the listener, announces it and registers it for accepting.
+    fn bind(
+        opts: &'a CoordinatorOptions,
+        mut host: CoordinatorHost,
+    ) -> Result<Self, CoordinatorError> {
+        let addr = resolve(&opts.listen)?;
+        let mut listener = TcpListener::bind(addr).map_err(|source| CoordinatorError::Bind {
+            addr: opts.listen.clone(),
+            source,
+        })?;
+        host.listening(listener.local_addr()?, "threads")?;
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(EventLoop {
+            opts,
+            host,
+            poll,
+            listener,
+            conns: HashMap::new(),
+            next_token: 1,
+            next_tick: Instant::now() + opts.tick,
+            stop_at: None,
+        })
     }
-    let mut poll = Poll::new()?;
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
-    let mut events = Events::with_capacity(256);
-    let mut conns: HashMap<Token, Conn> = HashMap::new();
-    let mut next_token = 1usize;
-    let mut next_tick = Instant::now() + opts.tick;
-    let mut stop_at: Option<Instant> = None;
-    loop {
+
+    /// Serves until the grace period after the job's end is over.
+    fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(256);
+        while self.stop_at.is_none_or(|t| Instant::now() < t) {
+            match self.poll.poll(&mut events, Some(self.timeout())) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept()?,
+                    token if event.is_readable() => self.read(token),
+                    // Writable: the flush below resumes a blocked write.
+                    _ => {}
+                }
+            }
+            self.tick_if_due();
+            self.flush_all();
+            if self.stop_at.is_none() {
+                self.stop_at = self.host.finished_at().map(|t| t + self.opts.grace);
+            }
+        }
+        Ok(())
+    }
+
+    /// How long the poll may sleep: until the next tick or the stop time.
+    fn timeout(&self) -> Duration {
+        let wake = match self.stop_at {
+            Some(stop) => stop.min(self.next_tick),
+            None => self.next_tick,
+        };
+        wake.saturating_duration_since(Instant::now())
+    }
+
+    /// Accepts every pending connection and lets the shell greet each.
+    fn accept(&mut self) -> io::Result<()> {
+        let mut accepted = Vec::new();
+        crate::net::accept_all(
+            &self.listener,
+            &self.poll,
+            &mut self.next_token,
+            |token, stream, peer| {
+                tracing::debug!(conn = token.0, %peer, "accepted");
+                accepted.push((token, stream));
+            },
+        )?;
+        for (token, stream) in accepted {
+            self.conns.insert(
+                token,
+                Conn {
+                    stream,
+                    out: Vec::new(),
+                },
+            );
+            self.step(Input::Accepted {
+                conn: conn_id(token),
+            });
+        }
+        Ok(())
+    }
+
+    /// Hands what the socket has to the shell, chunk by chunk, until it
+    /// would block, ends, or the shell closes it.
+    fn read(&mut self, token: Token) {
+        let mut buf = [0u8; READ_CHUNK_BYTES];
+        while let Some(conn) = self.conns.get_mut(&token) {
+            match conn.stream.read(&mut buf) {
+                Ok(0) => return self.closed(token),
+                Ok(n) => {
+                    let bytes = buf[..n].to_vec();
+                    self.step(Input::Received {
+                        conn: conn_id(token),
+                        bytes,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.closed(token),
+            }
+        }
+    }
+
+    /// Fires the core's clock if a tick is due; a late loop skips missed ticks.
+    fn tick_if_due(&mut self) {
         let now = Instant::now();
-        if stop_at.is_some_and(|t| now >= t) {
-            break;
+        if now < self.next_tick {
+            return;
         }
-        let mut wake = next_tick;
-        if let Some(t) = stop_at {
-            wake = wake.min(t);
+        self.step(Input::Tick);
+        self.next_tick += self.opts.tick;
+        if self.next_tick < now {
+            self.next_tick = now + self.opts.tick;
         }
-        match poll.poll(&mut events, Some(wake.saturating_duration_since(now))) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
-        }
-        let mut outgoing = Vec::new();
-        let mut closed = Vec::new();
-        for event in events.iter() {
-            if event.token() == LISTENER {
-                crate::net::accept_all(
-                    &listener,
-                    &poll,
-                    &mut next_token,
-                    |token, stream, peer| {
-                        conns.insert(
-                            token,
-                            Conn {
-                                stream,
-                                peer,
-                                decoder: Decoder::new(MAX_FRAME_BYTES),
-                                out: shell.hello_frame(),
-                                greeted: false,
-                            },
-                        );
-                    },
-                )?;
-                continue;
+    }
+
+    /// Writes what the sockets take now (the rest waits for a writable
+    /// event); a socket that fails is closed, which may queue more bytes
+    /// for others (a re-issued task), so it repeats until none fails.
+    fn flush_all(&mut self) {
+        loop {
+            let broken: Vec<Token> = self
+                .conns
+                .iter_mut()
+                .filter_map(|(t, c)| {
+                    let failed =
+                        !c.out.is_empty() && crate::net::flush(&mut c.stream, &mut c.out).is_err();
+                    failed.then_some(*t)
+                })
+                .collect();
+            if broken.is_empty() {
+                return;
             }
-            let token = event.token();
-            let Some(conn) = conns.get_mut(&token) else {
-                continue;
-            };
-            if event.is_readable() && !read_conn(conn, token, &mut shell, &mut outgoing) {
-                closed.push(token);
+            for token in broken {
+                self.closed(token);
             }
         }
-        if Instant::now() >= next_tick {
-            outgoing.extend(shell.step(Input::Tick));
-            next_tick += opts.tick;
-            if next_tick < Instant::now() {
-                next_tick = Instant::now() + opts.tick;
-            }
+    }
+
+    /// The peer went away or its socket failed: drop it and tell the shell.
+    fn closed(&mut self, token: Token) {
+        if let Some(mut conn) = self.conns.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
         }
-        for token in closed {
-            if let Some(mut conn) = conns.remove(&token) {
-                let _ = poll.registry().deregister(&mut conn.stream);
-                if conn.greeted {
-                    outgoing.extend(shell.step(Input::Disconnected {
-                        worker: WorkerId(token.0 as u64),
-                    }));
-                }
-            }
-        }
-        for (worker, frame) in outgoing {
-            if let Some(conn) = conns.get_mut(&Token(worker.0 as usize)) {
-                conn.out.extend_from_slice(&frame);
-            }
-        }
-        // Flush every connection with pending bytes; keep writable interest
-        // (edge-triggered) so a blocked write resumes.
-        let mut broken = Vec::new();
-        for (token, conn) in conns.iter_mut() {
-            if !conn.out.is_empty() && flush(conn).is_err() {
-                broken.push(*token);
-            }
-        }
-        for token in broken {
-            if let Some(mut conn) = conns.remove(&token) {
-                let _ = poll.registry().deregister(&mut conn.stream);
-                if conn.greeted {
-                    for (w, f) in shell.step(Input::Disconnected {
-                        worker: WorkerId(token.0 as u64),
-                    }) {
-                        if let Some(c) = conns.get_mut(&Token(w.0 as usize)) {
-                            c.out.extend_from_slice(&f);
-                        }
+        self.step(Input::Closed {
+            conn: conn_id(token),
+        });
+    }
+
+    /// Feeds the shell and carries out its socket work.
+    fn step(&mut self, input: Input) {
+        for action in self.host.step(input) {
+            match action {
+                SocketAction::Write { conn, bytes } => {
+                    if let Some(c) = self.conns.get_mut(&token(conn)) {
+                        c.out.extend_from_slice(&bytes);
                     }
                 }
+                SocketAction::Close { conn, reason } => self.close(token(conn), &reason),
             }
         }
-        if shell.finished() && stop_at.is_none() {
-            stop_at = Some(Instant::now() + opts.grace);
-        }
     }
-    shell.result()
-}
 
-/// Reads what is available and feeds complete messages to the core.
-/// Returns false when the connection should be closed.
-fn read_conn(
-    conn: &mut Conn,
-    token: Token,
-    shell: &mut CoordinatorShell,
-    outgoing: &mut Vec<(core_mr::WorkerId, Vec<u8>)>,
-) -> bool {
-    let mut buf = [0u8; 16 * 1024];
-    let mut open = true;
-    loop {
-        match conn.stream.read(&mut buf) {
-            Ok(0) => {
-                open = false;
-                break;
-            }
-            Ok(n) => conn.decoder.push(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => {
-                open = false;
-                break;
-            }
+    /// Closes a connection the shell gave up on, after a last attempt to
+    /// send what is queued (a refused peer should still read our hello).
+    fn close(&mut self, token: Token, reason: &str) {
+        if let Some(mut conn) = self.conns.remove(&token) {
+            tracing::debug!(conn = token.0, reason, "closing");
+            let _ = crate::net::flush(&mut conn.stream, &mut conn.out);
+            let _ = self.poll.registry().deregister(&mut conn.stream);
         }
     }
-    let worker = WorkerId(token.0 as u64);
-    loop {
-        if !conn.greeted {
-            match conn.decoder.next_message::<Hello>() {
-                Ok(None) => break,
-                Ok(Some(hello)) => {
-                    if let Err(e) = shell.check_hello(&hello) {
-                        shell.note(&format!("refused connection from {}: {e}", conn.peer));
-                        let _ = flush(conn);
-                        return false;
-                    }
-                    conn.greeted = true;
-                    tracing::debug!(%worker, node = hello.node, peer = %conn.peer, "worker connected");
-                }
-                Err(e) => {
-                    shell.note(&format!(
-                        "dropping connection from {}: bad handshake: {e}",
-                        conn.peer
-                    ));
-                    return false;
-                }
-            }
-        } else {
-            match conn.decoder.next_message::<Request>() {
-                Ok(None) => break,
-                Ok(Some(request)) => {
-                    outgoing.extend(shell.step(Input::Request { worker, request }))
-                }
-                Err(e) => {
-                    shell.note(&format!("dropping {worker} ({}): {e}", conn.peer));
-                    return false;
-                }
-            }
-        }
-    }
-    open
-}
-
-/// Writes pending bytes until done or the socket would block.
-fn flush(conn: &mut Conn) -> io::Result<()> {
-    crate::net::flush(&mut conn.stream, &mut conn.out)
 }

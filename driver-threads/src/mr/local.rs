@@ -5,8 +5,8 @@
 use super::coordinator::run_coordinator;
 use core_mr::App;
 use mr_exec::error::CoordinatorError;
+use mr_exec::host::JobSummary;
 use mr_exec::options::{CoordinatorOptions, WorkerOptions};
-use mr_exec::shell::JobSummary;
 use mr_exec::worker::run_worker;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

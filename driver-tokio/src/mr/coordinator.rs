@@ -1,171 +1,169 @@
-//! The coordinator as a tokio server: one task per connection moves frames;
-//! a single loop owns the core and fires ticks.
+//! The coordinator as a tokio server: a task per connection reads bytes and
+//! forwards them, a writer task per connection sends what it is given, and
+//! one loop owns the pure shell (`node_shell::mr`, hosted by
+//! [`CoordinatorHost`]) and fires ticks. What the bytes mean is the shell's
+//! business.
 
-use crate::framed::read_message;
-use core_mr::coordinator::Input;
-use core_mr::{Request, WorkerId};
-use mr_exec::addr::{resolve, write_addr_file};
+use mr_exec::addr::resolve;
 use mr_exec::error::CoordinatorError;
-use mr_exec::options::{CoordinatorOptions, MAX_FRAME_BYTES};
-use mr_exec::shell::{CoordinatorShell, JobSummary};
+use mr_exec::host::{CoordinatorHost, JobSummary, SocketAction};
+use mr_exec::options::CoordinatorOptions;
+use node_shell::mr::{ConnId, Input};
 use std::collections::HashMap;
+use std::io;
 use std::net::SocketAddr;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
-use wire::{Decoder, Hello};
 
+/// Bytes read from a socket per `Received` input.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+
+/// Reader-to-loop events waiting at most; a full queue makes the readers
+/// wait, so a flooding peer cannot grow the coordinator's memory.
+const EVENT_QUEUE: usize = 256;
+
+/// What a connection's reader task reports to the loop.
 enum Event {
-    Joined(WorkerId, u64),
-    Refused(WorkerId, String),
-    Request(WorkerId, Request),
-    Closed(WorkerId, Option<String>),
+    Received(ConnId, Vec<u8>),
+    Closed(ConnId),
+}
+
+/// The loop's handle on one connection.
+struct Link {
+    /// Bytes for the writer task; dropping it lets the writer send what is
+    /// queued and then shut the socket down.
+    outgoing: mpsc::UnboundedSender<Vec<u8>>,
+    reader: JoinHandle<()>,
+}
+
+/// The state the loop owns.
+struct Server {
+    host: CoordinatorHost,
+    links: HashMap<ConnId, Link>,
+    events: mpsc::Sender<Event>,
+    next_conn: u64,
 }
 
 /// Runs a coordinator until the job ends plus the grace period.
 pub async fn run_coordinator(opts: &CoordinatorOptions) -> Result<JobSummary, CoordinatorError> {
-    let mut shell = CoordinatorShell::new(opts)?;
-    let addr = resolve(&opts.listen)?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| CoordinatorError::Bind {
-            addr: opts.listen.clone(),
-            source,
-        })?;
-    let local = listener.local_addr()?;
-    shell.note(&format!(
-        "listening on {local} (tokio runtime); {} map task(s), {} reduce task(s)",
-        opts.files.len(),
-        opts.n_reduce
-    ));
-    if let Some(p) = &opts.addr_file {
-        write_addr_file(p, local)?;
-    }
-    let our_hello = Hello::new(core_mr::PROTOCOL_VERSION, opts.cluster, 0);
-    let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
-    let mut writers: HashMap<WorkerId, mpsc::UnboundedSender<Vec<u8>>> = HashMap::new();
-    let mut joined: HashMap<WorkerId, bool> = HashMap::new();
-    let mut next_id = 1u64;
+    let mut host = CoordinatorHost::new(opts)?;
+    let listener = bind(&opts.listen).await?;
+    host.listening(listener.local_addr()?, "tokio")?;
+    let (events, mut inbox) = mpsc::channel(EVENT_QUEUE);
+    let mut server = Server {
+        host,
+        links: HashMap::new(),
+        events,
+        next_conn: 1,
+    };
     let mut ticker = tokio::time::interval_at(Instant::now() + opts.tick, opts.tick);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut stop_at: Option<Instant> = None;
     loop {
-        let frames = tokio::select! {
-            accepted = listener.accept() => {
-                match accepted {
-                    Ok((stream, peer)) => {
-                        let worker = WorkerId(next_id);
-                        next_id += 1;
-                        let (tx, rx) = mpsc::unbounded_channel();
-                        let _ = tx.send(shell.hello_frame());
-                        writers.insert(worker, tx);
-                        tokio::spawn(serve(stream, peer, worker, our_hello.clone(), events_tx.clone(), rx));
-                    }
-                    Err(e) => tracing::warn!("accept failed: {e}"),
-                }
-                Vec::new()
-            }
-            Some(event) = events.recv() => match event {
-                Event::Joined(worker, node) => {
-                    tracing::debug!(%worker, node, "worker connected");
-                    joined.insert(worker, true);
-                    Vec::new()
-                }
-                Event::Refused(worker, why) => {
-                    shell.note(&why);
-                    writers.remove(&worker);
-                    Vec::new()
-                }
-                Event::Request(worker, request) => shell.step(Input::Request { worker, request }),
-                Event::Closed(worker, why) => {
-                    if let Some(why) = why {
-                        shell.note(&format!("dropping {worker}: {why}"));
-                    }
-                    writers.remove(&worker);
-                    if joined.remove(&worker).is_some() {
-                        shell.step(Input::Disconnected { worker })
-                    } else {
-                        Vec::new()
-                    }
-                }
-            },
-            _ = ticker.tick() => shell.step(Input::Tick),
+        tokio::select! {
+            accepted = listener.accept() => server.accept(accepted),
+            Some(event) = inbox.recv() => server.on_event(event),
+            _ = ticker.tick() => server.step(Input::Tick),
             _ = tokio::time::sleep_until(stop_at.unwrap_or_else(Instant::now)), if stop_at.is_some() => break,
-        };
-        for (worker, frame) in frames {
-            if let Some(tx) = writers.get(&worker) {
-                let _ = tx.send(frame);
-            }
         }
-        if shell.finished() && stop_at.is_none() {
-            stop_at = Some(Instant::now() + opts.grace);
+        if stop_at.is_none() {
+            stop_at = server
+                .host
+                .finished_at()
+                .map(|t| Instant::from_std(t) + opts.grace);
         }
     }
-    shell.result()
+    for link in server.links.values() {
+        link.reader.abort();
+    }
+    server.host.into_result()
 }
 
-/// Moves one connection's frames: a writer task drains `outgoing`; this
-/// task reads, checks the handshake, and forwards requests.
-async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    worker: WorkerId,
-    our_hello: Hello,
-    events: mpsc::UnboundedSender<Event>,
-    mut outgoing: mpsc::UnboundedReceiver<Vec<u8>>,
-) {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
-    tokio::spawn(async move {
-        while let Some(frame) = outgoing.recv().await {
-            if wr.write_all(&frame).await.is_err() {
-                break;
+async fn bind(listen: &str) -> Result<TcpListener, CoordinatorError> {
+    let addr = resolve(listen)?;
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| CoordinatorError::Bind {
+            addr: listen.to_string(),
+            source,
+        })
+}
+
+impl Server {
+    /// Starts a connection's reader and writer and lets the shell greet it.
+    fn accept(&mut self, accepted: io::Result<(TcpStream, SocketAddr)>) {
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => return tracing::warn!("accept failed: {e}"),
+        };
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        tracing::debug!(%conn, %peer, "accepted");
+        let _ = stream.set_nodelay(true);
+        let (rd, wr) = stream.into_split();
+        let (outgoing, queue) = mpsc::unbounded_channel();
+        tokio::spawn(write_bytes(wr, queue));
+        let reader = tokio::spawn(read_bytes(conn, rd, self.events.clone()));
+        self.links.insert(conn, Link { outgoing, reader });
+        self.step(Input::Accepted { conn });
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Received(conn, bytes) => self.step(Input::Received { conn, bytes }),
+            Event::Closed(conn) => {
+                self.links.remove(&conn);
+                self.step(Input::Closed { conn });
             }
-        }
-        let _ = wr.shutdown().await;
-    });
-    let mut decoder = Decoder::new(MAX_FRAME_BYTES);
-    match read_message::<_, Hello>(&mut rd, &mut decoder).await {
-        Ok(Some(hello)) => match our_hello.check(&hello, |_| true) {
-            Ok(()) => {
-                let _ = events.send(Event::Joined(worker, hello.node));
-            }
-            Err(e) => {
-                let _ = events.send(Event::Refused(
-                    worker,
-                    format!("refused connection from {peer}: {e}"),
-                ));
-                return;
-            }
-        },
-        Ok(None) => {
-            let _ = events.send(Event::Closed(worker, None));
-            return;
-        }
-        Err(e) => {
-            let _ = events.send(Event::Refused(
-                worker,
-                format!("dropping connection from {peer}: bad handshake: {e}"),
-            ));
-            return;
         }
     }
-    loop {
-        match read_message::<_, Request>(&mut rd, &mut decoder).await {
-            Ok(Some(r)) => {
-                if events.send(Event::Request(worker, r)).is_err() {
-                    return;
+
+    /// Feeds the shell and carries out its socket work.
+    fn step(&mut self, input: Input) {
+        for action in self.host.step(input) {
+            match action {
+                SocketAction::Write { conn, bytes } => {
+                    if let Some(link) = self.links.get(&conn) {
+                        let _ = link.outgoing.send(bytes);
+                    }
+                }
+                SocketAction::Close { conn, reason } => {
+                    if let Some(link) = self.links.remove(&conn) {
+                        tracing::debug!(%conn, reason, "closing");
+                        link.reader.abort();
+                    }
                 }
             }
-            Ok(None) => {
-                let _ = events.send(Event::Closed(worker, None));
-                return;
-            }
-            Err(e) => {
-                let _ = events.send(Event::Closed(worker, Some(format!("{peer}: {e}"))));
-                return;
-            }
         }
     }
+}
+
+/// Forwards whatever arrives, then the end of the stream (or its failure).
+async fn read_bytes(conn: ConnId, mut rd: OwnedReadHalf, events: mpsc::Sender<Event>) {
+    let mut buf = vec![0u8; READ_CHUNK_BYTES];
+    loop {
+        let n = match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let bytes = buf[..n].to_vec();
+        if events.send(Event::Received(conn, bytes)).await.is_err() {
+            return; // The loop has stopped.
+        }
+    }
+    let _ = events.send(Event::Closed(conn)).await;
+}
+
+/// Sends what the loop queues until it drops the queue, then shuts down.
+async fn write_bytes(mut wr: OwnedWriteHalf, mut queue: mpsc::UnboundedReceiver<Vec<u8>>) {
+    while let Some(bytes) = queue.recv().await {
+        if wr.write_all(&bytes).await.is_err() {
+            return;
+        }
+    }
+    let _ = wr.shutdown().await;
 }
