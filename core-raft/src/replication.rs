@@ -52,11 +52,12 @@ impl Raft {
                 .get_mut(&peer)
                 .expect("leader tracks every peer");
             if pr.stalled(now, stale_after) {
-                match pr.mode {
-                    Mode::Probe => pr.inflight.clear(),
-                    Mode::Replicate => pr.reset_to_probe(pr.match_index.next()),
+                match pr.mode() {
+                    // Retry the lost probe from the same point.
+                    Mode::Probe => pr.become_probe(pr.next_index()),
+                    Mode::Replicate => pr.become_probe(pr.match_index().next()),
                     Mode::Snapshot(_) => {
-                        pr.inflight.clear();
+                        // Resend (the latest snapshot, which may be newer).
                         self.send_snapshot(peer);
                         continue;
                     }
@@ -108,7 +109,7 @@ impl Raft {
         let last = self.log.last_index();
         for peer in self.peers.clone() {
             let pr = &self.progress[&peer];
-            if pr.next_index <= last && pr.can_send(self.config.max_inflight_messages) {
+            if pr.next_index() <= last && pr.can_send(self.config.max_inflight_messages) {
                 self.send_append(peer);
             }
         }
@@ -118,7 +119,7 @@ impl Raft {
     /// the per-message limits, possibly none), or the snapshot if that index
     /// is compacted away.
     pub(crate) fn send_append(&mut self, peer: NodeId) {
-        let next = self.progress[&peer].next_index;
+        let next = self.progress[&peer].next_index();
         if next <= self.log.snapshot_index() {
             self.send_snapshot(peer);
             return;
@@ -135,18 +136,10 @@ impl Raft {
         );
         let last = LogIndex(prev.0 + entries.len() as u64);
         let now = self.ticks;
-        let pr = self
-            .progress
+        self.progress
             .get_mut(&peer)
-            .expect("leader tracks every peer");
-        match pr.mode {
-            Mode::Replicate if !entries.is_empty() => {
-                pr.inflight.push_back((last, now));
-                pr.next_index = last.next();
-            }
-            Mode::Probe => pr.inflight.push_back((last, now)),
-            _ => {}
-        }
+            .expect("leader tracks every peer")
+            .sent_append(last, now);
         let msg = Message::AppendEntries {
             term: self.term,
             prev_log_index: prev,
@@ -162,7 +155,7 @@ impl Raft {
     /// it asserts leadership, carries the commit index and the current round,
     /// and never disturbs flow control.
     pub(crate) fn send_heartbeat(&mut self, peer: NodeId) {
-        let matched = self.progress[&peer].match_index;
+        let matched = self.progress[&peer].match_index();
         let (prev, prev_term) = match self.log.term_at(matched) {
             Some(t) => (matched, t),
             None => (self.log.snapshot_index(), self.log.snapshot_term()),
@@ -219,18 +212,12 @@ impl Raft {
             .get_mut(&peer)
             .expect("leader tracks every peer");
         let news = pr.ack(match_index);
-        match pr.mode {
+        match pr.mode() {
             // The probe point matched: stream from here on.
-            Mode::Probe if match_index >= pr.next_index.prev() => {
-                pr.mode = Mode::Replicate;
-                pr.inflight.clear();
-                pr.next_index = pr.next_index.max(match_index.next());
-            }
-            Mode::Snapshot(index) if pr.match_index >= index => {
-                pr.mode = Mode::Replicate;
-                pr.inflight.clear();
-                pr.next_index = pr.match_index.next();
-            }
+            Mode::Probe if match_index >= pr.next_index().prev() => pr.become_replicate(),
+            // The follower holds the snapshot (and possibly more): its
+            // position is known, so stream from just after its match point.
+            Mode::Snapshot(index) if pr.match_index() >= index => pr.become_replicate(),
             _ => {}
         }
         if news {
@@ -254,21 +241,21 @@ impl Raft {
             .progress
             .get_mut(&peer)
             .expect("leader tracks every peer");
-        let current = match pr.mode {
-            Mode::Probe => rejected == pr.next_index.prev(),
-            Mode::Replicate => rejected < pr.next_index,
+        let current = match pr.mode() {
+            Mode::Probe => rejected == pr.next_index().prev(),
+            Mode::Replicate => rejected < pr.next_index(),
             Mode::Snapshot(_) => false,
         };
         // A refusal at or below the acknowledged match point is stale (or
         // contradicts the follower's own acknowledgement): retrying it at
         // once would only ping-pong the same probe at network speed.
-        if !current || rejected <= pr.match_index {
+        if !current || rejected <= pr.match_index() {
             return; // A refusal of something we already moved past.
         }
         // The follower does not match at `rejected`, so the next probe must
-        // start at or before it.
-        let next = hint.min(rejected).max(pr.match_index.next());
-        pr.reset_to_probe(next);
+        // start at or before it (and `become_probe` keeps it above the match
+        // point).
+        pr.become_probe(hint.min(rejected));
         self.send_append(peer);
     }
 
@@ -277,11 +264,11 @@ impl Raft {
         let last = self.log.last_index();
         loop {
             let pr = &self.progress[&peer];
-            if pr.next_index > last || !pr.can_send(self.config.max_inflight_messages) {
+            if pr.next_index() > last || !pr.can_send(self.config.max_inflight_messages) {
                 return;
             }
             self.send_append(peer);
-            if self.progress[&peer].mode != Mode::Replicate {
+            if self.progress[&peer].mode() != Mode::Replicate {
                 return;
             }
         }
@@ -290,7 +277,7 @@ impl Raft {
     /// Advance the commit index to the highest index stored on a majority,
     /// but only through an entry of the current term (§5.4.2, Figure 8).
     pub(crate) fn maybe_commit(&mut self) {
-        let mut matched: Vec<LogIndex> = self.progress.values().map(|p| p.match_index).collect();
+        let mut matched: Vec<LogIndex> = self.progress.values().map(|p| p.match_index()).collect();
         matched.push(self.log.last_index());
         matched.sort_unstable_by(|a, b| b.cmp(a));
         let candidate = matched[self.quorum() - 1];

@@ -34,13 +34,10 @@ impl Raft {
             unreachable!("a compacted log always has a snapshot");
         };
         let now = self.ticks;
-        let pr = self
-            .progress
+        self.progress
             .get_mut(&peer)
-            .expect("leader tracks every peer");
-        pr.mode = Mode::Snapshot(snapshot.index);
-        pr.inflight.clear();
-        pr.inflight.push_back((snapshot.index, now));
+            .expect("leader tracks every peer")
+            .become_snapshot(snapshot.index, now);
         let msg = Message::InstallSnapshot {
             term: self.term,
             snapshot,
@@ -122,10 +119,10 @@ impl Raft {
             .get_mut(&from)
             .expect("leader tracks every peer");
         let news = pr.ack(match_index);
-        if let Mode::Snapshot(index) = pr.mode {
-            if pr.match_index >= index {
+        if let Mode::Snapshot(index) = pr.mode() {
+            if pr.match_index() >= index {
                 // Confirm the position with a probe before streaming.
-                pr.reset_to_probe(pr.match_index.next());
+                pr.become_probe(pr.match_index().next());
             }
         }
         if news {
