@@ -2,9 +2,9 @@
 //! pipelining and flow control, commit by majority of the current term) and
 //! the follower's side (consistency check, conflict truncation, fast backup).
 
-use crate::message::{Entry, Message, Payload, Reject};
+use crate::message::{AppendEntries, AppendEntriesResponse, Entry, Message, Payload, Reject};
 use crate::progress::Mode;
-use crate::types::{LogIndex, NodeId, Term};
+use crate::types::{LogIndex, NodeId};
 use crate::{Action, Raft, Role};
 
 impl Raft {
@@ -140,7 +140,7 @@ impl Raft {
             .get_mut(&peer)
             .expect("leader tracks every peer")
             .sent_append(last, now);
-        let msg = Message::AppendEntries {
+        let msg = AppendEntries {
             term: self.term,
             prev_log_index: prev,
             prev_log_term: prev_term,
@@ -148,7 +148,7 @@ impl Raft {
             leader_commit: self.commit,
             round: self.round,
         };
-        self.send(peer, msg);
+        self.send(peer, Message::AppendEntries(msg));
     }
 
     /// An empty AppendEntries anchored at the follower's known match point:
@@ -160,7 +160,7 @@ impl Raft {
             Some(t) => (matched, t),
             None => (self.log.snapshot_index(), self.log.snapshot_term()),
         };
-        let msg = Message::AppendEntries {
+        let msg = AppendEntries {
             term: self.term,
             prev_log_index: prev,
             prev_log_term: prev_term,
@@ -168,23 +168,18 @@ impl Raft {
             leader_commit: self.commit.min(prev),
             round: self.round,
         };
-        self.send(peer, msg);
+        self.send(peer, Message::AppendEntries(msg));
     }
 
-    pub(crate) fn handle_append_response(
-        &mut self,
-        from: NodeId,
-        _term: Term,
-        match_index: LogIndex,
-        reject: Option<Reject>,
-        round: u64,
-    ) {
+    /// Leader side of an AppendEntries answer. Its term is ours: the term
+    /// rules in `receive` dropped older answers and stepped down on newer ones.
+    pub(crate) fn handle_append_response(&mut self, from: NodeId, m: AppendEntriesResponse) {
         if self.role != Role::Leader {
             return;
         }
-        self.note_peer_alive(from, round);
-        match reject {
-            None => self.on_append_success(from, match_index),
+        self.note_peer_alive(from, m.round);
+        match m.reject {
+            None => self.on_append_success(from, m.match_index),
             Some(r) => self.on_append_reject(from, r),
         }
     }
@@ -288,17 +283,8 @@ impl Raft {
     }
 
     /// Follower side of AppendEntries (Figure 2, receiver implementation).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn handle_append_entries(
-        &mut self,
-        from: NodeId,
-        term: Term,
-        prev_log_index: LogIndex,
-        prev_log_term: Term,
-        entries: Vec<Entry>,
-        leader_commit: LogIndex,
-        round: u64,
-    ) {
+    pub(crate) fn handle_append_entries(&mut self, from: NodeId, m: AppendEntries) {
+        let term = m.term;
         if self.role == Role::Leader {
             tracing::warn!(node = %self.config.id, %from, %term, "AppendEntries from another leader of our term; dropped");
             return;
@@ -308,15 +294,25 @@ impl Raft {
         }
         self.leader = Some(from);
         self.reset_election_timer();
-        if !well_formed(term, prev_log_index, prev_log_term, &entries) {
+        if !well_formed(&m) {
             tracing::debug!(node = %self.config.id, %from, "malformed AppendEntries dropped");
             return;
         }
-        let reply = |match_index, reject| Message::AppendEntriesResponse {
+        let AppendEntries {
             term,
-            match_index,
-            reject,
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit,
             round,
+        } = m;
+        let reply = |match_index, reject| {
+            Message::AppendEntriesResponse(AppendEntriesResponse {
+                term,
+                match_index,
+                reject,
+                round,
+            })
         };
         let sent_through = LogIndex(prev_log_index.0 + entries.len() as u64);
         // Drop the part our snapshot already covers: it is committed, so it
@@ -403,15 +399,17 @@ impl Raft {
 }
 
 /// Structural checks on an AppendEntries, so forged or corrupted messages
-/// cannot break the log's invariants: consecutive indexes after `prev`, terms
-/// non-decreasing from `prev_term` and never above the leader's term.
-fn well_formed(term: Term, prev: LogIndex, prev_term: Term, entries: &[Entry]) -> bool {
-    if prev_term > term {
+/// cannot break the log's invariants: consecutive indexes after
+/// `prev_log_index`, terms non-decreasing from `prev_log_term` and never above
+/// the leader's term.
+fn well_formed(m: &AppendEntries) -> bool {
+    let term = m.term;
+    if m.prev_log_term > term {
         return false;
     }
-    let mut expected = prev.0;
-    let mut last_term = prev_term;
-    for e in entries {
+    let mut expected = m.prev_log_index.0;
+    let mut last_term = m.prev_log_term;
+    for e in &m.entries {
         expected = match expected.checked_add(1) {
             Some(i) => i,
             None => return false,
