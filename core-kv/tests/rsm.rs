@@ -8,7 +8,7 @@ mod common;
 use common::{n, Cluster, Counter, CounterOp, CounterOut};
 use core_kv::{NotLeader, RsmAction, RsmInput};
 use core_raft::rng::SplitMix64;
-use core_raft::{LogIndex, Message, Snapshot};
+use core_raft::{InstallSnapshot, LogIndex, Message, Snapshot};
 
 type C = Cluster<Counter>;
 
@@ -477,7 +477,7 @@ fn read_index_reads_fail_on_a_follower() {
 /// index beyond everything committed.
 fn corrupt_snapshot(c: &C, leader: core_raft::NodeId) -> Message {
     let r = c.node(leader).raft();
-    Message::InstallSnapshot {
+    Message::InstallSnapshot(InstallSnapshot {
         term: r.term(),
         snapshot: Snapshot {
             index: LogIndex(r.last_index().0 + 5),
@@ -485,7 +485,7 @@ fn corrupt_snapshot(c: &C, leader: core_raft::NodeId) -> Message {
             data: vec![0xff, 0xff, 0xff],
         },
         round: 0,
-    }
+    })
 }
 
 /// DESIGN.md "hostile input is normal" and Rsm::failure: a snapshot from a
@@ -544,9 +544,9 @@ fn a_failed_replica_answers_every_pending_submission() {
     let r = c.submit(n(1), CounterOp::Get);
     c.queue.clear();
     let mut msg = corrupt_snapshot(&c, n(1));
-    if let Message::InstallSnapshot { term, snapshot, .. } = &mut msg {
-        *term = term.next();
-        snapshot.term = *term;
+    if let Message::InstallSnapshot(m) = &mut msg {
+        m.term = m.term.next();
+        m.snapshot.term = m.term;
     }
     c.step(n(1), RsmInput::Receive { from: n(2), msg });
     assert!(c.node(n(1)).failure().is_some());

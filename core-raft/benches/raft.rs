@@ -4,7 +4,9 @@
 //!
 //! Run: `cargo bench -p core-raft --bench raft -- --warm-up-time 1 --measurement-time 3`
 
-use core_raft::{Action, Config, Durable, Entry, Input, LogIndex, Message, NodeId, Payload, Raft};
+use core_raft::{
+    Action, AppendEntries, Config, Durable, Entry, Input, LogIndex, Message, NodeId, Payload, Raft,
+};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::collections::VecDeque;
 use std::hint::black_box;
@@ -194,7 +196,7 @@ fn step_cost(c: &mut Criterion) {
                 let prev = follower.last_index();
                 let input = Input::Receive {
                     from: NodeId(1),
-                    msg: Message::AppendEntries {
+                    msg: Message::AppendEntries(AppendEntries {
                         term,
                         prev_log_index: prev,
                         prev_log_term: follower.last_term(),
@@ -205,7 +207,7 @@ fn step_cost(c: &mut Criterion) {
                         }],
                         leader_commit: prev,
                         round: prev.0,
-                    },
+                    }),
                 };
                 let start = Instant::now();
                 let out = follower.step(input);

@@ -1,7 +1,7 @@
 //! Leader election (§5.2) with pre-vote (thesis §9.6) and the leader lease
 //! that check-quorum gives followers (thesis §4.2.3).
 
-use crate::message::{Entry, Message, Payload};
+use crate::message::{Entry, Message, Payload, RequestVote, RequestVoteResponse};
 use crate::progress::Progress;
 use crate::{Raft, Role};
 
@@ -64,12 +64,12 @@ impl Raft {
         } else {
             self.term
         };
-        let msg = Message::RequestVote {
+        let msg = Message::RequestVote(RequestVote {
             term,
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
             pre_vote,
-        };
+        });
         for peer in self.peers.clone() {
             self.send(peer, msg.clone());
         }
@@ -95,14 +95,15 @@ impl Raft {
         false
     }
 
-    pub(crate) fn handle_request_vote(
-        &mut self,
-        from: crate::NodeId,
-        term: crate::Term,
-        last_log_index: crate::LogIndex,
-        last_log_term: crate::Term,
-        pre_vote: bool,
-    ) {
+    /// Voter side of a vote or pre-vote request (its term was already
+    /// reconciled with ours in `receive`).
+    pub(crate) fn handle_request_vote(&mut self, from: crate::NodeId, m: RequestVote) {
+        let RequestVote {
+            term,
+            last_log_index,
+            last_log_term,
+            pre_vote,
+        } = m;
         // §5.4.1: only a candidate whose log is at least as up to date as
         // ours may get our vote.
         let up_to_date = last_log_term > self.log.last_term()
@@ -117,23 +118,22 @@ impl Raft {
             self.reset_election_timer();
         }
         let reply_term = if granted && pre_vote { term } else { self.term };
-        self.send(
-            from,
-            Message::RequestVoteResponse {
-                term: reply_term,
-                granted,
-                pre_vote,
-            },
-        );
+        let reply = RequestVoteResponse {
+            term: reply_term,
+            granted,
+            pre_vote,
+        };
+        self.send(from, Message::RequestVoteResponse(reply));
     }
 
-    pub(crate) fn handle_vote_response(
-        &mut self,
-        from: crate::NodeId,
-        term: crate::Term,
-        granted: bool,
-        pre_vote: bool,
-    ) {
+    /// Candidate side: count a vote (or pre-vote) for the campaign it
+    /// belongs to, ignoring answers to an earlier one.
+    pub(crate) fn handle_vote_response(&mut self, from: crate::NodeId, m: RequestVoteResponse) {
+        let RequestVoteResponse {
+            term,
+            granted,
+            pre_vote,
+        } = m;
         let expected = match (self.role, pre_vote) {
             (Role::PreCandidate, true) => self.term.next(),
             (Role::Candidate, false) => self.term,

@@ -41,7 +41,10 @@ pub mod types;
 pub use config::{Config, ConfigError, DEFAULT_TICK_MS};
 pub use durable::{Durable, RestoreError};
 pub use io::{Action, Input};
-pub use message::{Entry, HardState, Message, Payload, Reject, Snapshot};
+pub use message::{
+    AppendEntries, AppendEntriesResponse, Entry, HardState, InstallSnapshot,
+    InstallSnapshotResponse, Message, Payload, Reject, RequestVote, RequestVoteResponse, Snapshot,
+};
 pub use types::{LogIndex, NodeId, Term};
 
 use log::RaftLog;
@@ -309,49 +312,12 @@ impl Raft {
             return;
         }
         match msg {
-            Message::RequestVote {
-                term,
-                last_log_index,
-                last_log_term,
-                pre_vote,
-            } => self.handle_request_vote(from, term, last_log_index, last_log_term, pre_vote),
-            Message::RequestVoteResponse {
-                term,
-                granted,
-                pre_vote,
-            } => self.handle_vote_response(from, term, granted, pre_vote),
-            Message::AppendEntries {
-                term,
-                prev_log_index,
-                prev_log_term,
-                entries,
-                leader_commit,
-                round,
-            } => self.handle_append_entries(
-                from,
-                term,
-                prev_log_index,
-                prev_log_term,
-                entries,
-                leader_commit,
-                round,
-            ),
-            Message::AppendEntriesResponse {
-                term,
-                match_index,
-                reject,
-                round,
-            } => self.handle_append_response(from, term, match_index, reject, round),
-            Message::InstallSnapshot {
-                term,
-                snapshot,
-                round,
-            } => self.handle_install_snapshot(from, term, snapshot, round),
-            Message::InstallSnapshotResponse {
-                term,
-                match_index,
-                round,
-            } => self.handle_snapshot_response(from, term, match_index, round),
+            Message::RequestVote(m) => self.handle_request_vote(from, m),
+            Message::RequestVoteResponse(m) => self.handle_vote_response(from, m),
+            Message::AppendEntries(m) => self.handle_append_entries(from, m),
+            Message::AppendEntriesResponse(m) => self.handle_append_response(from, m),
+            Message::InstallSnapshot(m) => self.handle_install_snapshot(from, m),
+            Message::InstallSnapshotResponse(m) => self.handle_snapshot_response(from, m),
         }
     }
 
@@ -366,22 +332,18 @@ impl Raft {
                 // candidate is ignored (thesis §4.2.3). This covers pre-votes
                 // too: granting one would let a rejoining node with an equally
                 // up-to-date log raise its term and depose the leader.
-                Message::RequestVote { .. } if self.in_leader_lease() => {
+                Message::RequestVote(_) if self.in_leader_lease() => {
                     tracing::debug!(node = %self.config.id, %from, "ignoring vote request inside leader lease");
                     return false;
                 }
                 // A pre-vote asks about a future term; it never moves ours.
-                Message::RequestVote { pre_vote: true, .. } => return true,
+                Message::RequestVote(m) if m.pre_vote => return true,
                 // A granted pre-vote echoes the term we would campaign in.
-                Message::RequestVoteResponse {
-                    pre_vote: true,
-                    granted: true,
-                    ..
-                } => return true,
+                Message::RequestVoteResponse(m) if m.pre_vote && m.granted => return true,
                 _ => {}
             }
             let leader = match msg {
-                Message::AppendEntries { .. } | Message::InstallSnapshot { .. } => Some(from),
+                Message::AppendEntries(_) | Message::InstallSnapshot(_) => Some(from),
                 _ => None,
             };
             self.become_follower(term, leader);
@@ -391,8 +353,8 @@ impl Raft {
             // Tell a stale leader or candidate about the newer term so it steps
             // down; stale responses are simply dropped.
             match msg {
-                Message::AppendEntries { round, .. } => {
-                    let m = Message::AppendEntriesResponse {
+                Message::AppendEntries(m) => {
+                    let reply = AppendEntriesResponse {
                         term: self.term,
                         match_index: LogIndex(0),
                         reject: Some(Reject {
@@ -400,25 +362,25 @@ impl Raft {
                             conflict_term: None,
                             conflict_index: LogIndex(0),
                         }),
-                        round: *round,
+                        round: m.round,
                     };
-                    self.send(from, m);
+                    self.send(from, Message::AppendEntriesResponse(reply));
                 }
-                Message::InstallSnapshot { round, .. } => {
-                    let m = Message::InstallSnapshotResponse {
+                Message::InstallSnapshot(m) => {
+                    let reply = InstallSnapshotResponse {
                         term: self.term,
                         match_index: LogIndex(0),
-                        round: *round,
+                        round: m.round,
                     };
-                    self.send(from, m);
+                    self.send(from, Message::InstallSnapshotResponse(reply));
                 }
-                Message::RequestVote { pre_vote, .. } => {
-                    let m = Message::RequestVoteResponse {
+                Message::RequestVote(m) => {
+                    let reply = RequestVoteResponse {
                         term: self.term,
                         granted: false,
-                        pre_vote: *pre_vote,
+                        pre_vote: m.pre_vote,
                     };
-                    self.send(from, m);
+                    self.send(from, Message::RequestVoteResponse(reply));
                 }
                 _ => {}
             }

@@ -2,9 +2,9 @@
 //! pipelining and flow control, commit by majority of the current term) and
 //! the follower's side (consistency check, conflict truncation, fast backup).
 
-use crate::message::{Entry, Message, Payload, Reject};
+use crate::message::{AppendEntries, AppendEntriesResponse, Entry, Message, Payload, Reject};
 use crate::progress::Mode;
-use crate::types::{LogIndex, NodeId, Term};
+use crate::types::{LogIndex, NodeId};
 use crate::{Action, Raft, Role};
 
 impl Raft {
@@ -52,11 +52,12 @@ impl Raft {
                 .get_mut(&peer)
                 .expect("leader tracks every peer");
             if pr.stalled(now, stale_after) {
-                match pr.mode {
-                    Mode::Probe => pr.inflight.clear(),
-                    Mode::Replicate => pr.reset_to_probe(pr.match_index.next()),
+                match pr.mode() {
+                    // Retry the lost probe from the same point.
+                    Mode::Probe => pr.become_probe(pr.next_index()),
+                    Mode::Replicate => pr.become_probe(pr.match_index().next()),
                     Mode::Snapshot(_) => {
-                        pr.inflight.clear();
+                        // Resend (the latest snapshot, which may be newer).
                         self.send_snapshot(peer);
                         continue;
                     }
@@ -108,7 +109,7 @@ impl Raft {
         let last = self.log.last_index();
         for peer in self.peers.clone() {
             let pr = &self.progress[&peer];
-            if pr.next_index <= last && pr.can_send(self.config.max_inflight_messages) {
+            if pr.next_index() <= last && pr.can_send(self.config.max_inflight_messages) {
                 self.send_append(peer);
             }
         }
@@ -118,7 +119,7 @@ impl Raft {
     /// the per-message limits, possibly none), or the snapshot if that index
     /// is compacted away.
     pub(crate) fn send_append(&mut self, peer: NodeId) {
-        let next = self.progress[&peer].next_index;
+        let next = self.progress[&peer].next_index();
         if next <= self.log.snapshot_index() {
             self.send_snapshot(peer);
             return;
@@ -135,19 +136,11 @@ impl Raft {
         );
         let last = LogIndex(prev.0 + entries.len() as u64);
         let now = self.ticks;
-        let pr = self
-            .progress
+        self.progress
             .get_mut(&peer)
-            .expect("leader tracks every peer");
-        match pr.mode {
-            Mode::Replicate if !entries.is_empty() => {
-                pr.inflight.push_back((last, now));
-                pr.next_index = last.next();
-            }
-            Mode::Probe => pr.inflight.push_back((last, now)),
-            _ => {}
-        }
-        let msg = Message::AppendEntries {
+            .expect("leader tracks every peer")
+            .sent_append(last, now);
+        let msg = AppendEntries {
             term: self.term,
             prev_log_index: prev,
             prev_log_term: prev_term,
@@ -155,19 +148,19 @@ impl Raft {
             leader_commit: self.commit,
             round: self.round,
         };
-        self.send(peer, msg);
+        self.send(peer, Message::AppendEntries(msg));
     }
 
     /// An empty AppendEntries anchored at the follower's known match point:
     /// it asserts leadership, carries the commit index and the current round,
     /// and never disturbs flow control.
     pub(crate) fn send_heartbeat(&mut self, peer: NodeId) {
-        let matched = self.progress[&peer].match_index;
+        let matched = self.progress[&peer].match_index();
         let (prev, prev_term) = match self.log.term_at(matched) {
             Some(t) => (matched, t),
             None => (self.log.snapshot_index(), self.log.snapshot_term()),
         };
-        let msg = Message::AppendEntries {
+        let msg = AppendEntries {
             term: self.term,
             prev_log_index: prev,
             prev_log_term: prev_term,
@@ -175,23 +168,18 @@ impl Raft {
             leader_commit: self.commit.min(prev),
             round: self.round,
         };
-        self.send(peer, msg);
+        self.send(peer, Message::AppendEntries(msg));
     }
 
-    pub(crate) fn handle_append_response(
-        &mut self,
-        from: NodeId,
-        _term: Term,
-        match_index: LogIndex,
-        reject: Option<Reject>,
-        round: u64,
-    ) {
+    /// Leader side of an AppendEntries answer. Its term is ours: the term
+    /// rules in `receive` dropped older answers and stepped down on newer ones.
+    pub(crate) fn handle_append_response(&mut self, from: NodeId, m: AppendEntriesResponse) {
         if self.role != Role::Leader {
             return;
         }
-        self.note_peer_alive(from, round);
-        match reject {
-            None => self.on_append_success(from, match_index),
+        self.note_peer_alive(from, m.round);
+        match m.reject {
+            None => self.on_append_success(from, m.match_index),
             Some(r) => self.on_append_reject(from, r),
         }
     }
@@ -219,18 +207,12 @@ impl Raft {
             .get_mut(&peer)
             .expect("leader tracks every peer");
         let news = pr.ack(match_index);
-        match pr.mode {
+        match pr.mode() {
             // The probe point matched: stream from here on.
-            Mode::Probe if match_index >= pr.next_index.prev() => {
-                pr.mode = Mode::Replicate;
-                pr.inflight.clear();
-                pr.next_index = pr.next_index.max(match_index.next());
-            }
-            Mode::Snapshot(index) if pr.match_index >= index => {
-                pr.mode = Mode::Replicate;
-                pr.inflight.clear();
-                pr.next_index = pr.match_index.next();
-            }
+            Mode::Probe if match_index >= pr.next_index().prev() => pr.become_replicate(),
+            // The follower holds the snapshot (and possibly more): its
+            // position is known, so stream from just after its match point.
+            Mode::Snapshot(index) if pr.match_index() >= index => pr.become_replicate(),
             _ => {}
         }
         if news {
@@ -254,21 +236,21 @@ impl Raft {
             .progress
             .get_mut(&peer)
             .expect("leader tracks every peer");
-        let current = match pr.mode {
-            Mode::Probe => rejected == pr.next_index.prev(),
-            Mode::Replicate => rejected < pr.next_index,
+        let current = match pr.mode() {
+            Mode::Probe => rejected == pr.next_index().prev(),
+            Mode::Replicate => rejected < pr.next_index(),
             Mode::Snapshot(_) => false,
         };
         // A refusal at or below the acknowledged match point is stale (or
         // contradicts the follower's own acknowledgement): retrying it at
         // once would only ping-pong the same probe at network speed.
-        if !current || rejected <= pr.match_index {
+        if !current || rejected <= pr.match_index() {
             return; // A refusal of something we already moved past.
         }
         // The follower does not match at `rejected`, so the next probe must
-        // start at or before it.
-        let next = hint.min(rejected).max(pr.match_index.next());
-        pr.reset_to_probe(next);
+        // start at or before it (and `become_probe` keeps it above the match
+        // point).
+        pr.become_probe(hint.min(rejected));
         self.send_append(peer);
     }
 
@@ -277,11 +259,11 @@ impl Raft {
         let last = self.log.last_index();
         loop {
             let pr = &self.progress[&peer];
-            if pr.next_index > last || !pr.can_send(self.config.max_inflight_messages) {
+            if pr.next_index() > last || !pr.can_send(self.config.max_inflight_messages) {
                 return;
             }
             self.send_append(peer);
-            if self.progress[&peer].mode != Mode::Replicate {
+            if self.progress[&peer].mode() != Mode::Replicate {
                 return;
             }
         }
@@ -290,7 +272,7 @@ impl Raft {
     /// Advance the commit index to the highest index stored on a majority,
     /// but only through an entry of the current term (§5.4.2, Figure 8).
     pub(crate) fn maybe_commit(&mut self) {
-        let mut matched: Vec<LogIndex> = self.progress.values().map(|p| p.match_index).collect();
+        let mut matched: Vec<LogIndex> = self.progress.values().map(|p| p.match_index()).collect();
         matched.push(self.log.last_index());
         matched.sort_unstable_by(|a, b| b.cmp(a));
         let candidate = matched[self.quorum() - 1];
@@ -301,17 +283,8 @@ impl Raft {
     }
 
     /// Follower side of AppendEntries (Figure 2, receiver implementation).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn handle_append_entries(
-        &mut self,
-        from: NodeId,
-        term: Term,
-        prev_log_index: LogIndex,
-        prev_log_term: Term,
-        entries: Vec<Entry>,
-        leader_commit: LogIndex,
-        round: u64,
-    ) {
+    pub(crate) fn handle_append_entries(&mut self, from: NodeId, m: AppendEntries) {
+        let term = m.term;
         if self.role == Role::Leader {
             tracing::warn!(node = %self.config.id, %from, %term, "AppendEntries from another leader of our term; dropped");
             return;
@@ -321,15 +294,25 @@ impl Raft {
         }
         self.leader = Some(from);
         self.reset_election_timer();
-        if !well_formed(term, prev_log_index, prev_log_term, &entries) {
+        if !well_formed(&m) {
             tracing::debug!(node = %self.config.id, %from, "malformed AppendEntries dropped");
             return;
         }
-        let reply = |match_index, reject| Message::AppendEntriesResponse {
+        let AppendEntries {
             term,
-            match_index,
-            reject,
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit,
             round,
+        } = m;
+        let reply = |match_index, reject| {
+            Message::AppendEntriesResponse(AppendEntriesResponse {
+                term,
+                match_index,
+                reject,
+                round,
+            })
         };
         let sent_through = LogIndex(prev_log_index.0 + entries.len() as u64);
         // Drop the part our snapshot already covers: it is committed, so it
@@ -416,15 +399,17 @@ impl Raft {
 }
 
 /// Structural checks on an AppendEntries, so forged or corrupted messages
-/// cannot break the log's invariants: consecutive indexes after `prev`, terms
-/// non-decreasing from `prev_term` and never above the leader's term.
-fn well_formed(term: Term, prev: LogIndex, prev_term: Term, entries: &[Entry]) -> bool {
-    if prev_term > term {
+/// cannot break the log's invariants: consecutive indexes after
+/// `prev_log_index`, terms non-decreasing from `prev_log_term` and never above
+/// the leader's term.
+fn well_formed(m: &AppendEntries) -> bool {
+    let term = m.term;
+    if m.prev_log_term > term {
         return false;
     }
-    let mut expected = prev.0;
-    let mut last_term = prev_term;
-    for e in entries {
+    let mut expected = m.prev_log_index.0;
+    let mut last_term = m.prev_log_term;
+    for e in &m.entries {
         expected = match expected.checked_add(1) {
             Some(i) => i,
             None => return false,

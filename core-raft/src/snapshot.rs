@@ -2,9 +2,9 @@
 //! for followers whose next entry the leader has discarded.
 
 use crate::log::RaftLog;
-use crate::message::{Message, Snapshot};
+use crate::message::{InstallSnapshot, InstallSnapshotResponse, Message, Snapshot};
 use crate::progress::Mode;
-use crate::types::{LogIndex, NodeId, Term};
+use crate::types::{LogIndex, NodeId};
 use crate::{Action, Raft, Role};
 
 impl Raft {
@@ -34,29 +34,25 @@ impl Raft {
             unreachable!("a compacted log always has a snapshot");
         };
         let now = self.ticks;
-        let pr = self
-            .progress
+        self.progress
             .get_mut(&peer)
-            .expect("leader tracks every peer");
-        pr.mode = Mode::Snapshot(snapshot.index);
-        pr.inflight.clear();
-        pr.inflight.push_back((snapshot.index, now));
-        let msg = Message::InstallSnapshot {
+            .expect("leader tracks every peer")
+            .become_snapshot(snapshot.index, now);
+        let msg = InstallSnapshot {
             term: self.term,
             snapshot,
             round: self.round,
         };
-        self.send(peer, msg);
+        self.send(peer, Message::InstallSnapshot(msg));
     }
 
     /// Follower: replace state with the leader's snapshot unless it is old news.
-    pub(crate) fn handle_install_snapshot(
-        &mut self,
-        from: NodeId,
-        term: Term,
-        snapshot: Snapshot,
-        round: u64,
-    ) {
+    pub(crate) fn handle_install_snapshot(&mut self, from: NodeId, m: InstallSnapshot) {
+        let InstallSnapshot {
+            term,
+            snapshot,
+            round,
+        } = m;
         if self.role == Role::Leader {
             tracing::warn!(node = %self.config.id, %from, "InstallSnapshot from another leader of our term; dropped");
             return;
@@ -92,28 +88,21 @@ impl Raft {
         }
         // Either way we now hold everything through `index`: it is at or
         // below our commit index, or we just installed it.
-        self.send(
-            from,
-            Message::InstallSnapshotResponse {
-                term,
-                match_index: index,
-                round,
-            },
-        );
+        let reply = InstallSnapshotResponse {
+            term,
+            match_index: index,
+            round,
+        };
+        self.send(from, Message::InstallSnapshotResponse(reply));
     }
 
     /// Leader: a follower finished (or refused, if stale) a snapshot.
-    pub(crate) fn handle_snapshot_response(
-        &mut self,
-        from: NodeId,
-        _term: Term,
-        match_index: LogIndex,
-        round: u64,
-    ) {
+    pub(crate) fn handle_snapshot_response(&mut self, from: NodeId, m: InstallSnapshotResponse) {
         if self.role != Role::Leader {
             return;
         }
-        self.note_peer_alive(from, round);
+        let match_index = m.match_index;
+        self.note_peer_alive(from, m.round);
         if match_index == LogIndex(0) || match_index > self.log.last_index() {
             return;
         }
@@ -122,10 +111,10 @@ impl Raft {
             .get_mut(&from)
             .expect("leader tracks every peer");
         let news = pr.ack(match_index);
-        if let Mode::Snapshot(index) = pr.mode {
-            if pr.match_index >= index {
+        if let Mode::Snapshot(index) = pr.mode() {
+            if pr.match_index() >= index {
                 // Confirm the position with a probe before streaming.
-                pr.reset_to_probe(pr.match_index.next());
+                pr.become_probe(pr.match_index().next());
             }
         }
         if news {

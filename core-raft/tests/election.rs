@@ -4,22 +4,22 @@
 mod common;
 
 use common::*;
-use core_raft::{Action, Input, LogIndex, Message, Role, Term};
+use core_raft::{Action, Input, LogIndex, Message, RequestVote, RequestVoteResponse, Role, Term};
 
 fn vote_request(term: u64, last_index: u64, last_term: u64) -> Message {
-    Message::RequestVote {
+    Message::RequestVote(RequestVote {
         term: Term(term),
         last_log_index: LogIndex(last_index),
         last_log_term: Term(last_term),
         pre_vote: false,
-    }
+    })
 }
 
 /// The vote answer in `actions`, if any.
 fn vote_answer(actions: &[Action]) -> Option<bool> {
     actions.iter().find_map(|a| match a {
         Action::Send {
-            msg: Message::RequestVoteResponse { granted, .. },
+            msg: Message::RequestVoteResponse(RequestVoteResponse { granted, .. }),
             ..
         } => Some(*granted),
         _ => None,

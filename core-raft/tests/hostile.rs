@@ -8,8 +8,9 @@ mod common;
 use common::*;
 use core_raft::rng::SplitMix64;
 use core_raft::{
-    Action, Config, ConfigError, Entry, Input, LogIndex, Message, NodeId, Payload, Raft, Reject,
-    RestoreError, Role, Snapshot, Term,
+    Action, AppendEntries, AppendEntriesResponse, Config, ConfigError, Entry, Input,
+    InstallSnapshot, InstallSnapshotResponse, LogIndex, Message, NodeId, Payload, Raft, Reject,
+    RequestVote, RequestVoteResponse, RestoreError, Role, Snapshot, Term,
 };
 
 /// Everything observable about a node's replicated state.
@@ -60,32 +61,32 @@ fn messages_from_unknown_nodes_are_dropped() {
     let term = c.node(n(1)).term();
     let last = c.node(n(1)).last_index();
     let msgs = vec![
-        Message::RequestVote {
+        Message::RequestVote(RequestVote {
             term: term.next(),
             last_log_index: LogIndex(100),
             last_log_term: term.next(),
             pre_vote: false,
-        },
-        Message::RequestVoteResponse {
+        }),
+        Message::RequestVoteResponse(RequestVoteResponse {
             term,
             granted: true,
             pre_vote: false,
-        },
-        Message::AppendEntries {
+        }),
+        Message::AppendEntries(AppendEntries {
             term: term.next(),
             prev_log_index: LogIndex(0),
             prev_log_term: Term(0),
             entries: vec![cmd(1, term.next().0, b"evil")],
             leader_commit: LogIndex(1),
             round: 0,
-        },
-        Message::AppendEntriesResponse {
+        }),
+        Message::AppendEntriesResponse(AppendEntriesResponse {
             term,
             match_index: last,
             reject: None,
             round: 1_000,
-        },
-        Message::InstallSnapshot {
+        }),
+        Message::InstallSnapshot(InstallSnapshot {
             term: term.next(),
             snapshot: Snapshot {
                 index: LogIndex(50),
@@ -93,12 +94,12 @@ fn messages_from_unknown_nodes_are_dropped() {
                 data: vec![],
             },
             round: 0,
-        },
-        Message::InstallSnapshotResponse {
+        }),
+        Message::InstallSnapshotResponse(InstallSnapshotResponse {
             term,
             match_index: last,
             round: 0,
-        },
+        }),
     ];
     for id in c.ids.clone() {
         for from in [NodeId(99), NodeId(0), id, NodeId(u64::MAX)] {
@@ -121,13 +122,15 @@ fn malformed_append_entries_change_nothing() {
     let term = c.node(n(2)).term();
     let last = c.node(n(2)).last_index();
     let t = term.0;
-    let ae = |prev: u64, prev_term: u64, entries: Vec<Entry>, commit: u64| Message::AppendEntries {
-        term,
-        prev_log_index: LogIndex(prev),
-        prev_log_term: Term(prev_term),
-        entries,
-        leader_commit: LogIndex(commit),
-        round: 0,
+    let ae = |prev: u64, prev_term: u64, entries: Vec<Entry>, commit: u64| {
+        Message::AppendEntries(AppendEntries {
+            term,
+            prev_log_index: LogIndex(prev),
+            prev_log_term: Term(prev_term),
+            entries,
+            leader_commit: LogIndex(commit),
+            round: 0,
+        })
     };
     let l = last.0;
     let cases = vec![
@@ -190,14 +193,14 @@ fn append_entries_never_rewrite_committed_entries() {
     let commit = c.node(n(2)).commit_index();
     let before = state(c.node(n(2)));
     // Same term (a forged "leader"), rewriting index 2 with different data.
-    let msg = Message::AppendEntries {
+    let msg = Message::AppendEntries(AppendEntries {
         term,
         prev_log_index: LogIndex(1),
         prev_log_term: c.node(n(2)).term_at(LogIndex(1)).unwrap(),
         entries: vec![cmd(2, term.0, b"rewrite")],
         leader_commit: commit,
         round: 0,
-    };
+    });
     let a = c.step(n(2), receive(n(1), msg));
     assert!(no_state_change(&a), "{a:?}");
     assert_eq!(state(c.node(n(2))), before);
@@ -209,14 +212,16 @@ fn append_entries_never_rewrite_committed_entries() {
 fn malformed_and_old_install_snapshot_change_nothing() {
     let mut c = busy_cluster();
     let term = c.node(n(2)).term();
-    let is = |index: u64, sterm: Term| Message::InstallSnapshot {
-        term,
-        snapshot: Snapshot {
-            index: LogIndex(index),
-            term: sterm,
-            data: b"junk".to_vec(),
-        },
-        round: 0,
+    let is = |index: u64, sterm: Term| {
+        Message::InstallSnapshot(InstallSnapshot {
+            term,
+            snapshot: Snapshot {
+                index: LogIndex(index),
+                term: sterm,
+                data: b"junk".to_vec(),
+            },
+            round: 0,
+        })
     };
     for (name, msg) in [
         ("index 0", is(0, Term(0))),
@@ -257,19 +262,19 @@ fn stale_and_duplicated_responses_are_harmless() {
     }
     c.take_queue();
     let junk = [
-        Message::AppendEntriesResponse {
+        Message::AppendEntriesResponse(AppendEntriesResponse {
             term: Term(0),
             match_index: last,
             reject: None,
             round: 0,
-        },
-        Message::AppendEntriesResponse {
+        }),
+        Message::AppendEntriesResponse(AppendEntriesResponse {
             term,
             match_index: LogIndex(u64::MAX),
             reject: None,
             round: u64::MAX,
-        },
-        Message::AppendEntriesResponse {
+        }),
+        Message::AppendEntriesResponse(AppendEntriesResponse {
             term,
             match_index: LogIndex(0),
             reject: Some(Reject {
@@ -278,8 +283,8 @@ fn stale_and_duplicated_responses_are_harmless() {
                 conflict_index: LogIndex(u64::MAX),
             }),
             round: 0,
-        },
-        Message::AppendEntriesResponse {
+        }),
+        Message::AppendEntriesResponse(AppendEntriesResponse {
             term,
             match_index: LogIndex(0),
             reject: Some(Reject {
@@ -288,32 +293,32 @@ fn stale_and_duplicated_responses_are_harmless() {
                 conflict_index: LogIndex(0),
             }),
             round: 0,
-        },
-        Message::InstallSnapshotResponse {
+        }),
+        Message::InstallSnapshotResponse(InstallSnapshotResponse {
             term,
             match_index: LogIndex(0),
             round: 0,
-        },
-        Message::InstallSnapshotResponse {
+        }),
+        Message::InstallSnapshotResponse(InstallSnapshotResponse {
             term,
             match_index: LogIndex(u64::MAX),
             round: u64::MAX,
-        },
-        Message::InstallSnapshotResponse {
+        }),
+        Message::InstallSnapshotResponse(InstallSnapshotResponse {
             term,
             match_index: LogIndex(2),
             round: 1,
-        },
-        Message::RequestVoteResponse {
+        }),
+        Message::RequestVoteResponse(RequestVoteResponse {
             term,
             granted: true,
             pre_vote: false,
-        },
-        Message::RequestVoteResponse {
+        }),
+        Message::RequestVoteResponse(RequestVoteResponse {
             term: term.next(),
             granted: true,
             pre_vote: true,
-        },
+        }),
     ];
     for msg in junk {
         for id in c.ids.clone() {
@@ -346,14 +351,14 @@ fn maximal_terms_do_not_panic() {
             let mut c = Cluster::new(3, |cfg| cfg.pre_vote = pre_vote);
             c.elect(n(1));
             c.check_safety = false;
-            let msg = Message::AppendEntries {
+            let msg = Message::AppendEntries(AppendEntries {
                 term: Term(term),
                 prev_log_index: LogIndex(0),
                 prev_log_term: Term(0),
                 entries: vec![],
                 leader_commit: LogIndex(0),
                 round: 0,
-            };
+            });
             c.isolate(n(1));
             c.step(n(2), receive(n(3), msg.clone()));
             c.step(n(3), receive(n(2), msg));
@@ -379,17 +384,17 @@ fn random_message(rng: &mut SplitMix64, term: Term, last: LogIndex) -> Message {
     let i = |x: u64| LogIndex(x);
     let li = last.0 + 3;
     match pick(6) {
-        0 => Message::RequestVote {
+        0 => Message::RequestVote(RequestVote {
             term: t,
             last_log_index: i(pick(li)),
             last_log_term: Term(pick(t.0 + 1)),
             pre_vote: pick(2) == 0,
-        },
-        1 => Message::RequestVoteResponse {
+        }),
+        1 => Message::RequestVoteResponse(RequestVoteResponse {
             term: t,
             granted: pick(2) == 0,
             pre_vote: pick(2) == 0,
-        },
+        }),
         2 => {
             let prev = pick(li);
             let count = pick(4);
@@ -409,16 +414,16 @@ fn random_message(rng: &mut SplitMix64, term: Term, last: LogIndex) -> Message {
                     }
                 })
                 .collect();
-            Message::AppendEntries {
+            Message::AppendEntries(AppendEntries {
                 term: t,
                 prev_log_index: i(prev),
                 prev_log_term: Term(pick(t.0 + 2)),
                 entries,
                 leader_commit: i(pick(li)),
                 round: pick(20),
-            }
+            })
         }
-        3 => Message::AppendEntriesResponse {
+        3 => Message::AppendEntriesResponse(AppendEntriesResponse {
             term: t,
             match_index: i(pick(li)),
             reject: (pick(2) == 0).then(|| Reject {
@@ -427,8 +432,8 @@ fn random_message(rng: &mut SplitMix64, term: Term, last: LogIndex) -> Message {
                 conflict_index: i(pick(li)),
             }),
             round: pick(20),
-        },
-        4 => Message::InstallSnapshot {
+        }),
+        4 => Message::InstallSnapshot(InstallSnapshot {
             term: t,
             snapshot: Snapshot {
                 index: i(pick(li)),
@@ -436,12 +441,12 @@ fn random_message(rng: &mut SplitMix64, term: Term, last: LogIndex) -> Message {
                 data: vec![],
             },
             round: pick(20),
-        },
-        _ => Message::InstallSnapshotResponse {
+        }),
+        _ => Message::InstallSnapshotResponse(InstallSnapshotResponse {
             term: t,
             match_index: i(pick(li)),
             round: pick(20),
-        },
+        }),
     }
 }
 
@@ -728,12 +733,12 @@ fn contradicting_rejections_do_not_cause_a_message_storm() {
         n(1),
         Input::Receive {
             from: n(3),
-            msg: Message::AppendEntriesResponse {
+            msg: Message::AppendEntriesResponse(AppendEntriesResponse {
                 term,
                 match_index: last,
                 reject: None,
                 round: 0,
-            },
+            }),
         },
     );
     c.heal();

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use core_raft::{Action, Input, LogIndex, Message, NodeId};
+use core_raft::{Action, AppendEntries, AppendEntriesResponse, Input, LogIndex, Message, NodeId};
 
 fn ready(actions: &[Action]) -> Vec<(u64, LogIndex)> {
     actions
@@ -174,14 +174,14 @@ fn pending_reads_fail_on_higher_term_append() {
         n(1),
         Input::Receive {
             from: n(2),
-            msg: Message::AppendEntries {
+            msg: Message::AppendEntries(AppendEntries {
                 term: term.next(),
                 prev_log_index: c.node(n(1)).last_index(),
                 prev_log_term: c.node(n(1)).last_term(),
                 entries: vec![],
                 leader_commit: LogIndex(0),
                 round: 1,
-            },
+            }),
         },
     );
     assert!(a.contains(&Action::ReadFailed {
@@ -250,12 +250,12 @@ fn ack_of_an_unsent_round_does_not_confirm_reads() {
             n(1),
             Input::Receive {
                 from: n(2),
-                msg: Message::AppendEntriesResponse {
+                msg: Message::AppendEntriesResponse(AppendEntriesResponse {
                     term,
                     match_index,
                     reject: None,
                     round,
-                },
+                }),
             },
         );
     }

@@ -5,10 +5,13 @@
 mod common;
 
 use common::*;
-use core_raft::{Action, Input, LogIndex, Message, NodeId, Payload, Role, Term};
+use core_raft::{
+    Action, AppendEntries, AppendEntriesResponse, Input, LogIndex, Message, NodeId, Payload,
+    RequestVoteResponse, Role, Term,
+};
 
 fn is_append_to(e: &Envelope, from: NodeId, to: NodeId) -> bool {
-    e.from == from && e.to == to && matches!(e.msg, Message::AppendEntries { .. })
+    e.from == from && e.to == to && matches!(e.msg, Message::AppendEntries(_))
 }
 
 /// §5.3: a leader replicates a proposal to every follower, commits it once a
@@ -296,7 +299,7 @@ fn persists_precede_the_sends_that_depend_on_them() {
         matches!(
             a,
             Action::Send {
-                msg: Message::RequestVoteResponse { granted: true, .. },
+                msg: Message::RequestVoteResponse(RequestVoteResponse { granted: true, .. }),
                 ..
             }
         )
@@ -328,7 +331,7 @@ fn persists_precede_the_sends_that_depend_on_them() {
         matches!(
             a,
             Action::Send {
-                msg: Message::AppendEntriesResponse { reject: None, .. },
+                msg: Message::AppendEntriesResponse(AppendEntriesResponse { reject: None, .. }),
                 ..
             }
         )
@@ -395,14 +398,14 @@ fn follower_commits_only_what_the_message_vouches_for() {
         n(2),
         Input::Receive {
             from: n(1),
-            msg: Message::AppendEntries {
+            msg: Message::AppendEntries(AppendEntries {
                 term: Term(5),
                 prev_log_index: LogIndex(2),
                 prev_log_term: Term(2),
                 entries: leader_entry,
                 leader_commit: LogIndex(4),
                 round: 0,
-            },
+            }),
         },
     );
     assert_eq!(c.node(n(2)).commit_index(), LogIndex(3), "{a:?}");

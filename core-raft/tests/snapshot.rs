@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use core_raft::{Action, Input, LogIndex, Message, Snapshot};
+use core_raft::{Action, Input, InstallSnapshot, LogIndex, Message, Snapshot};
 
 fn snapshot(c: &mut Cluster, id: core_raft::NodeId, index: LogIndex) -> Vec<Action> {
     c.step(
@@ -82,7 +82,7 @@ fn lagging_follower_receives_install_snapshot() {
     assert!(
         c.count_sent(|e| e.from == n(1)
             && e.to == n(3)
-            && matches!(e.msg, Message::InstallSnapshot { .. }))
+            && matches!(e.msg, Message::InstallSnapshot(_)))
             > 0
     );
     let installed = c.outputs[&n(3)].iter().find_map(|a| match a {
@@ -126,7 +126,7 @@ fn install_snapshot_keeps_a_matching_suffix_and_drops_a_conflicting_log() {
     let last = c.node(n(2)).last_index();
     let term = c.node(n(1)).term();
     assert!(commit < last.prev());
-    let keep = Message::InstallSnapshot {
+    let keep = Message::InstallSnapshot(InstallSnapshot {
         term,
         snapshot: Snapshot {
             index: last.prev(),
@@ -134,7 +134,7 @@ fn install_snapshot_keeps_a_matching_suffix_and_drops_a_conflicting_log() {
             data: b"s".to_vec(),
         },
         round: 0,
-    };
+    });
     let a = c.step(
         n(2),
         Input::Receive {
@@ -154,7 +154,7 @@ fn install_snapshot_keeps_a_matching_suffix_and_drops_a_conflicting_log() {
     assert_eq!(c.node(n(2)).commit_index(), last.prev());
 
     // A snapshot at an index node 3 does not hold replaces its log.
-    let conflict = Message::InstallSnapshot {
+    let conflict = Message::InstallSnapshot(InstallSnapshot {
         term,
         snapshot: Snapshot {
             index: LogIndex(last.0 + 5),
@@ -162,7 +162,7 @@ fn install_snapshot_keeps_a_matching_suffix_and_drops_a_conflicting_log() {
             data: b"t".to_vec(),
         },
         round: 0,
-    };
+    });
     let a = c.step(
         n(3),
         Input::Receive {

@@ -11,7 +11,9 @@
 #![allow(dead_code)]
 
 use core_raft::{
-    Action, Config, Durable, Entry, Input, LogIndex, Message, NodeId, Payload, Raft, Role, Term,
+    Action, AppendEntries, AppendEntriesResponse, Config, Durable, Entry, Input,
+    InstallSnapshotResponse, LogIndex, Message, NodeId, Payload, Raft, RequestVote,
+    RequestVoteResponse, Role, Term,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -469,23 +471,23 @@ fn check_after_persist(id: NodeId, d: &Durable, input: &Input, action: &Action) 
     match action {
         Action::Send { to, msg } => {
             match msg {
-                Message::RequestVote {
+                Message::RequestVote(RequestVote {
                     term,
                     pre_vote: false,
                     ..
-                } => {
+                }) => {
                     assert_eq!(hs.term, *term, "{id}: campaign term not durable");
                     assert_eq!(hs.vote, Some(id), "{id}: self-vote not durable");
                 }
-                Message::RequestVoteResponse {
+                Message::RequestVoteResponse(RequestVoteResponse {
                     term,
                     granted: true,
                     pre_vote: false,
-                } => {
+                }) => {
                     assert_eq!(hs.term, *term, "{id}: voted term not durable");
                     assert_eq!(hs.vote, Some(*to), "{id}: vote for {to} not durable");
                 }
-                Message::AppendEntries { entries, .. } => {
+                Message::AppendEntries(AppendEntries { entries, .. }) => {
                     for e in entries {
                         assert!(
                             durably_holds(d, e.index, e.term),
@@ -494,17 +496,17 @@ fn check_after_persist(id: NodeId, d: &Durable, input: &Input, action: &Action) 
                         );
                     }
                 }
-                Message::AppendEntriesResponse {
+                Message::AppendEntriesResponse(AppendEntriesResponse {
                     match_index,
                     reject: None,
                     ..
-                } => {
+                }) => {
                     assert!(
                         d.last_index() >= *match_index,
                         "{id}: acked unpersisted entries"
                     );
                     if let Input::Receive {
-                        msg: Message::AppendEntries { entries, .. },
+                        msg: Message::AppendEntries(AppendEntries { entries, .. }),
                         ..
                     } = input
                     {
@@ -517,7 +519,9 @@ fn check_after_persist(id: NodeId, d: &Durable, input: &Input, action: &Action) 
                         }
                     }
                 }
-                Message::InstallSnapshotResponse { match_index, .. } => {
+                Message::InstallSnapshotResponse(InstallSnapshotResponse {
+                    match_index, ..
+                }) => {
                     assert!(
                         d.last_index() >= *match_index,
                         "{id}: acked an unpersisted snapshot"
@@ -527,8 +531,8 @@ fn check_after_persist(id: NodeId, d: &Durable, input: &Input, action: &Action) 
             }
             let is_pre_vote = matches!(
                 msg,
-                Message::RequestVote { pre_vote: true, .. }
-                    | Message::RequestVoteResponse { pre_vote: true, .. }
+                Message::RequestVote(RequestVote { pre_vote: true, .. })
+                    | Message::RequestVoteResponse(RequestVoteResponse { pre_vote: true, .. })
             );
             if !is_pre_vote {
                 assert!(

@@ -6,7 +6,10 @@ use super::app::LabApp;
 use super::invariants::{Checker, Violation};
 use super::network::{NetConfig, Network};
 use super::rng::SimRng;
-use core_raft::{Action, Config, Durable, Input, LogIndex, Message, NodeId, Raft, Term};
+use core_raft::{
+    Action, AppendEntries, Config, Durable, Input, InstallSnapshot, LogIndex, Message, NodeId,
+    Raft, Term,
+};
 use std::collections::BTreeMap;
 
 /// How to build a simulated cluster.
@@ -646,18 +649,18 @@ pub fn describe_action(action: &Action) -> String {
 /// One line describing a message.
 pub fn describe_message(msg: &Message) -> String {
     match msg {
-        Message::AppendEntries {
+        Message::AppendEntries(AppendEntries {
             term,
             prev_log_index,
             prev_log_term,
             entries,
             leader_commit,
             round,
-        } => format!(
+        }) => format!(
             "append {term} prev={prev_log_index}/{prev_log_term} n={} commit={leader_commit} round={round}",
             entries.len()
         ),
-        Message::InstallSnapshot { term, snapshot, round } => format!(
+        Message::InstallSnapshot(InstallSnapshot { term, snapshot, round }) => format!(
             "install-snapshot {term} at {}/{} round={round}",
             snapshot.index, snapshot.term
         ),
