@@ -462,7 +462,7 @@ where
                 }
             }
             Event::Raft { from, to, msg } => {
-                if self.is_up(to) && self.net.linked(NodeId(from as u64), NodeId(to as u64)) {
+                if self.is_up(to) && self.net.linked(from, to) {
                     if msg.is_request() {
                         self.net.requests_delivered[to] += 1;
                     }
@@ -622,7 +622,7 @@ where
         match &action {
             Action::Send { to, msg } => {
                 let t = to.0 as usize;
-                let fate = self.net.route(&mut self.rng, id, *to, msg);
+                let fate = self.net.route(&mut self.rng, i, t, msg);
                 for delay in fate {
                     self.schedule(
                         delay,

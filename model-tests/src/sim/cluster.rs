@@ -1,22 +1,52 @@
-//! A simulated Raft cluster: the cores themselves, in-memory durable storage,
-//! the lab applier, a seeded network and a virtual clock, driven by one
-//! event queue ordered by (virtual time, sequence number).
+//! A simulated Raft cluster: the cores themselves, each behind the same
+//! persist gate the real drivers use and a [`SimDisk`] that keeps written
+//! and synced state apart, the lab's applier as the application, a seeded
+//! network and a virtual clock, all driven by one [`EventQueue`].
+//!
+//! Two ways to run it:
+//!
+//! * [`Delivery::Timed`]: the swarm and the lab ports. Ticks and messages
+//!   are events in virtual time; a disk sync completes after a random delay,
+//!   so sends and applies wait for it as on a real node, and a crash loses
+//!   a random part of what was written but not synced.
+//! * [`Delivery::Manual`]: the scenario tests. Nothing happens unless the
+//!   test says so: it steps nodes, delivers, drops or reorders queued
+//!   messages by hand ([`super::scenario`]); disks sync at the end of every
+//!   step.
+//!
+//! Either way every released action is checked against the node's synced
+//! storage ([`super::durability`]), and the Raft invariants run after every
+//! step ([`Checker`]).
 
 use super::app::LabApp;
+use super::disk::SimDisk;
+use super::durability::{check_mirror, check_release, vouched_by, Vouched};
 use super::invariants::{Checker, Violation};
 use super::network::{NetConfig, Network};
+use super::queue::EventQueue;
 use super::rng::SimRng;
-use core_raft::{
-    Action, AppendEntries, Config, Durable, Input, InstallSnapshot, LogIndex, Message, NodeId,
-    Raft, Term,
-};
+use super::trace::{Trace, TraceMode};
+use core_raft::{Action, Config, Durable, Input, LogIndex, Message, NodeId, Raft, Term};
+use node_shell::{Gated, PersistGate};
 use std::collections::BTreeMap;
+
+/// How events reach the nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// In virtual time, with the network's delays and faults.
+    Timed,
+    /// Only when a test delivers them.
+    Manual,
+}
 
 /// How to build a simulated cluster.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
-    /// Number of Raft nodes (ids 0..nodes).
+    /// Number of Raft nodes.
     pub nodes: usize,
+    /// The id of the first node; the others follow (the lab numbers from 0,
+    /// the scenario tests from 1).
+    pub first_id: u64,
     /// The run's seed; everything random derives from it.
     pub seed: u64,
     /// Network faults.
@@ -27,9 +57,15 @@ pub struct SimConfig {
     pub raft: Config,
     /// Virtual milliseconds per Raft tick.
     pub tick_ms: u64,
-    /// Out of 1000: after a step, crash the node having carried out only a
-    /// random prefix of its actions (a crash between two actions).
+    /// Longest virtual time a disk sync takes (each one takes 0..=this).
+    pub sync_ms_max: u64,
+    /// Out of 1000: after a step, crash the node having released only a
+    /// random prefix of the step's actions, before its writes are synced.
     pub torn_crash_per_mille: u64,
+    /// Timed or by hand.
+    pub delivery: Delivery,
+    /// Compare every node's whole log with its disk after every step.
+    pub full_mirror: bool,
     /// Record a readable trace of every input and action.
     pub trace: TraceMode,
 }
@@ -42,6 +78,7 @@ impl SimConfig {
         raft.leader_noop = false;
         SimConfig {
             nodes: n,
+            first_id: 0,
             seed,
             net: if reliable {
                 NetConfig::reliable()
@@ -51,47 +88,49 @@ impl SimConfig {
             snapshot_interval: None,
             raft,
             tick_ms: core_raft::DEFAULT_TICK_MS,
+            sync_ms_max: 1,
             torn_crash_per_mille: 0,
+            delivery: Delivery::Timed,
+            full_mirror: false,
             trace: TraceMode::from_env(),
         }
     }
-}
 
-/// What to do with the readable trace of a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TraceMode {
-    /// No trace (fastest).
-    Off,
-    /// Keep the last lines, printed with a failure report.
-    Tail,
-    /// Print every line to standard output as it happens.
-    Print,
-}
-
-impl TraceMode {
-    /// `Tail` if `SIM_TRACE` is set, else `Off`.
-    pub fn from_env() -> TraceMode {
-        if std::env::var_os("SIM_TRACE").is_some() {
-            TraceMode::Tail
-        } else {
-            TraceMode::Off
+    /// The scenario tests' setting: nodes 1..=n with elections after 10..=20
+    /// ticks and heartbeats every 3, delivered by hand.
+    pub fn scenario(n: usize) -> Self {
+        let mut raft = Config::new(NodeId(1), vec![NodeId(1)]);
+        raft.election_ticks_min = 10;
+        raft.election_ticks_max = 20;
+        raft.heartbeat_ticks = 3;
+        SimConfig {
+            first_id: 1,
+            raft,
+            delivery: Delivery::Manual,
+            full_mirror: true,
+            net: NetConfig::reliable(),
+            ..SimConfig::lab(n, true, 0)
         }
     }
 }
 
-/// Lines of trace kept in `Tail` mode.
-const TRACE_TAIL_LINES: usize = 60;
+/// A message in flight.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// Sender.
+    pub from: NodeId,
+    /// Recipient.
+    pub to: NodeId,
+    /// The message.
+    pub msg: Message,
+}
 
-enum Event {
-    Deliver {
-        from: NodeId,
-        to: NodeId,
-        msg: Message,
-    },
-    Tick {
-        node: usize,
-        incarnation: u64,
-    },
+/// What the event queue holds.
+#[derive(Debug)]
+pub(crate) enum Event {
+    Deliver(Envelope),
+    Tick { node: usize, incarnation: u64 },
+    Sync { node: usize, incarnation: u64 },
 }
 
 /// A simulated client: polled every [`CLIENT_POLL_MS`] of virtual time while
@@ -106,12 +145,33 @@ pub trait Client {
 /// How often background clients are polled, in virtual milliseconds.
 pub const CLIENT_POLL_MS: u64 = 10;
 
-/// One simulated server: the live machine (if up), its storage and its app.
+/// An action held by the gate, with what it vouches for.
+#[derive(Debug)]
+struct Held {
+    action: Action,
+    vouched: Vouched,
+}
+
+impl Gated for Held {
+    fn is_persist(&self) -> bool {
+        self.action.is_persist()
+    }
+    fn waits_for_persists(&self) -> bool {
+        self.action.waits_for_persists()
+    }
+}
+
+/// One simulated server: the live machine (if up), its disk, its app.
 struct Slot {
+    id: NodeId,
     raft: Option<Raft>,
-    durable: Durable,
+    gate: PersistGate<Held>,
+    /// The last batch written to the disk (synced or not).
+    written_batch: u64,
+    disk: SimDisk,
     app: LabApp,
     incarnation: u64,
+    config: Config,
 }
 
 /// The simulated world.
@@ -123,16 +183,25 @@ pub struct Cluster {
     /// The network (links, faults, counters).
     pub net: Network,
     rng: SimRng,
-    queue: BTreeMap<(u64, u64), Event>,
-    seq: u64,
+    queue: EventQueue<Event>,
     /// The global invariant checker.
     pub checker: Checker,
+    /// Run the invariant checks (scenario tests that forge messages turn
+    /// them off).
+    pub checks: bool,
     /// The lab's notion of a connected server.
     connected: Vec<bool>,
-    trace: std::collections::VecDeque<String>,
-    trace_hash: u64,
+    trace: Trace,
     /// Read outcomes (ReadReady / ReadFailed) per node, for clients to collect.
     pub read_outcomes: Vec<(NodeId, Action)>,
+    /// Per (node, read id): the highest commit index known anywhere when the
+    /// read was issued; a linearizable read point is at least that.
+    reads: BTreeMap<(NodeId, u64), LogIndex>,
+    /// Every message released, in order (manual delivery only).
+    pub sent: Vec<Envelope>,
+    /// Per node, every action other than a send, in the order performed
+    /// (manual delivery only).
+    pub outputs: BTreeMap<NodeId, Vec<Action>>,
     /// Number of steps taken (all nodes).
     pub steps: u64,
     clients: Vec<Box<dyn Client>>,
@@ -141,30 +210,52 @@ pub struct Cluster {
 impl Cluster {
     /// Build and start every node, fully connected.
     pub fn new(config: SimConfig) -> Cluster {
-        let n = config.nodes;
+        let durable = vec![Durable::default(); config.nodes];
+        Cluster::with_durable(config, durable)
+    }
+
+    /// Build nodes from the given durable states (one per node) and start
+    /// them.
+    pub fn with_durable(config: SimConfig, durable: Vec<Durable>) -> Cluster {
+        let n = durable.len();
         let mut rng = SimRng::new(config.seed);
         let net_rng_seed = rng.next_u64();
+        let voters: Vec<NodeId> = (0..n as u64).map(|i| NodeId(config.first_id + i)).collect();
+        let slots = durable
+            .into_iter()
+            .zip(&voters)
+            .map(|(d, id)| {
+                let mut c = config.raft.clone();
+                c.id = *id;
+                c.voters = voters.clone();
+                Slot {
+                    id: *id,
+                    raft: None,
+                    gate: PersistGate::new(),
+                    written_batch: 0,
+                    disk: SimDisk::new(d),
+                    app: LabApp::default(),
+                    incarnation: 0,
+                    config: c,
+                }
+            })
+            .collect();
         let mut cluster = Cluster {
             now_ms: 0,
             net: Network::new(n, config.net.clone()),
             rng: SimRng::new(net_rng_seed),
-            queue: BTreeMap::new(),
-            seq: 0,
+            queue: EventQueue::default(),
             checker: Checker::default(),
+            checks: true,
             connected: vec![true; n],
-            trace: std::collections::VecDeque::new(),
-            trace_hash: 0xcbf2_9ce4_8422_2325,
+            trace: Trace::new(config.trace),
             read_outcomes: Vec::new(),
+            reads: BTreeMap::new(),
+            sent: Vec::new(),
+            outputs: voters.iter().map(|id| (*id, Vec::new())).collect(),
             steps: 0,
             clients: Vec::new(),
-            slots: (0..n)
-                .map(|_| Slot {
-                    raft: None,
-                    durable: Durable::default(),
-                    app: LabApp::default(),
-                    incarnation: 0,
-                })
-                .collect(),
+            slots,
             config,
         };
         for i in 0..n {
@@ -193,9 +284,32 @@ impl Cluster {
         &mut self.rng
     }
 
+    /// The id of node `i`.
+    pub fn id(&self, i: usize) -> NodeId {
+        self.slots[i].id
+    }
+
+    /// The index of node `id`.
+    pub fn index(&self, id: NodeId) -> usize {
+        self.slots
+            .iter()
+            .position(|s| s.id == id)
+            .unwrap_or_else(|| panic!("no node {id} in this cluster"))
+    }
+
     /// The live machine of node `i`, if it is up.
     pub fn raft(&self, i: usize) -> Option<&Raft> {
         self.slots[i].raft.as_ref()
+    }
+
+    /// The configuration node `i` runs (and restarts) with.
+    pub fn node_config(&self, i: usize) -> &Config {
+        &self.slots[i].config
+    }
+
+    /// Change the configuration node `i` restarts with.
+    pub fn set_node_config(&mut self, i: usize, config: Config) {
+        self.slots[i].config = config;
     }
 
     /// The application state of node `i`.
@@ -203,9 +317,14 @@ impl Cluster {
         &self.slots[i].app
     }
 
-    /// What node `i` has made durable.
+    /// What node `i` has written (synced or not): what it believes it holds.
     pub fn durable(&self, i: usize) -> &Durable {
-        &self.slots[i].durable
+        self.slots[i].disk.written()
+    }
+
+    /// What node `i`'s disk holds for certain.
+    pub fn synced(&self, i: usize) -> &Durable {
+        self.slots[i].disk.synced()
     }
 
     /// Whether node `i` is up.
@@ -221,14 +340,13 @@ impl Cluster {
     /// Size in bytes of node `i`'s persisted Raft state (hard state plus
     /// log, postcard-encoded): the lab's `RaftStateSize`.
     pub fn raft_state_size(&self, i: usize) -> usize {
-        let d = &self.slots[i].durable;
+        let d = self.durable(i);
         postcard::to_allocvec(&(&d.hard_state, &d.entries)).map_or(0, |b| b.len())
     }
 
     /// Size in bytes of node `i`'s stored snapshot.
     pub fn snapshot_size(&self, i: usize) -> usize {
-        self.slots[i]
-            .durable
+        self.durable(i)
             .snapshot
             .as_ref()
             .map_or(0, |s| s.data.len())
@@ -237,51 +355,62 @@ impl Cluster {
     /// A hash of everything that happened (messages sent, entries applied),
     /// for the determinism self-check.
     pub fn trace_hash(&self) -> u64 {
-        self.trace_hash
+        self.trace.digest()
     }
 
     /// The tail of the readable trace (empty unless tracing).
     pub fn trace_tail(&self) -> impl Iterator<Item = &String> {
-        self.trace.iter()
+        self.trace.tail()
     }
 
-    /// Start (or restart) node `i` from its durable state.
+    /// Start (or restart) node `i` from what its disk holds.
     pub fn start(&mut self, i: usize) {
         assert!(self.slots[i].raft.is_none(), "node {i} is already up");
-        let id = NodeId(i as u64);
-        let mut config = self.config.raft.clone();
-        config.id = id;
-        config.voters = (0..self.slots.len() as u64).map(NodeId).collect();
-        config.rng_seed = self.rng.next_u64();
-        let durable = self.slots[i].durable.clone();
-        let raft = Raft::restore(config, durable.clone()).unwrap_or_else(|e| {
-            self.fail(format!("node {i} cannot restore its durable state: {e}"))
-        });
+        let mut config = self.slots[i].config.clone();
+        if self.config.delivery == Delivery::Timed {
+            config.rng_seed = self.rng.next_u64();
+        }
+        let id = self.slots[i].id;
+        let durable = self.slots[i].disk.written().clone();
+        let raft = Raft::restore(config, durable.clone())
+            .unwrap_or_else(|e| self.fail(format!("{id} cannot restore its durable state: {e}")));
         let app = LabApp::restore(durable.snapshot.as_ref())
-            .unwrap_or_else(|e| self.fail(format!("node {i}: {e}")));
+            .unwrap_or_else(|e| self.fail(format!("{id}: {e}")));
         self.checker.on_start(id, app.applied_index());
         let slot = &mut self.slots[i];
         slot.incarnation += 1;
         slot.raft = Some(raft);
         slot.app = app;
+        slot.gate = PersistGate::new();
+        slot.written_batch = 0;
         let incarnation = slot.incarnation;
-        let phase = 1 + self.rng.below(self.config.tick_ms);
-        self.schedule(
-            phase,
-            Event::Tick {
-                node: i,
-                incarnation,
-            },
-        );
-        self.log_trace(|| format!("{id} starts (incarnation {incarnation})"));
+        if self.config.delivery == Delivery::Timed {
+            let phase = 1 + self.rng.below(self.config.tick_ms);
+            let node = i;
+            self.queue
+                .push(self.now_ms + phase, Event::Tick { node, incarnation });
+        }
+        self.trace.line(self.now_ms, || {
+            format!("{id} starts (incarnation {incarnation})")
+        });
     }
 
-    /// Crash node `i`: its machine and application state are lost; only what
-    /// it persisted survives.
+    /// Crash node `i`: its machine and application state are lost, and so
+    /// is a random part of what it wrote but did not sync.
     pub fn crash(&mut self, i: usize) {
-        if self.slots[i].raft.take().is_some() {
-            self.slots[i].incarnation += 1;
-            self.log_trace(|| format!("n{i} crashes"));
+        if self.slots[i].raft.take().is_none() {
+            return;
+        }
+        let slot = &mut self.slots[i];
+        slot.incarnation += 1;
+        let lost = slot.disk.unsynced();
+        let kept = slot.disk.crash(&mut self.rng);
+        let (id, hs) = (slot.id, slot.disk.synced().hard_state);
+        self.trace.line(self.now_ms, || {
+            format!("{id} crashes; {kept} of {lost} unsynced writes survive")
+        });
+        if let Err(Violation(v)) = self.checker.on_persist_hard_state(id, &hs) {
+            self.fail(v);
         }
     }
 
@@ -294,7 +423,7 @@ impl Cluster {
                 self.net.set_link(i, j, true);
             }
         }
-        self.log_trace(|| format!("n{i} connected"));
+        self.trace.line(self.now_ms, || format!("n{i} connected"));
     }
 
     /// The lab's `DisconnectAll`: cut every link to and from `i`.
@@ -303,7 +432,8 @@ impl Cluster {
         for j in 0..self.len() {
             self.net.set_link(i, j, false);
         }
-        self.log_trace(|| format!("n{i} disconnected"));
+        self.trace
+            .line(self.now_ms, || format!("n{i} disconnected"));
     }
 
     /// Connect every server.
@@ -316,7 +446,8 @@ impl Cluster {
     /// Split the cluster in two sides that cannot talk to each other.
     pub fn partition(&mut self, side_a: &[usize], side_b: &[usize]) {
         self.net.partition(side_a, side_b);
-        self.log_trace(|| format!("partition {side_a:?} | {side_b:?}"));
+        self.trace
+            .line(self.now_ms, || format!("partition {side_a:?} | {side_b:?}"));
     }
 
     /// Change the probability (out of 1000, per step) of crashing a node
@@ -341,128 +472,229 @@ impl Cluster {
         })
     }
 
-    /// Feed one input to node `i` (which must be up), carry out its actions,
-    /// check the invariants, and return the actions.
+    /// Feed one input to node `i` (which must be up): its persists are
+    /// written (and, with manual delivery, synced), the actions that need
+    /// nothing more are carried out, the invariants are checked. Returns
+    /// the core's actions as it produced them.
     pub fn step(&mut self, i: usize, input: Input) -> Vec<Action> {
-        let id = NodeId(i as u64);
-        if self.config.trace != TraceMode::Off {
-            let line = format!("{:>8}ms {id} <- {}", self.now_ms, describe_input(&input));
-            self.push_trace(line);
+        let id = self.slots[i].id;
+        self.trace
+            .line(self.now_ms, || format!("{id} <- {input:?}"));
+        if let Input::ReadIndex { id: read } = input {
+            let known = self.max_commit();
+            self.reads.insert((id, read), known);
         }
+        let vouched = vouched_by(&input);
         let raft = self.slots[i].raft.as_mut().expect("step on a crashed node");
         let actions = raft.step(input);
         self.steps += 1;
+        let held = actions.iter().map(|a| Held {
+            action: a.clone(),
+            vouched: if matches!(a, Action::Send { .. }) {
+                vouched.clone()
+            } else {
+                Vec::new()
+            },
+        });
+        let admitted = self.slots[i].gate.admit(held.collect());
         let torn = self.config.torn_crash_per_mille > 0
             && self.rng.chance(self.config.torn_crash_per_mille, 1000);
         let keep = if torn {
-            self.rng.below(actions.len() as u64 + 1) as usize
+            self.rng.below(admitted.ready.len() as u64 + 1) as usize
         } else {
-            actions.len()
+            admitted.ready.len()
         };
-        let snapshot_due = self.execute(i, &actions[..keep]);
+        let mut snapshot_due = self.release(i, admitted.ready.into_iter().take(keep));
+        if let Some((batch, writes)) = admitted.batch {
+            self.write(i, batch, writes);
+        }
         if torn {
-            self.log_trace(|| format!("n{i} crashes after {keep} of {} actions", actions.len()));
+            self.trace.line(self.now_ms, || {
+                format!("{id} crashes after releasing {keep} actions of the step")
+            });
             self.crash(i);
             return actions;
         }
+        match self.config.delivery {
+            Delivery::Manual => snapshot_due = snapshot_due.max(self.sync(i)),
+            Delivery::Timed => {}
+        }
+        self.after_step(i);
         if let Some(index) = snapshot_due {
-            let data = self.slots[i].app.snapshot_data(index);
-            self.step(i, Input::Snapshot { index, data });
+            if self.is_up(i) {
+                let data = self.slots[i].app.snapshot_data(index);
+                self.step(i, Input::Snapshot { index, data });
+            }
         }
         actions
     }
 
-    /// Carry out actions in order; returns the index at which the app wants
-    /// a snapshot, if one fell due.
-    fn execute(&mut self, i: usize, actions: &[Action]) -> Option<LogIndex> {
-        let id = NodeId(i as u64);
-        let mut snapshot_due = None;
-        for action in actions {
-            if self.config.trace != TraceMode::Off {
-                let line = format!("            -> {}", describe_action(action));
-                self.push_trace(line);
+    /// Write a batch of persists to node `i`'s disk; with timed delivery,
+    /// its sync completes after a random delay.
+    fn write(&mut self, i: usize, batch: u64, writes: Vec<Held>) {
+        let id = self.slots[i].id;
+        let actions: Vec<Action> = writes.into_iter().map(|h| h.action).collect();
+        for a in &actions {
+            self.trace.detail(|| format!("{a:?}"));
+            if let Action::PersistEntries(entries) = a {
+                let raft = self.slots[i].raft.as_ref().expect("up");
+                let r = self.checker.on_persist_entries(raft, entries);
+                self.check(r);
             }
-            let result = match action {
-                Action::PersistHardState(hs) => {
-                    self.slots[i].durable.persist(action);
-                    self.checker.on_persist_hard_state(id, hs)
-                }
-                Action::PersistSnapshot { .. } => {
-                    self.slots[i].durable.persist(action);
-                    Ok(())
-                }
-                Action::PersistEntries(entries) => {
-                    self.slots[i].durable.persist(action);
-                    let raft = self.slots[i].raft.as_ref().expect("up");
-                    self.checker.on_persist_entries(raft, entries)
-                }
-                Action::Send { to, msg } => {
-                    self.send(id, *to, msg.clone());
-                    Ok(())
-                }
-                Action::Apply(entries) => {
-                    for e in entries {
-                        self.hash(&[e.index.0, e.term.0, i as u64]);
-                    }
-                    let r = self.checker.on_apply(id, entries);
-                    match self.slots[i]
-                        .app
-                        .apply(entries, self.config.snapshot_interval)
-                    {
-                        Ok(Some(due)) => snapshot_due = Some(due),
-                        Ok(None) => {}
-                        Err(e) => self.fail(format!("{id}: {e}")),
-                    }
-                    r
-                }
-                Action::ApplySnapshot(snapshot) => {
-                    let r = self.checker.on_apply_snapshot(id, snapshot);
-                    if let Err(e) = self.slots[i].app.install(snapshot) {
-                        self.fail(format!("{id}: {e}"));
-                    }
-                    r
-                }
-                Action::ReadReady { .. } | Action::ReadFailed { .. } => {
-                    self.read_outcomes.push((id, action.clone()));
-                    Ok(())
-                }
-                Action::Proposed { .. } | Action::NotLeader { .. } => Ok(()),
-            };
-            if let Err(Violation(v)) = result {
-                self.fail(v);
+            if self.config.delivery == Delivery::Manual {
+                self.outputs.entry(id).or_default().push(a.clone());
             }
         }
-        if let Some(raft) = self.slots[i].raft.as_ref() {
-            if let Err(Violation(v)) = self.checker.after_step(raft) {
-                self.fail(v);
-            }
-        }
-        snapshot_due
-    }
-
-    fn send(&mut self, from: NodeId, to: NodeId, msg: Message) {
-        if to.0 as usize >= self.slots.len() {
-            self.fail(format!("{from} sent to unknown node {to}"));
-        }
-        let encoded = postcard::to_allocvec(&msg).unwrap_or_default();
-        self.hash(&[from.0, to.0, self.now_ms]);
-        self.hash_bytes(&encoded);
-        let fate = self.net.route(&mut self.rng, from, to, &msg);
-        for delay in fate {
-            self.schedule(
-                delay,
-                Event::Deliver {
-                    from,
-                    to,
-                    msg: msg.clone(),
+        let slot = &mut self.slots[i];
+        slot.disk.write(&actions);
+        slot.written_batch = batch;
+        if self.config.delivery == Delivery::Timed {
+            let delay = self.rng.below(self.config.sync_ms_max + 1);
+            let incarnation = slot.incarnation;
+            self.queue.push(
+                self.now_ms + delay,
+                Event::Sync {
+                    node: i,
+                    incarnation,
                 },
             );
         }
     }
 
-    fn schedule(&mut self, delay_ms: u64, event: Event) {
-        self.seq += 1;
-        self.queue.insert((self.now_ms + delay_ms, self.seq), event);
+    /// Node `i`'s disk syncs: what waited for it is released. Returns the
+    /// index at which the app wants a snapshot, if one fell due.
+    fn sync(&mut self, i: usize) -> Option<LogIndex> {
+        let slot = &mut self.slots[i];
+        slot.disk.sync();
+        let (id, hs) = (slot.id, slot.disk.synced().hard_state);
+        let batch = slot.written_batch;
+        let ready = slot.gate.persisted(batch);
+        let r = self.checker.on_persist_hard_state(id, &hs);
+        self.check(r);
+        self.release(i, ready.into_iter())
+    }
+
+    /// Carry out released actions in order, each checked against what the
+    /// node's disk holds durably. Returns a snapshot the app asks for.
+    fn release(&mut self, i: usize, actions: impl Iterator<Item = Held>) -> Option<LogIndex> {
+        let id = self.slots[i].id;
+        let mut snapshot_due = None;
+        for Held { action, vouched } in actions {
+            self.trace.detail(|| format!("{action:?}"));
+            if self.checks {
+                let r = check_release(id, self.slots[i].disk.synced(), &action, &vouched);
+                self.check(r);
+            }
+            if let Some(due) = self.perform(i, action) {
+                snapshot_due = Some(due);
+            }
+        }
+        snapshot_due
+    }
+
+    /// One released action's effect on the world.
+    fn perform(&mut self, i: usize, action: Action) -> Option<LogIndex> {
+        let id = self.slots[i].id;
+        let manual = self.config.delivery == Delivery::Manual;
+        let mut snapshot_due = None;
+        match &action {
+            Action::Send { to, msg } => {
+                self.send(id, *to, msg.clone());
+                return None;
+            }
+            Action::Apply(entries) => {
+                for e in entries {
+                    self.trace.hash(&[e.index.0, e.term.0, i as u64]);
+                }
+                let r = self.checker.on_apply(id, entries);
+                self.check(r);
+                match self.slots[i]
+                    .app
+                    .apply(entries, self.config.snapshot_interval)
+                {
+                    Ok(due) => snapshot_due = due,
+                    Err(e) => self.fail(format!("{id}: {e}")),
+                }
+            }
+            Action::ApplySnapshot(snapshot) => {
+                let r = self.checker.on_apply_snapshot(id, snapshot);
+                self.check(r);
+                if let Err(e) = self.slots[i].app.install(snapshot) {
+                    self.fail(format!("{id}: {e}"));
+                }
+            }
+            Action::ReadReady { id: read, index } => {
+                let known = self.reads.remove(&(id, *read)).unwrap_or_default();
+                if self.checks && *index < known {
+                    self.fail(format!(
+                        "{id}: read {read} served at {index}, but {known} was committed before it was issued"
+                    ));
+                }
+                self.read_outcomes.push((id, action.clone()));
+            }
+            Action::ReadFailed { .. } => self.read_outcomes.push((id, action.clone())),
+            _ => {}
+        }
+        if manual {
+            self.outputs.entry(id).or_default().push(action);
+        }
+        snapshot_due
+    }
+
+    /// Checks on node `i` after one of its steps.
+    fn after_step(&mut self, i: usize) {
+        if !self.checks {
+            return;
+        }
+        let Some(raft) = self.slots[i].raft.as_ref() else {
+            return;
+        };
+        let full = self.config.full_mirror;
+        let mirror = check_mirror(raft, self.slots[i].disk.written(), full);
+        let r = mirror.and_then(|()| self.checker.after_step(raft));
+        self.check(r);
+    }
+
+    fn check(&self, result: Result<(), Violation>) {
+        if let Err(Violation(v)) = result {
+            if self.checks {
+                self.fail(v);
+            }
+        }
+    }
+
+    fn send(&mut self, from: NodeId, to: NodeId, msg: Message) {
+        let (a, b) = (self.index(from), self.index(to));
+        let encoded = postcard::to_allocvec(&msg).unwrap_or_default();
+        self.trace.hash(&[from.0, to.0, self.now_ms]);
+        self.trace.hash_bytes(&encoded);
+        let envelope = Envelope { from, to, msg };
+        match self.config.delivery {
+            Delivery::Manual => {
+                self.sent.push(envelope.clone());
+                self.queue.push(self.now_ms, Event::Deliver(envelope));
+            }
+            Delivery::Timed => {
+                let fate = self.net.route(&mut self.rng, a, b, &envelope.msg);
+                for delay in fate {
+                    self.queue
+                        .push(self.now_ms + delay, Event::Deliver(envelope.clone()));
+                }
+            }
+        }
+    }
+
+    /// The highest commit index known anywhere (live nodes, and what any
+    /// node has applied).
+    pub fn max_commit(&self) -> LogIndex {
+        let live = self
+            .slots
+            .iter()
+            .filter_map(|s| s.raft.as_ref())
+            .map(|r| r.commit_index())
+            .max()
+            .unwrap_or_default();
+        live.max(LogIndex(self.checker.committed_len()))
     }
 
     /// Add a background client.
@@ -491,11 +723,7 @@ impl Cluster {
     }
 
     fn run_events_until(&mut self, until: u64) {
-        while let Some(entry) = self.queue.first_entry() {
-            if entry.key().0 > until {
-                break;
-            }
-            let ((time, _), event) = entry.remove_entry();
+        while let Some((time, event)) = self.queue.pop_due(until) {
             self.now_ms = time;
             self.handle(event);
         }
@@ -508,54 +736,94 @@ impl Cluster {
                 if self.slots[node].incarnation == incarnation && self.is_up(node) {
                     self.step(node, Input::Tick);
                     if self.slots[node].incarnation == incarnation {
-                        self.schedule(self.config.tick_ms, Event::Tick { node, incarnation });
+                        let at = self.now_ms + self.config.tick_ms;
+                        self.queue.push(at, Event::Tick { node, incarnation });
                     }
                 }
             }
-            Event::Deliver { from, to, msg } => {
-                let t = to.0 as usize;
-                if !self.is_up(t) || !self.net.linked(from, to) {
-                    return;
+            Event::Sync { node, incarnation } => {
+                if self.slots[node].incarnation == incarnation && self.is_up(node) {
+                    if let Some(index) = self.sync(node) {
+                        let data = self.slots[node].app.snapshot_data(index);
+                        self.step(node, Input::Snapshot { index, data });
+                    }
                 }
-                if msg.is_request() {
-                    self.net.requests_delivered[t] += 1;
-                }
-                self.step(t, Input::Receive { from, msg });
             }
+            Event::Deliver(envelope) => self.deliver(envelope),
         }
+    }
+
+    /// Deliver a message now (if its link is up and its recipient too).
+    pub fn deliver(&mut self, envelope: Envelope) {
+        let (a, b) = (self.index(envelope.from), self.index(envelope.to));
+        if !self.is_up(b) || !self.net.linked(a, b) {
+            return;
+        }
+        if envelope.msg.is_request() {
+            self.net.requests_delivered[b] += 1;
+        }
+        let input = Input::Receive {
+            from: envelope.from,
+            msg: envelope.msg,
+        };
+        self.step(b, input);
+    }
+
+    /// Messages waiting in the queue, oldest first (manual delivery).
+    pub fn queued(&self) -> Vec<Envelope> {
+        self.queue
+            .iter()
+            .filter_map(|e| match e {
+                Event::Deliver(env) => Some(env.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Remove the queued messages matching `pred`, oldest first.
+    pub fn take_queued(&mut self, pred: impl Fn(&Envelope) -> bool) -> Vec<Envelope> {
+        self.queue
+            .take_all(|e| matches!(e, Event::Deliver(env) if pred(env)))
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Deliver(env) => Some(env),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Deliver the oldest queued message (dropped if its link is cut or its
+    /// recipient is down). Returns it.
+    pub fn deliver_one(&mut self) -> Option<Envelope> {
+        let event = self.queue.take_first(|e| matches!(e, Event::Deliver(_)))?;
+        let Event::Deliver(envelope) = event else {
+            unreachable!("took a delivery")
+        };
+        self.deliver(envelope.clone());
+        Some(envelope)
     }
 
     /// Stop the run with a violation report (caught by the seed runner,
     /// which prints the replay command).
     pub fn fail(&self, what: String) -> ! {
-        let mut trace = String::new();
-        for line in &self.trace {
-            trace.push_str(line);
-            trace.push('\n');
-        }
         panic!(
             "seed {}: at {} ms: {what}\n{}{}",
             self.config.seed,
             self.now_ms,
             self.describe_nodes(),
-            if trace.is_empty() {
-                "(set SIM_TRACE=1 for a trace of the run)".to_string()
-            } else {
-                format!("last trace lines:\n{trace}")
-            }
+            self.trace.report()
         );
     }
 
     /// One line per node: up/down, connectivity, role, term, log and commit.
     pub fn describe_nodes(&self) -> String {
         let mut out = String::new();
-        for i in 0..self.len() {
-            let line =
-                match self.raft(i) {
-                    None => format!("  n{i}: down\n"),
-                    Some(r) => {
-                        format!(
-                    "  n{i}: {:?} {} last={}/{} commit={} applied={} snap={} leader={:?}{}\n",
+        for (i, slot) in self.slots.iter().enumerate() {
+            let id = slot.id;
+            let line = match &slot.raft {
+                None => format!("  {id}: down\n"),
+                Some(r) => format!(
+                    "  {id}: {:?} {} last={}/{} commit={} applied={} snap={} leader={:?} unsynced={}{}\n",
                     r.role(),
                     r.term(),
                     r.last_index(),
@@ -564,106 +832,12 @@ impl Cluster {
                     r.applied_index(),
                     r.snapshot_index(),
                     r.leader_hint(),
+                    slot.disk.unsynced(),
                     if self.connected[i] { "" } else { " (disconnected)" }
-                )
-                    }
-                };
+                ),
+            };
             out.push_str(&line);
         }
         out
-    }
-
-    fn log_trace(&mut self, line: impl FnOnce() -> String) {
-        if self.config.trace != TraceMode::Off {
-            let l = format!("{:>8}ms {}", self.now_ms, line());
-            self.push_trace(l);
-        }
-    }
-
-    fn push_trace(&mut self, line: String) {
-        match self.config.trace {
-            TraceMode::Off => {}
-            TraceMode::Print => println!("{line}"),
-            TraceMode::Tail => {
-                if self.trace.len() == TRACE_TAIL_LINES {
-                    self.trace.pop_front();
-                }
-                self.trace.push_back(line);
-            }
-        }
-    }
-
-    fn hash(&mut self, words: &[u64]) {
-        for w in words {
-            self.hash_bytes(&w.to_le_bytes());
-        }
-    }
-
-    fn hash_bytes(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.trace_hash ^= u64::from(*b);
-            self.trace_hash = self.trace_hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-}
-
-/// One line describing an input, with payloads abbreviated.
-pub fn describe_input(input: &Input) -> String {
-    match input {
-        Input::Tick => "tick".into(),
-        Input::Receive { from, msg } => format!("{from}: {}", describe_message(msg)),
-        Input::Propose(c) => format!("propose {} bytes", c.len()),
-        Input::ProposeBatch(b) => format!("propose batch of {}", b.len()),
-        Input::ReadIndex { id } => format!("read-index #{id}"),
-        Input::Snapshot { index, data } => format!("snapshot at {index} ({} bytes)", data.len()),
-    }
-}
-
-/// One line describing an action, with payloads abbreviated.
-pub fn describe_action(action: &Action) -> String {
-    match action {
-        Action::PersistHardState(hs) => format!(
-            "persist {} vote={:?} commit={}",
-            hs.term, hs.vote, hs.commit
-        ),
-        Action::PersistEntries(es) => format!(
-            "persist entries {}..={} ({})",
-            es[0].index,
-            es[es.len() - 1].index,
-            es[es.len() - 1].term
-        ),
-        Action::PersistSnapshot {
-            snapshot,
-            discard_log,
-        } => format!(
-            "persist snapshot {}/{} discard_log={discard_log}",
-            snapshot.index, snapshot.term
-        ),
-        Action::Send { to, msg } => format!("send {to}: {}", describe_message(msg)),
-        Action::Apply(es) => format!("apply {}..={}", es[0].index, es[es.len() - 1].index),
-        Action::ApplySnapshot(s) => format!("apply snapshot {}/{}", s.index, s.term),
-        other => format!("{other:?}"),
-    }
-}
-
-/// One line describing a message.
-pub fn describe_message(msg: &Message) -> String {
-    match msg {
-        Message::AppendEntries(AppendEntries {
-            term,
-            prev_log_index,
-            prev_log_term,
-            entries,
-            leader_commit,
-            round,
-        }) => format!(
-            "append {term} prev={prev_log_index}/{prev_log_term} n={} commit={leader_commit} round={round}",
-            entries.len()
-        ),
-        Message::InstallSnapshot(InstallSnapshot { term, snapshot, round }) => format!(
-            "install-snapshot {term} at {}/{} round={round}",
-            snapshot.index, snapshot.term
-        ),
-        other => format!("{other:?}"),
     }
 }

@@ -3,7 +3,7 @@
 //! the 6.5840 `labrpc` network (§1.1 of the lab catalogue).
 
 use super::rng::SimRng;
-use core_raft::{Message, NodeId};
+use core_raft::Message;
 
 /// Fault settings of the network. Times are virtual milliseconds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,9 +81,10 @@ impl Network {
         }
     }
 
-    /// Whether a message from `a` to `b` would get through now.
-    pub fn linked(&self, a: NodeId, b: NodeId) -> bool {
-        self.links[a.0 as usize][b.0 as usize]
+    /// Whether a message from node `a` to node `b` (positions, not ids)
+    /// would get through now.
+    pub fn linked(&self, a: usize, b: usize) -> bool {
+        self.links[a][b]
     }
 
     /// Enable or disable both directions between `a` and `b`.
@@ -118,8 +119,9 @@ impl Network {
         self.links[a][b] = up;
     }
 
-    /// Decide what happens to a Raft message from `from` to `to`.
-    pub fn route(&mut self, rng: &mut SimRng, from: NodeId, to: NodeId, msg: &Message) -> Fate {
+    /// Decide what happens to a Raft message from node `from` to node `to`
+    /// (positions, not ids).
+    pub fn route(&mut self, rng: &mut SimRng, from: usize, to: usize, msg: &Message) -> Fate {
         if matches!(msg, Message::InstallSnapshot { .. }) {
             self.snapshots_sent += 1;
         }

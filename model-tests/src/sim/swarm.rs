@@ -2,10 +2,11 @@
 //! chaotic phase with every invariant checked after every step, then heals
 //! everything and requires progress within a bound (liveness).
 
-use super::cluster::{Cluster, SimConfig, TraceMode};
+use super::cluster::{Cluster, SimConfig};
 use super::lab::cmd;
 use super::network::NetConfig;
 use super::rng::SimRng;
+use super::trace::TraceMode;
 use core_raft::{Config, NodeId};
 use std::fmt;
 
@@ -24,6 +25,9 @@ pub struct SwarmOptions {
     pub torn_crash_per_mille: u64,
     /// Out of 1000, per fault decision: restart a crashed node.
     pub restart_per_mille: u64,
+    /// Longest virtual time one disk sync takes: sends and applies wait
+    /// for it, and a crash loses part of what was not yet synced.
+    pub sync_ms_max: u64,
     /// Snapshot interval of the applier (`None`: never snapshot).
     pub snapshot_interval: Option<u64>,
     /// Raft feature switches.
@@ -60,6 +64,7 @@ impl SwarmOptions {
             crash_per_mille: [0, 50, 200][rng.pick(3)],
             torn_crash_per_mille: [0, 1, 5, 20][rng.pick(4)],
             restart_per_mille: [200, 500, 900][rng.pick(3)],
+            sync_ms_max: [0, 1, 5, 20][rng.pick(4)],
             snapshot_interval: [None, Some(3), Some(10), Some(50)][rng.pick(4)],
             pre_vote: rng.chance(3, 4),
             check_quorum: rng.chance(3, 4),
@@ -75,7 +80,7 @@ impl fmt::Display for SwarmOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} nodes, drop {}‰, dup {}‰, delay ≤{} ms{}, partition {}‰, crash {}‰, torn {}‰, snapshot {:?}, pre-vote {}, check-quorum {}, noop {}, batch {}, inflight {}, {} proposals/s",
+            "{} nodes, drop {}‰, dup {}‰, delay ≤{} ms{}, partition {}‰, crash {}‰, torn {}‰, sync ≤{} ms, snapshot {:?}, pre-vote {}, check-quorum {}, noop {}, batch {}, inflight {}, {} proposals/s",
             self.nodes,
             self.net.drop_per_mille,
             self.net.duplicate_per_mille,
@@ -84,6 +89,7 @@ impl fmt::Display for SwarmOptions {
             self.partition_per_mille,
             self.crash_per_mille,
             self.torn_crash_per_mille,
+            self.sync_ms_max,
             self.snapshot_interval,
             self.pre_vote,
             self.check_quorum,
@@ -123,14 +129,13 @@ pub fn swarm_cluster(seed: u64, o: &SwarmOptions, trace: TraceMode) -> Cluster {
     raft.max_entries_per_message = o.max_entries_per_message;
     raft.max_inflight_messages = o.max_inflight_messages;
     Cluster::new(SimConfig {
-        nodes: o.nodes,
-        seed,
         net: o.net.clone(),
         snapshot_interval: o.snapshot_interval,
         raft,
-        tick_ms: core_raft::DEFAULT_TICK_MS,
+        sync_ms_max: o.sync_ms_max,
         torn_crash_per_mille: o.torn_crash_per_mille,
         trace,
+        ..SimConfig::lab(o.nodes, true, seed)
     })
 }
 
