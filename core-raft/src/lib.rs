@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+mod display;
 pub mod durable;
 mod election;
 mod invariants;

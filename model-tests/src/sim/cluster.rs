@@ -6,10 +6,7 @@ use super::app::LabApp;
 use super::invariants::{Checker, Violation};
 use super::network::{NetConfig, Network};
 use super::rng::SimRng;
-use core_raft::{
-    Action, AppendEntries, Config, Durable, Input, InstallSnapshot, LogIndex, Message, NodeId,
-    Raft, Term,
-};
+use core_raft::{Action, Config, Durable, Input, LogIndex, Message, NodeId, Raft, Term};
 use std::collections::BTreeMap;
 
 /// How to build a simulated cluster.
@@ -346,7 +343,7 @@ impl Cluster {
     pub fn step(&mut self, i: usize, input: Input) -> Vec<Action> {
         let id = NodeId(i as u64);
         if self.config.trace != TraceMode::Off {
-            let line = format!("{:>8}ms {id} <- {}", self.now_ms, describe_input(&input));
+            let line = format!("{:>8}ms {id} <- {input}", self.now_ms);
             self.push_trace(line);
         }
         let raft = self.slots[i].raft.as_mut().expect("step on a crashed node");
@@ -379,7 +376,7 @@ impl Cluster {
         let mut snapshot_due = None;
         for action in actions {
             if self.config.trace != TraceMode::Off {
-                let line = format!("            -> {}", describe_action(action));
+                let line = format!("            -> {action}");
                 self.push_trace(line);
             }
             let result = match action {
@@ -604,66 +601,5 @@ impl Cluster {
             self.trace_hash ^= u64::from(*b);
             self.trace_hash = self.trace_hash.wrapping_mul(0x0000_0100_0000_01b3);
         }
-    }
-}
-
-/// One line describing an input, with payloads abbreviated.
-pub fn describe_input(input: &Input) -> String {
-    match input {
-        Input::Tick => "tick".into(),
-        Input::Receive { from, msg } => format!("{from}: {}", describe_message(msg)),
-        Input::Propose(c) => format!("propose {} bytes", c.len()),
-        Input::ProposeBatch(b) => format!("propose batch of {}", b.len()),
-        Input::ReadIndex { id } => format!("read-index #{id}"),
-        Input::Snapshot { index, data } => format!("snapshot at {index} ({} bytes)", data.len()),
-    }
-}
-
-/// One line describing an action, with payloads abbreviated.
-pub fn describe_action(action: &Action) -> String {
-    match action {
-        Action::PersistHardState(hs) => format!(
-            "persist {} vote={:?} commit={}",
-            hs.term, hs.vote, hs.commit
-        ),
-        Action::PersistEntries(es) => format!(
-            "persist entries {}..={} ({})",
-            es[0].index,
-            es[es.len() - 1].index,
-            es[es.len() - 1].term
-        ),
-        Action::PersistSnapshot {
-            snapshot,
-            discard_log,
-        } => format!(
-            "persist snapshot {}/{} discard_log={discard_log}",
-            snapshot.index, snapshot.term
-        ),
-        Action::Send { to, msg } => format!("send {to}: {}", describe_message(msg)),
-        Action::Apply(es) => format!("apply {}..={}", es[0].index, es[es.len() - 1].index),
-        Action::ApplySnapshot(s) => format!("apply snapshot {}/{}", s.index, s.term),
-        other => format!("{other:?}"),
-    }
-}
-
-/// One line describing a message.
-pub fn describe_message(msg: &Message) -> String {
-    match msg {
-        Message::AppendEntries(AppendEntries {
-            term,
-            prev_log_index,
-            prev_log_term,
-            entries,
-            leader_commit,
-            round,
-        }) => format!(
-            "append {term} prev={prev_log_index}/{prev_log_term} n={} commit={leader_commit} round={round}",
-            entries.len()
-        ),
-        Message::InstallSnapshot(InstallSnapshot { term, snapshot, round }) => format!(
-            "install-snapshot {term} at {}/{} round={round}",
-            snapshot.index, snapshot.term
-        ),
-        other => format!("{other:?}"),
     }
 }
