@@ -36,13 +36,13 @@ impl Raft {
     }
 
     fn become_pre_candidate(&mut self) {
-        self.role = Role::PreCandidate;
+        self.set_role(Role::PreCandidate);
         self.leader = None;
         self.start_campaign(true);
     }
 
     fn become_candidate(&mut self) {
-        self.role = Role::Candidate;
+        self.set_role(Role::Candidate);
         self.leader = None;
         self.term = self.term.next();
         self.vote = Some(self.config.id);
@@ -147,7 +147,7 @@ impl Raft {
     }
 
     pub(crate) fn become_leader(&mut self) {
-        self.role = Role::Leader;
+        self.set_role(Role::Leader);
         self.leader = Some(self.config.id);
         self.votes.clear();
         self.election_elapsed = 0;

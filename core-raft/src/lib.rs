@@ -26,8 +26,10 @@
 #![deny(missing_docs)]
 
 pub mod config;
+mod display;
 pub mod durable;
 mod election;
+mod invariants;
 pub mod io;
 mod log;
 pub mod message;
@@ -85,6 +87,9 @@ pub struct Raft {
     role: Role,
     leader: Option<NodeId>,
     commit: LogIndex,
+    /// The commit index at the end of the previous step (or at start-up):
+    /// `check_invariants` holds `commit` to never going below it.
+    commit_checked: LogIndex,
     applied: LogIndex,
     election_elapsed: u64,
     election_timeout: u64,
@@ -145,6 +150,7 @@ impl Raft {
             role: Role::Follower,
             leader: None,
             commit,
+            commit_checked: commit,
             applied: snap_index,
             election_elapsed: 0,
             election_timeout: 0,
@@ -158,6 +164,7 @@ impl Raft {
             config,
         };
         raft.reset_election_timer();
+        raft.check_invariants();
         raft
     }
 
@@ -172,6 +179,8 @@ impl Raft {
             Input::Snapshot { index, data } => self.compact(index, data),
         }
         self.apply_committed();
+        self.check_invariants();
+        self.commit_checked = self.commit;
         std::mem::take(&mut self.out)
     }
 
@@ -398,7 +407,7 @@ impl Raft {
             self.vote = None;
             self.persist_hard_state();
         }
-        self.role = Role::Follower;
+        self.set_role(Role::Follower);
         self.leader = leader;
         self.votes.clear();
         self.progress.clear();

@@ -137,6 +137,35 @@ impl RaftLog {
         Some(self.entries[end - 1].index)
     }
 
+    /// The log's structure, walked in full (so for debug builds only): as a
+    /// message naming what broke, or `None`. Indexes run on from the
+    /// snapshot without a gap, terms never decrease from the snapshot's and
+    /// never exceed `current_term`, and `bytes` matches the entries.
+    pub(crate) fn broken_invariant(&self, current_term: Term) -> Option<String> {
+        let mut prev_term = self.snap_term;
+        for (i, e) in self.entries.iter().enumerate() {
+            let expected = LogIndex(self.snap_index.0 + 1 + i as u64);
+            if e.index != expected {
+                return Some(format!("entry {expected} is stored as {}", e.index));
+            }
+            if e.term < prev_term || e.term > current_term {
+                return Some(format!(
+                    "entry {} has {} after {prev_term} (current term {current_term})",
+                    e.index, e.term
+                ));
+            }
+            prev_term = e.term;
+        }
+        let bytes: usize = self.entries.iter().map(Entry::size_bytes).sum();
+        if bytes != self.bytes {
+            return Some(format!(
+                "{bytes} bytes of entries counted as {}",
+                self.bytes
+            ));
+        }
+        None
+    }
+
     /// Discard entries through `index`, which becomes the snapshot point.
     pub(crate) fn compact(&mut self, index: LogIndex, term: Term) {
         match self.offset(index) {

@@ -8,14 +8,17 @@ use crate::record::{self, Checkpoint, Frame, Record, RecordRef};
 use crate::segment::{self, sync_dir, ActiveSegment, SegmentInfo};
 use crate::snapshot_file;
 use crate::{RecoveryReport, StorageOptions, TornTail};
-use core_raft::{Durable, LogIndex};
+use core_raft::{Durable, LogIndex, Term};
 use std::fs;
 use std::path::{Path, PathBuf};
+
+/// A segment file: its sequence number and path.
+type SegmentFile = (u64, PathBuf);
 
 /// The files found in a data directory.
 #[derive(Default)]
 struct Listing {
-    segments: Vec<(u64, PathBuf)>,
+    segments: Vec<SegmentFile>,
     snapshots: Vec<(LogIndex, PathBuf)>,
     temps: Vec<PathBuf>,
 }
@@ -65,32 +68,17 @@ fn replay_segment(
     while at < bytes.len() {
         match record::decode(&bytes, at) {
             Frame::Record(record, len) => {
-                match (&record, checkpoint.is_none()) {
-                    (Record::Checkpoint(cp), true) => checkpoint = Some(*cp),
-                    (_, true) => {
-                        return Err(corrupt(at, "a segment must start with a checkpoint".into()))
-                    }
-                    (Record::Checkpoint(_), false) => {
-                        return Err(corrupt(
-                            at,
-                            "a checkpoint in the middle of a segment".into(),
-                        ))
-                    }
-                    _ => {}
+                match checkpoint_in_place(&record, checkpoint.is_none()) {
+                    Ok(Some(cp)) => checkpoint = Some(cp),
+                    Ok(None) => {}
+                    Err(what) => return Err(corrupt(at, what.into())),
                 }
                 record.replay(durable);
                 report.records += 1;
                 at += len;
             }
             Frame::Torn(what) if is_last => {
-                tracing::warn!(segment = %path.display(), offset = at, %what, "truncating a torn final record");
-                segment::truncate(path, at as u64)?;
-                report.torn_tail = Some(TornTail {
-                    path: path.to_path_buf(),
-                    offset: at as u64,
-                    discarded_bytes: (bytes.len() - at) as u64,
-                    reason: what,
-                });
+                cut_torn_tail(path, at, bytes.len(), what, report)?;
                 break;
             }
             Frame::Torn(what) => {
@@ -112,7 +100,46 @@ fn replay_segment(
     }
 }
 
+/// A segment opens with its checkpoint and holds no other. Returns the
+/// checkpoint if `record` (the segment's first record when `first`) is it,
+/// or what is out of place.
+fn checkpoint_in_place(record: &Record, first: bool) -> Result<Option<Checkpoint>, &'static str> {
+    match (record, first) {
+        (Record::Checkpoint(cp), true) => Ok(Some(*cp)),
+        (_, true) => Err("a segment must start with a checkpoint"),
+        (Record::Checkpoint(_), false) => Err("a checkpoint in the middle of a segment"),
+        _ => Ok(None),
+    }
+}
+
+/// Cut the newest segment at `path` (`len` bytes) back to `at`, where a
+/// torn record starts, and report it. The record's persist was never
+/// acknowledged as durable, so dropping it loses nothing promised.
+fn cut_torn_tail(
+    path: &Path,
+    at: usize,
+    len: usize,
+    what: String,
+    report: &mut RecoveryReport,
+) -> Result<(), StorageError> {
+    tracing::warn!(segment = %path.display(), offset = at, %what, "truncating a torn final record");
+    segment::truncate(path, at as u64)?;
+    report.torn_tail = Some(TornTail {
+        path: path.to_path_buf(),
+        offset: at as u64,
+        discarded_bytes: (len - at) as u64,
+        reason: what,
+    });
+    Ok(())
+}
+
 /// Open the store in `dir`; see [`DiskStorage::open`].
+///
+/// Replay repairs only what a crash can leave in the newest segment (a torn
+/// final record, a segment whose checkpoint never landed); snapshot
+/// temporaries go first since no record can name them. Every other leftover
+/// is removed, and a new segment created, only once the recovered state has
+/// checked out.
 pub(crate) fn recover(
     dir: &Path,
     options: StorageOptions,
@@ -121,35 +148,115 @@ pub(crate) fn recover(
     let dir = dir.to_path_buf();
     let mut report = RecoveryReport::default();
     let listing = list(&dir)?;
-
-    // A snapshot never renamed into place: its persist never completed.
-    for tmp in &listing.temps {
-        tracing::warn!(file = %tmp.display(), "removing a snapshot left unfinished by a crash");
-        remove(tmp)?;
-        report.removed.push(tmp.clone());
-    }
-
+    remove_unfinished_snapshots(&listing, &mut report)?;
     if listing.segments.is_empty() && !listing.snapshots.is_empty() {
         return Err(StorageError::MissingSegments {
             dir,
             what: "snapshot files exist but there is no log segment (log-*.seg)".into(),
         });
     }
+    let (leftovers, run) = split_live_run(&listing.segments);
+    let ReplayedLog {
+        mut durable,
+        mut segments,
+        active_len,
+    } = replay_run(run, &mut report)?;
+    let current = load_named_snapshot(&dir, &mut durable)?;
+    let current_index = current.map(|(index, _)| index);
+    check_segments_cover(&dir, &segments, current_index.unwrap_or(LogIndex(0)))?;
+    durable
+        .validate()
+        .map_err(|source| StorageError::Inconsistent {
+            dir: dir.clone(),
+            source,
+        })?;
+    let snapshots = &listing.snapshots;
+    remove_leftovers(&dir, leftovers, snapshots, current_index, &mut report)?;
+    let snapshot = current.map(|(index, term)| record::SnapshotMeta { index, term });
+    let next_seq = listing.segments.last().map_or(1, |(seq, _)| seq + 1);
+    let active = open_active(
+        &dir,
+        next_seq,
+        &mut segments,
+        &durable,
+        snapshot,
+        active_len,
+    )?;
+    let storage = DiskStorage {
+        dir,
+        options,
+        active,
+        segments,
+        hard_state: durable.hard_state,
+        snapshot,
+        last_index: durable.last_index(),
+        pending_bytes: 0,
+        cleanup_due: false,
+        buf: Vec::new(),
+    };
+    report.segments = storage.segments.len();
+    log_recovered(&storage, &report);
+    Ok((storage, durable, report))
+}
 
-    // Segment deletion removes a prefix newest-first, so after a crash the
-    // live log is the contiguous run at the end; older files are leftovers.
-    let run_start = (1..listing.segments.len())
+/// One line saying what recovery found and did.
+fn log_recovered(storage: &DiskStorage, report: &RecoveryReport) {
+    tracing::info!(
+        dir = %storage.dir.display(),
+        segments = report.segments,
+        records = report.records,
+        torn_tail = report.torn_tail.is_some(),
+        removed = report.removed.len(),
+        "recovered Raft storage"
+    );
+}
+
+/// A snapshot never renamed into place: its persist never completed, and no
+/// record can name it, so it goes at once.
+fn remove_unfinished_snapshots(
+    listing: &Listing,
+    report: &mut RecoveryReport,
+) -> Result<(), StorageError> {
+    for tmp in &listing.temps {
+        tracing::warn!(file = %tmp.display(), "removing a snapshot left unfinished by a crash");
+        remove(tmp)?;
+        report.removed.push(tmp.clone());
+    }
+    Ok(())
+}
+
+/// Split the segments (sorted by sequence number) into leftovers and the
+/// live log. Segment deletion removes a prefix newest-first, so after a crash
+/// the live log is the contiguous run at the end; older files are leftovers.
+fn split_live_run(segments: &[SegmentFile]) -> (&[SegmentFile], &[SegmentFile]) {
+    let run_start = (1..segments.len())
         .rev()
-        .find(|&i| listing.segments[i - 1].0 + 1 != listing.segments[i].0)
+        .find(|&i| segments[i - 1].0 + 1 != segments[i].0)
         .unwrap_or(0);
-    let (leftovers, run) = listing.segments.split_at(run_start);
+    segments.split_at(run_start)
+}
 
+/// What replaying the live segments produced.
+struct ReplayedLog {
+    /// The state the records describe (with the snapshot still a placeholder).
+    durable: Durable,
+    /// The segments kept, oldest first.
+    segments: Vec<SegmentInfo>,
+    /// Valid bytes in the newest kept segment: appending resumes there.
+    active_len: u64,
+}
+
+/// Replay every segment of the live run, oldest first.
+fn replay_run(
+    run: &[SegmentFile],
+    report: &mut RecoveryReport,
+) -> Result<ReplayedLog, StorageError> {
     let mut durable = Durable::default();
     let mut segments = Vec::new();
     let mut active_len = 0;
     for (i, (seq, path)) in run.iter().enumerate() {
         let is_last = i + 1 == run.len();
-        match replay_segment(path, is_last, &mut durable, &mut report)? {
+        match replay_segment(path, is_last, &mut durable, report)? {
             Some(replayed) => {
                 segments.push(SegmentInfo {
                     seq: *seq,
@@ -167,109 +274,120 @@ pub(crate) fn recover(
             }
         }
     }
+    Ok(ReplayedLog {
+        durable,
+        segments,
+        active_len,
+    })
+}
 
-    // Swap the snapshot placeholder for the file the log names.
-    let current = durable.snapshot.as_ref().map(|s| (s.index, s.term));
-    if let Some((index, term)) = current {
-        let path = dir.join(snapshot_file::snapshot_name(index));
-        if !path.exists() {
-            return Err(StorageError::MissingSnapshot { path, index });
-        }
-        let snapshot = snapshot_file::read(&path)?;
-        if (snapshot.index, snapshot.term) != (index, term) {
-            return Err(StorageError::CorruptSnapshot {
-                path,
-                offset: 0,
-                what: format!(
-                    "the log expects index {index} term {term}, the file holds index {} term {}",
-                    snapshot.index, snapshot.term
-                ),
-            });
-        }
-        durable.snapshot = Some(snapshot);
+/// Swap the snapshot placeholder the log's last marker left in `durable` for
+/// the file it names, checking that the file is the one the log expects.
+/// Returns that snapshot's index and term.
+fn load_named_snapshot(
+    dir: &Path,
+    durable: &mut Durable,
+) -> Result<Option<(LogIndex, Term)>, StorageError> {
+    let Some((index, term)) = durable.snapshot.as_ref().map(|s| (s.index, s.term)) else {
+        return Ok(None);
+    };
+    let path = dir.join(snapshot_file::snapshot_name(index));
+    if !path.exists() {
+        return Err(StorageError::MissingSnapshot { path, index });
     }
-    let snap_index = current.map_or(LogIndex(0), |(index, _)| index);
-
-    // Replaying from a later segment is only sound if a snapshot covers what
-    // the deleted segments held (see `DiskStorage::cleanup`).
-    if !segments.is_empty() && !segments.iter().any(|s| s.start_last_index <= snap_index) {
-        return Err(StorageError::MissingSegments {
+    let snapshot = snapshot_file::read(&path)?;
+    if (snapshot.index, snapshot.term) != (index, term) {
+        return Err(StorageError::CorruptSnapshot {
+            path,
+            offset: 0,
             what: format!(
-                "{} is the oldest segment left and starts after index {}, \
-                 but the snapshot only covers through index {snap_index}",
-                segments[0].path.display(),
-                segments[0].start_last_index
+                "the log expects index {index} term {term}, the file holds index {} term {}",
+                snapshot.index, snapshot.term
             ),
-            dir,
         });
     }
+    durable.snapshot = Some(snapshot);
+    Ok(Some((index, term)))
+}
 
-    durable
-        .validate()
-        .map_err(|source| StorageError::Inconsistent {
-            dir: dir.clone(),
-            source,
-        })?;
+/// Replaying from a later segment is only sound if a snapshot covers what
+/// the deleted segments held (see `DiskStorage::cleanup`): some kept segment
+/// must have started at or below the snapshot's index.
+fn check_segments_cover(
+    dir: &Path,
+    segments: &[SegmentInfo],
+    snap_index: LogIndex,
+) -> Result<(), StorageError> {
+    if segments.is_empty() || segments.iter().any(|s| s.start_last_index <= snap_index) {
+        return Ok(());
+    }
+    Err(StorageError::MissingSegments {
+        what: format!(
+            "{} is the oldest segment left and starts after index {}, \
+             but the snapshot only covers through index {snap_index}",
+            segments[0].path.display(),
+            segments[0].start_last_index
+        ),
+        dir: dir.to_path_buf(),
+    })
+}
 
-    // Only now, with the state known good, tidy up what a crash left behind.
+/// Remove the segments before the live run and every snapshot file but the
+/// current one (if any), then make the removals durable.
+fn remove_leftovers(
+    dir: &Path,
+    leftovers: &[SegmentFile],
+    snapshots: &[(LogIndex, PathBuf)],
+    current: Option<LogIndex>,
+    report: &mut RecoveryReport,
+) -> Result<(), StorageError> {
     for (_, path) in leftovers {
         remove(path)?;
         report.removed.push(path.clone());
     }
-    for (index, path) in &listing.snapshots {
-        if Some(*index) != current.map(|(i, _)| i) {
+    for (index, path) in snapshots {
+        if Some(*index) != current {
             remove(path)?;
             report.removed.push(path.clone());
         }
     }
     if !report.removed.is_empty() {
-        sync_dir(&dir)?;
+        sync_dir(dir)?;
     }
+    Ok(())
+}
 
-    let snapshot = current.map(|(index, term)| record::SnapshotMeta { index, term });
+/// Reopen the newest kept segment for appending at `active_len`, or, when no
+/// segment survived, start segment `next_seq` (after every sequence number
+/// seen, so no name is reused), opening with a checkpoint of the recovered
+/// state, and add it to `segments`.
+fn open_active(
+    dir: &Path,
+    next_seq: u64,
+    segments: &mut Vec<SegmentInfo>,
+    durable: &Durable,
+    snapshot: Option<record::SnapshotMeta>,
+    active_len: u64,
+) -> Result<ActiveSegment, StorageError> {
+    if let Some(last) = segments.last() {
+        return ActiveSegment::reopen(last.path.clone(), active_len);
+    }
+    let seq = next_seq;
     let last_index = durable.last_index();
-    let active = match segments.last() {
-        Some(last) => ActiveSegment::reopen(last.path.clone(), active_len)?,
-        None => {
-            let seq = listing.segments.last().map_or(1, |(seq, _)| seq + 1);
-            let mut active = ActiveSegment::create(&dir, seq)?;
-            let checkpoint = Checkpoint {
-                hard_state: durable.hard_state,
-                snapshot,
-                last_index,
-            };
-            let mut buf = Vec::new();
-            record::encode(&RecordRef::Checkpoint(checkpoint), &mut buf)?;
-            active.write(&buf)?;
-            active.sync()?;
-            segments.push(SegmentInfo {
-                seq,
-                path: active.path.clone(),
-                start_last_index: last_index,
-            });
-            active
-        }
-    };
-    let storage = DiskStorage {
-        dir,
-        options,
-        active,
-        segments,
+    let mut active = ActiveSegment::create(dir, seq)?;
+    let checkpoint = Checkpoint {
         hard_state: durable.hard_state,
         snapshot,
         last_index,
-        pending_bytes: 0,
-        cleanup_due: false,
-        buf: Vec::new(),
     };
-    report.segments = storage.segments.len();
-    tracing::info!(
-        dir = %storage.dir.display(),
-        segments = report.segments,
-        records = report.records,
-        torn_tail = report.torn_tail.is_some(),
-        removed = report.removed.len(),
-        "recovered Raft storage"
-    );
-    Ok((storage, durable, report))
+    let mut buf = Vec::new();
+    record::encode(&RecordRef::Checkpoint(checkpoint), &mut buf)?;
+    active.write(&buf)?;
+    active.sync()?;
+    segments.push(SegmentInfo {
+        seq,
+        path: active.path.clone(),
+        start_last_index: last_index,
+    });
+    Ok(active)
 }

@@ -535,7 +535,7 @@ impl Cluster {
         let id = self.slots[i].id;
         let actions: Vec<Action> = writes.into_iter().map(|h| h.action).collect();
         for a in &actions {
-            self.trace.detail(|| format!("{a:?}"));
+            self.trace.detail(|| a.to_string());
             if let Action::PersistEntries(entries) = a {
                 let raft = self.slots[i].raft.as_ref().expect("up");
                 let r = self.checker.on_persist_entries(raft, entries);
@@ -580,7 +580,7 @@ impl Cluster {
         let id = self.slots[i].id;
         let mut snapshot_due = None;
         for Held { action, vouched } in actions {
-            self.trace.detail(|| format!("{action:?}"));
+            self.trace.detail(|| action.to_string());
             if self.checks {
                 let r = check_release(id, self.slots[i].disk.synced(), &action, &vouched);
                 self.check(r);
