@@ -478,8 +478,7 @@ impl Cluster {
     /// the core's actions as it produced them.
     pub fn step(&mut self, i: usize, input: Input) -> Vec<Action> {
         let id = self.slots[i].id;
-        self.trace
-            .line(self.now_ms, || format!("{id} <- {input:?}"));
+        self.trace.line(self.now_ms, || format!("{id} <- {input}"));
         if let Input::ReadIndex { id: read } = input {
             let known = self.max_commit();
             self.reads.insert((id, read), known);
