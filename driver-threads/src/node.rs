@@ -347,6 +347,8 @@ impl Io {
                     self.remove_conn(token);
                 }
                 NodeAction::Stop { reason } => return Err(NodeError::Replica(reason)),
+                NodeAction::Observed(_) => {} // Only with observe_applies (left off here).
+            NodeAction::Observed(_) => {} // Only with observe_applies, which drivers leave off.
             }
         }
         Ok(())

@@ -189,6 +189,7 @@ fn carry_out(
                 }
             }
             NodeAction::Stop { reason } => return Err(NodeError::Replica(reason)),
+            NodeAction::Observed(_) => {} // Only with observe_applies, which drivers leave off.
         }
     }
     Ok(())

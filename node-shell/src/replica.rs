@@ -111,6 +111,10 @@ pub enum NodeAction {
         /// Why, for the log.
         reason: String,
     },
+    /// Only with `RsmConfig::observe_applies`: an `Apply` or `ApplySnapshot`
+    /// the replica has just carried out, for invariant checkers (the
+    /// simulator). Drivers leave observation off and never see it.
+    Observed(Action),
     /// The replica stopped serving (its state no longer matches its log);
     /// stop the node and report `reason`. Restarting from storage is safe.
     Stop {
@@ -350,8 +354,9 @@ impl<S: StateMachine> ReplicaNode<S> {
                     }
                 }
                 RsmAction::Reply { id, result } => self.reply(id, result),
-                // Persists went to their batch; observations are for checkers.
-                RsmAction::Raft(_) | RsmAction::Observed(_) => {}
+                RsmAction::Observed(a) => self.out.push(NodeAction::Observed(a)),
+                // Persists went to their batch.
+                RsmAction::Raft(_) => {}
             }
         }
     }

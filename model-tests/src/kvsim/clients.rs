@@ -2,13 +2,12 @@
 //! with a [`Workload`] and records every operation's call and return time
 //! for the linearizability checker.
 
-use super::world::{Answer, Outbox, SimClient};
+use super::world::{server_id, Answer, Outbox, SimClient};
 use crate::sim::rng::SimRng;
 use core_kv::{
     ClerkAction, ClerkConfig, ClerkInput, ClientId, ClientReply, KvStore, Lock, LockStep, Op,
     Outcome, Response, Seq, Version,
 };
-use core_raft::NodeId;
 pub use linearizability::kv::Recorded;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -51,7 +50,7 @@ impl<W: Workload> ClerkClient<W> {
         ClerkClient {
             clerk: core_kv::Clerk::new(ClerkConfig {
                 client: ClientId(id),
-                servers: (0..servers as u64).map(NodeId).collect(),
+                servers: (0..servers).map(server_id).collect(),
                 retry_ticks,
                 seed,
             }),
@@ -72,7 +71,7 @@ impl<W: Workload> ClerkClient<W> {
         for a in actions {
             match a {
                 ClerkAction::Send { to, request } => {
-                    out.send(to.0 as usize, request.seq.0, request)
+                    out.send(to.0 as usize - 1, request.seq.0, request)
                 }
                 ClerkAction::Done { op, outcome } => {
                     if let Some(i) = self.in_flight.take() {
@@ -135,7 +134,7 @@ impl<W: Workload> SimClient<KvStore> for ClerkClient<W> {
             },
         };
         let actions = self.clerk.step(ClerkInput::Reply {
-            from: NodeId(server as u64),
+            from: server_id(server),
             reply,
         });
         self.carry_out(now_ms, actions, out);

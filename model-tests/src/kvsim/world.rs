@@ -1,17 +1,40 @@
-//! A simulated service: servers running a replicated state machine on Raft
-//! (or one unreplicated server, lab 2), clients that talk to them over the
-//! simulated network, one event queue and one seed. Raft's invariants are
-//! checked after every server step, plus an optional service-level check.
+//! A simulated service: servers running a replicated state machine behind
+//! the same pure node shell the drivers run (`node_shell::ReplicaNode`), or
+//! one unreplicated server (lab 2), and clients that talk to them over the
+//! simulated network, all on the simulator's shared pieces (one event
+//! queue, one seed, the network model, lossy disks, the Raft invariants).
+//!
+//! Everything a real node sees, the shell sees here: connections are
+//! accepted and closed, bytes arrive (whole frames, which the network may
+//! drop, duplicate, delay and reorder), persist batches are written to a
+//! [`SimDisk`] and acknowledged when its sync completes a random delay
+//! later, and a crash keeps only part of what was not synced. Raft's
+//! invariants are checked after every server step, every message a server
+//! releases is checked against its synced disk, plus an optional
+//! service-level check on each batch of applied entries.
 
+use crate::sim::disk::SimDisk;
+use crate::sim::durability::{check_mirror, check_release};
 use crate::sim::invariants::{Checker, Violation};
 use crate::sim::network::{NetConfig, Network};
+use crate::sim::queue::EventQueue;
 use crate::sim::rng::SimRng;
-use core_kv::{NotLeader, Rsm, RsmAction, RsmConfig, RsmInput, StateMachine};
-use core_raft::{Action, Config, Durable, Entry, Message, NodeId};
+use crate::sim::trace::{Trace, TraceMode};
+use core_kv::{NotLeader, Rsm, RsmConfig, StateMachine};
+use core_raft::{Action, Config, Entry, LogIndex, NodeId};
+use node_shell::{
+    ConnId, Frame, NodeAction, NodeConfig, NodeInput, ReplicaNode, CLIENT_NODE,
+    DEFAULT_MAX_FRAME_BYTES,
+};
 use std::collections::BTreeMap;
+use wire::{encode_frame, Hello};
 
 /// The answer a server gives a client's submission.
 pub type Answer<S> = Result<<S as StateMachine>::Output, NotLeader>;
+
+/// The simulated services' handshake protocol and cluster id.
+const PROTOCOL: u32 = 1;
+const CLUSTER: u64 = 1;
 
 /// How to build a simulated service.
 #[derive(Clone, Debug)]
@@ -32,6 +55,10 @@ pub struct WorldConfig {
     pub read_index: bool,
     /// Virtual milliseconds per tick (servers and clients).
     pub tick_ms: u64,
+    /// Longest virtual time a disk sync takes (each one takes 0..=this).
+    pub sync_ms_max: u64,
+    /// Record a readable trace.
+    pub trace: TraceMode,
 }
 
 impl WorldConfig {
@@ -46,10 +73,12 @@ impl WorldConfig {
             } else {
                 NetConfig::unreliable()
             },
-            raft: Config::new(NodeId(0), vec![NodeId(0)]),
+            raft: Config::new(NodeId(1), vec![NodeId(1)]),
             max_raft_state: None,
             read_index: true,
             tick_ms: core_raft::DEFAULT_TICK_MS,
+            sync_ms_max: 1,
+            trace: TraceMode::from_env(),
         }
     }
 
@@ -60,6 +89,12 @@ impl WorldConfig {
             ..Self::replicated(1, reliable, seed)
         }
     }
+}
+
+/// The Raft id of server `i` (servers are numbered from 1 on the wire:
+/// node id 0 marks a client in the handshake).
+pub fn server_id(i: usize) -> NodeId {
+    NodeId(i as u64 + 1)
 }
 
 /// Requests a client wants sent: (server, request id, operation).
@@ -119,25 +154,33 @@ impl<S: StateMachine, C: SimClient<S>> SimClient<S> for std::rc::Rc<std::cell::R
 /// applied entries: given its state and the entries just applied.
 pub type ServiceCheck<S> = fn(&S, &[Entry]) -> Result<(), String>;
 
-enum Event<Op, Out> {
-    Raft {
+/// What the event queue holds.
+enum Event {
+    /// A frame from server `from` (in incarnation `from_inc`) to server `to`.
+    Peer {
         from: usize,
+        from_inc: u64,
         to: usize,
-        msg: Message,
+        bytes: Vec<u8>,
     },
+    /// A client's request frame.
     Request {
         client: usize,
         to: usize,
         id: u64,
-        op: Op,
+        bytes: Vec<u8>,
     },
+    /// A server's reply frame to a client.
     Answer {
         client: usize,
         from: usize,
-        id: u64,
-        answer: Result<Out, NotLeader>,
+        bytes: Vec<u8>,
     },
     ServerTick {
+        node: usize,
+        incarnation: u64,
+    },
+    Sync {
         node: usize,
         incarnation: u64,
     },
@@ -145,16 +188,31 @@ enum Event<Op, Out> {
 }
 
 enum Server<S: StateMachine> {
-    Replica(Box<Rsm<S>>),
+    Replica(Box<ReplicaNode<S>>),
     Single(S),
+}
+
+/// Who is on the other end of a connection a server accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Remote {
+    Peer(usize),
+    Client(usize),
 }
 
 struct Slot<S: StateMachine> {
     server: Option<Server<S>>,
-    durable: Durable,
+    disk: SimDisk,
     incarnation: u64,
-    /// Submissions in flight at this server: submission id -> (client, request id).
-    pending: BTreeMap<u64, (usize, u64)>,
+    /// The last persist batch written to the disk.
+    written_batch: u64,
+    /// This incarnation's connections: from a peer incarnation or a client.
+    peer_conns: BTreeMap<(usize, u64), ConnId>,
+    client_conns: BTreeMap<usize, ConnId>,
+    remotes: BTreeMap<ConnId, Remote>,
+    /// Requests delivered and not yet answered: (client, request id).
+    outstanding: BTreeMap<(usize, u64), ()>,
+    /// Operations the single (lab 2) server applied, its own log index.
+    applied: u64,
 }
 
 struct ClientSlot<S: StateMachine> {
@@ -173,12 +231,12 @@ pub struct World<S: StateMachine + Default> {
     /// The network.
     pub net: Network,
     rng: SimRng,
-    queue: BTreeMap<(u64, u64), Event<S::Op, S::Output>>,
-    seq: u64,
-    next_submission: u64,
+    queue: EventQueue<Event>,
+    next_conn: u64,
     /// Raft invariants.
     pub checker: Checker,
     service_check: Option<ServiceCheck<S>>,
+    trace: Trace,
     /// Steps taken by all servers.
     pub steps: u64,
 }
@@ -186,8 +244,6 @@ pub struct World<S: StateMachine + Default> {
 impl<S> World<S>
 where
     S: StateMachine + Default,
-    S::Op: Clone,
-    S::Output: Clone,
 {
     /// Build the service and start every server.
     pub fn new(config: WorldConfig) -> World<S> {
@@ -196,19 +252,24 @@ where
             now_ms: 0,
             net: Network::new(n, config.net.clone()),
             rng: SimRng::new(config.seed),
-            queue: BTreeMap::new(),
-            seq: 0,
-            next_submission: 0,
+            queue: EventQueue::default(),
+            next_conn: 0,
             checker: Checker::default(),
             service_check: None,
+            trace: Trace::new(config.trace),
             steps: 0,
             clients: Vec::new(),
             slots: (0..n)
                 .map(|_| Slot {
                     server: None,
-                    durable: Durable::default(),
+                    disk: SimDisk::default(),
                     incarnation: 0,
-                    pending: BTreeMap::new(),
+                    written_batch: 0,
+                    peer_conns: BTreeMap::new(),
+                    client_conns: BTreeMap::new(),
+                    remotes: BTreeMap::new(),
+                    outstanding: BTreeMap::new(),
+                    applied: 0,
                 })
                 .collect(),
             config,
@@ -217,7 +278,7 @@ where
             world.start(i);
         }
         let tick = world.config.tick_ms;
-        world.schedule(tick, Event::ClientTick);
+        world.queue.push(tick, Event::ClientTick);
         world
     }
 
@@ -249,7 +310,7 @@ where
     /// The replica at server `i`, if up and replicated.
     pub fn replica(&self, i: usize) -> Option<&Rsm<S>> {
         match &self.slots[i].server {
-            Some(Server::Replica(r)) => Some(r),
+            Some(Server::Replica(node)) => Some(node.replica()),
             _ => None,
         }
     }
@@ -257,7 +318,7 @@ where
     /// The state machine at server `i`, if up.
     pub fn state(&self, i: usize) -> Option<&S> {
         match &self.slots[i].server {
-            Some(Server::Replica(r)) => Some(r.state()),
+            Some(Server::Replica(node)) => Some(node.replica().state()),
             Some(Server::Single(s)) => Some(s),
             None => None,
         }
@@ -278,8 +339,8 @@ where
         self.slots
             .iter()
             .map(|s| {
-                postcard::to_allocvec(&(&s.durable.hard_state, &s.durable.entries))
-                    .map_or(0, |b| b.len())
+                let d = s.disk.written();
+                postcard::to_allocvec(&(&d.hard_state, &d.entries)).map_or(0, |b| b.len())
             })
             .max()
             .unwrap_or(0)
@@ -289,61 +350,99 @@ where
     pub fn max_snapshot_size(&self) -> usize {
         self.slots
             .iter()
-            .map(|s| s.durable.snapshot.as_ref().map_or(0, |s| s.data.len()))
+            .map(|s| s.disk.written().snapshot.as_ref().map_or(0, |s| s.data.len()))
             .max()
             .unwrap_or(0)
     }
 
-    /// Start (or restart) server `i` from its durable state.
+    /// Start (or restart) server `i` from what its disk holds.
     pub fn start(&mut self, i: usize) {
         assert!(self.slots[i].server.is_none(), "server {i} is already up");
         let server = if self.config.single {
             Server::Single(S::default())
         } else {
-            let mut raft = self.config.raft.clone();
-            raft.id = NodeId(i as u64);
-            raft.voters = (0..self.slots.len() as u64).map(NodeId).collect();
-            raft.rng_seed = self.rng.next_u64();
-            let config = RsmConfig {
-                raft,
-                max_raft_state: self.config.max_raft_state,
-                read_index: self.config.read_index,
-                observe_applies: true,
-            };
-            let durable = self.slots[i].durable.clone();
-            let applied = durable
-                .snapshot
-                .as_ref()
-                .map(|s| s.index)
-                .unwrap_or_default();
-            let rsm = Rsm::restore(config, durable, S::default())
-                .unwrap_or_else(|e| self.fail(format!("server {i} cannot restart: {e}")));
-            self.checker.on_start(NodeId(i as u64), applied);
-            Server::Replica(Box::new(rsm))
+            Server::Replica(Box::new(self.restore_replica(i)))
         };
         let slot = &mut self.slots[i];
         slot.server = Some(server);
         slot.incarnation += 1;
+        slot.written_batch = 0;
         let incarnation = slot.incarnation;
         if !self.config.single {
             let phase = 1 + self.rng.below(self.config.tick_ms);
-            self.schedule(
-                phase,
+            let at = self.now_ms + phase;
+            self.queue.push(
+                at,
                 Event::ServerTick {
                     node: i,
                     incarnation,
                 },
             );
         }
+        self.trace
+            .line(self.now_ms, || format!("s{i} starts (incarnation {incarnation})"));
     }
 
-    /// Crash server `i`: everything not persisted is lost, and so are the
-    /// answers it owed. A single (lab 2) server loses its whole state.
+    fn restore_replica(&mut self, i: usize) -> ReplicaNode<S> {
+        let n = self.servers();
+        let members: Vec<NodeId> = (0..n).map(server_id).collect();
+        let mut raft = self.config.raft.clone();
+        raft.id = server_id(i);
+        raft.voters = members.clone();
+        raft.rng_seed = self.rng.next_u64();
+        let rsm = RsmConfig {
+            raft,
+            max_raft_state: self.config.max_raft_state,
+            read_index: self.config.read_index,
+            observe_applies: true,
+        };
+        let node = NodeConfig {
+            id: server_id(i),
+            members,
+            cluster: CLUSTER,
+            protocol: PROTOCOL,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+        };
+        let durable = self.slots[i].disk.written().clone();
+        let applied = durable.snapshot.as_ref().map_or(LogIndex(0), |s| s.index);
+        let node = ReplicaNode::restore(node, rsm, durable, S::default())
+            .unwrap_or_else(|e| self.fail(format!("server {i} cannot restart: {e}")));
+        self.checker.on_start(server_id(i), applied);
+        node
+    }
+
+    /// Crash server `i`: everything not synced may be lost, and so are its
+    /// connections and the answers it owed. A single (lab 2) server loses
+    /// its whole state.
     pub fn crash(&mut self, i: usize) {
+        if self.slots[i].server.take().is_none() {
+            return;
+        }
         let slot = &mut self.slots[i];
-        if slot.server.take().is_some() {
-            slot.incarnation += 1;
-            slot.pending.clear();
+        slot.incarnation += 1;
+        slot.peer_conns.clear();
+        slot.client_conns.clear();
+        slot.remotes.clear();
+        slot.outstanding.clear();
+        let kept = slot.disk.crash(&mut self.rng);
+        let hs = slot.disk.synced().hard_state;
+        self.trace.line(self.now_ms, || {
+            format!("s{i} crashes; {kept} unsynced writes survive")
+        });
+        let r = self.checker.on_persist_hard_state(server_id(i), &hs);
+        self.check(r);
+        // Its peers see their connections from it close.
+        for b in 0..self.servers() {
+            let gone: Vec<ConnId> = self.slots[b]
+                .remotes
+                .iter()
+                .filter(|(_, r)| **r == Remote::Peer(i))
+                .map(|(c, _)| *c)
+                .collect();
+            for conn in gone {
+                self.forget_conn(b, conn);
+                self.server_step(b, NodeInput::Closed { conn });
+            }
         }
     }
 
@@ -351,9 +450,14 @@ where
     /// callers are released (pending submissions answered "not leader", as
     /// Kill unblocking `Submit`), then it crashes.
     pub fn shutdown(&mut self, i: usize) {
-        let pending = std::mem::take(&mut self.slots[i].pending);
-        for (_, (client, id)) in pending {
-            self.answer(client, i, id, Err(NotLeader { leader_hint: None }));
+        let pending: Vec<(usize, u64)> = self.slots[i].outstanding.keys().copied().collect();
+        for (client, id) in pending {
+            let frame: Frame<S::Op, S::Output> = Frame::Reply {
+                id,
+                result: Err(NotLeader { leader_hint: None }),
+            };
+            let bytes = encode_frame(&frame, DEFAULT_MAX_FRAME_BYTES).expect("a reply fits");
+            self.answer(client, i, bytes);
         }
         self.crash(i);
     }
@@ -418,17 +522,14 @@ where
     /// Submit `op` directly at server `i` as if from client slot `client`
     /// (the 4A tests call `Submit` on a server). The answer goes to the client.
     pub fn submit_from(&mut self, client: usize, server: usize, id: u64, op: S::Op) {
-        self.handle_request(client, server, id, op);
+        let bytes = Self::request_bytes(id, op);
+        self.handle_request(client, server, id, bytes);
     }
 
     /// Advance virtual time by `ms`.
     pub fn run_for(&mut self, ms: u64) {
         let until = self.now_ms + ms;
-        while let Some(entry) = self.queue.first_entry() {
-            if entry.key().0 > until {
-                break;
-            }
-            let ((time, _), event) = entry.remove_entry();
+        while let Some((time, event)) = self.queue.pop_due(until) {
             self.now_ms = time;
             self.handle(event);
         }
@@ -446,57 +547,47 @@ where
         }
     }
 
-    fn schedule(&mut self, delay_ms: u64, event: Event<S::Op, S::Output>) {
-        self.seq += 1;
-        self.queue.insert((self.now_ms + delay_ms, self.seq), event);
-    }
-
-    fn handle(&mut self, event: Event<S::Op, S::Output>) {
+    fn handle(&mut self, event: Event) {
         match event {
             Event::ServerTick { node, incarnation } => {
                 if self.slots[node].incarnation == incarnation && self.is_up(node) {
-                    self.step(node, RsmInput::Tick);
+                    self.server_step(node, NodeInput::Tick);
                     if self.slots[node].incarnation == incarnation {
-                        self.schedule(self.config.tick_ms, Event::ServerTick { node, incarnation });
+                        let at = self.now_ms + self.config.tick_ms;
+                        self.queue.push(at, Event::ServerTick { node, incarnation });
                     }
                 }
             }
-            Event::Raft { from, to, msg } => {
+            Event::Sync { node, incarnation } => {
+                if self.slots[node].incarnation == incarnation && self.is_up(node) {
+                    self.sync(node);
+                }
+            }
+            Event::Peer {
+                from,
+                from_inc,
+                to,
+                bytes,
+            } => {
                 if self.is_up(to) && self.net.linked(from, to) {
-                    if msg.is_request() {
-                        self.net.requests_delivered[to] += 1;
-                    }
-                    self.step(
-                        to,
-                        RsmInput::Receive {
-                            from: NodeId(from as u64),
-                            msg,
-                        },
-                    );
+                    self.deliver_peer(from, from_inc, to, bytes);
                 }
             }
-            Event::Request { client, to, id, op } => {
+            Event::Request {
+                client,
+                to,
+                id,
+                bytes,
+            } => {
                 if self.is_up(to) && self.reaches(client, to) {
-                    self.handle_request(client, to, id, op);
+                    self.handle_request(client, to, id, bytes);
                 }
             }
             Event::Answer {
                 client,
                 from,
-                id,
-                answer,
-            } => {
-                if !self.reaches(client, from) {
-                    return;
-                }
-                if let Some(mut slot) = self.clients[client].take() {
-                    let mut out = Outbox { sends: Vec::new() };
-                    slot.client
-                        .on_answer(self.now_ms, from, id, answer, &mut out);
-                    self.clients[client] = Some(slot);
-                    self.dispatch(client, out);
-                }
-            }
+                bytes,
+            } => self.deliver_answer(client, from, &bytes),
             Event::ClientTick => {
                 for c in 0..self.clients.len() {
                     if let Some(mut slot) = self.clients[c].take() {
@@ -506,9 +597,46 @@ where
                         self.dispatch(c, out);
                     }
                 }
-                self.schedule(self.config.tick_ms, Event::ClientTick);
+                let at = self.now_ms + self.config.tick_ms;
+                self.queue.push(at, Event::ClientTick);
             }
         }
+    }
+
+    /// A peer's frame reaches server `to` on the connection from that
+    /// peer's incarnation (opened, with its hello, on first use).
+    fn deliver_peer(&mut self, from: usize, from_inc: u64, to: usize, bytes: Vec<u8>) {
+        if frame_is_request(&bytes) {
+            self.net.requests_delivered[to] += 1;
+        }
+        let conn = match self.slots[to].peer_conns.get(&(from, from_inc)) {
+            Some(c) => *c,
+            None => {
+                let conn = self.open_conn(to, Remote::Peer(from), server_id(from).0);
+                self.slots[to].peer_conns.insert((from, from_inc), conn);
+                conn
+            }
+        };
+        self.server_step(to, NodeInput::Received { conn, bytes });
+    }
+
+    /// Accept a connection at server `to` and feed it the remote's hello.
+    fn open_conn(&mut self, to: usize, remote: Remote, node: u64) -> ConnId {
+        self.next_conn += 1;
+        let conn = ConnId(self.next_conn);
+        self.slots[to].remotes.insert(conn, remote);
+        self.server_step(to, NodeInput::Accepted { conn });
+        let hello = Hello::new(PROTOCOL, CLUSTER, node);
+        let bytes = encode_frame(&hello, DEFAULT_MAX_FRAME_BYTES).expect("a hello fits");
+        self.server_step(to, NodeInput::Received { conn, bytes });
+        conn
+    }
+
+    fn forget_conn(&mut self, server: usize, conn: ConnId) {
+        let slot = &mut self.slots[server];
+        slot.remotes.remove(&conn);
+        slot.peer_conns.retain(|_, c| *c != conn);
+        slot.client_conns.retain(|_, c| *c != conn);
     }
 
     fn reaches(&self, client: usize, server: usize) -> bool {
@@ -518,138 +646,222 @@ where
             .is_some_and(|c| c.reach[server])
     }
 
+    fn request_bytes(id: u64, op: S::Op) -> Vec<u8> {
+        let frame: Frame<S::Op, S::Output> = Frame::Request { id, op };
+        encode_frame(&frame, DEFAULT_MAX_FRAME_BYTES).expect("a request fits")
+    }
+
     fn dispatch(&mut self, client: usize, out: Outbox<S::Op>) {
         for (to, id, op) in out.sends {
             let linked = to < self.servers() && self.reaches(client, to);
-            for delay in self.net.fate(&mut self.rng, linked, 0, false) {
-                self.schedule(
-                    delay,
-                    Event::Request {
-                        client,
-                        to,
-                        id,
-                        op: op.clone(),
-                    },
-                );
+            let bytes = Self::request_bytes(id, op);
+            for delay in self.net.fate(&mut self.rng, linked, bytes.len(), false) {
+                let event = Event::Request {
+                    client,
+                    to,
+                    id,
+                    bytes: bytes.clone(),
+                };
+                self.queue.push(self.now_ms + delay, event);
             }
         }
     }
 
-    fn handle_request(&mut self, client: usize, server: usize, id: u64, op: S::Op) {
+    /// A client's request frame reaches server `server`.
+    fn handle_request(&mut self, client: usize, server: usize, id: u64, bytes: Vec<u8>) {
         match self.slots[server].server.as_mut() {
             None => {}
-            Some(Server::Single(sm)) => {
+            Some(Server::Single(_)) => {
+                let Ok(Frame::Request { op, .. }) =
+                    decode_frame::<Frame<S::Op, S::Output>>(&bytes)
+                else {
+                    self.fail(format!("client {client} sent a frame that is not a request"));
+                };
                 // No log: the single server numbers what it applies itself.
-                self.next_submission += 1;
-                let output = sm.apply(core_raft::LogIndex(self.next_submission), &op);
-                self.answer(client, server, id, Ok(output));
+                let slot = &mut self.slots[server];
+                slot.applied += 1;
+                let index = LogIndex(slot.applied);
+                let Some(Server::Single(sm)) = slot.server.as_mut() else {
+                    unreachable!("matched above")
+                };
+                let output = sm.apply(index, &op);
+                let frame: Frame<S::Op, S::Output> = Frame::Reply {
+                    id,
+                    result: Ok(output),
+                };
+                let reply = encode_frame(&frame, DEFAULT_MAX_FRAME_BYTES).expect("a reply fits");
+                self.answer(client, server, reply);
             }
             Some(Server::Replica(_)) => {
-                self.next_submission += 1;
-                let sub = self.next_submission;
-                self.slots[server].pending.insert(sub, (client, id));
-                self.step(server, RsmInput::Submit { id: sub, op });
+                let conn = match self.slots[server].client_conns.get(&client) {
+                    Some(c) => *c,
+                    None => {
+                        let conn = self.open_conn(server, Remote::Client(client), CLIENT_NODE);
+                        self.slots[server].client_conns.insert(client, conn);
+                        conn
+                    }
+                };
+                self.slots[server].outstanding.insert((client, id), ());
+                self.server_step(server, NodeInput::Received { conn, bytes });
             }
         }
     }
 
-    fn answer(&mut self, client: usize, server: usize, id: u64, answer: Answer<S>) {
+    fn answer(&mut self, client: usize, server: usize, bytes: Vec<u8>) {
         let linked = self.reaches(client, server);
-        for delay in self.net.fate(&mut self.rng, linked, 0, true) {
-            self.schedule(
-                delay,
-                Event::Answer {
-                    client,
-                    from: server,
-                    id,
-                    answer: answer.clone(),
-                },
-            );
+        for delay in self.net.fate(&mut self.rng, linked, bytes.len(), true) {
+            let event = Event::Answer {
+                client,
+                from: server,
+                bytes: bytes.clone(),
+            };
+            self.queue.push(self.now_ms + delay, event);
         }
     }
 
-    /// Feed one input to replica `i` and carry out its actions, checking
-    /// Raft's invariants and the service check.
-    fn step(&mut self, i: usize, input: RsmInput<S::Op>) {
-        let id = NodeId(i as u64);
-        let Some(Server::Replica(rsm)) = self.slots[i].server.as_mut() else {
+    fn deliver_answer(&mut self, client: usize, from: usize, bytes: &[u8]) {
+        if !self.reaches(client, from) {
+            return;
+        }
+        let Ok(Frame::Reply { id, result }) = decode_frame::<Frame<S::Op, S::Output>>(bytes) else {
+            self.fail(format!("server {from} sent client {client} a frame that is not a reply"));
+        };
+        if let Some(mut slot) = self.clients[client].take() {
+            let mut out = Outbox { sends: Vec::new() };
+            slot.client
+                .on_answer(self.now_ms, from, id, result, &mut out);
+            self.clients[client] = Some(slot);
+            self.dispatch(client, out);
+        }
+    }
+
+    /// Server `i`'s disk syncs: its shell learns that every batch written so
+    /// far is durable.
+    fn sync(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        slot.disk.sync();
+        let hs = slot.disk.synced().hard_state;
+        let batch = slot.written_batch;
+        let r = self.checker.on_persist_hard_state(server_id(i), &hs);
+        self.check(r);
+        self.server_step(i, NodeInput::Persisted { batch });
+    }
+
+    /// Feed one input to server `i`'s shell and carry out its actions,
+    /// checking Raft's invariants and the service check.
+    fn server_step(&mut self, i: usize, input: NodeInput) {
+        let Some(Server::Replica(node)) = self.slots[i].server.as_mut() else {
             return;
         };
-        let actions = rsm.step(input);
+        let actions = node.step(input);
         self.steps += 1;
         let mut applied: Vec<Entry> = Vec::new();
         for action in actions {
-            let result = match action {
-                RsmAction::Raft(a) => self.raft_action(i, a),
-                RsmAction::Observed(Action::Apply(entries)) => {
-                    let r = self.checker.on_apply(id, &entries);
-                    applied.extend(entries);
-                    r
+            self.carry_out(i, action, &mut applied);
+        }
+        self.after_step(i, &applied);
+    }
+
+    fn carry_out(&mut self, i: usize, action: NodeAction, applied: &mut Vec<Entry>) {
+        let id = server_id(i);
+        match action {
+            NodeAction::Persist { batch, actions } => self.write(i, batch, actions),
+            NodeAction::Send { to, bytes } => {
+                if let Ok(Frame::Raft(msg)) = decode_frame::<Frame<S::Op, S::Output>>(&bytes) {
+                    let send = Action::Send { to, msg };
+                    let r = check_release(id, self.slots[i].disk.synced(), &send, &[]);
+                    self.check(r);
                 }
-                RsmAction::Observed(Action::ApplySnapshot(s)) => {
-                    self.checker.on_apply_snapshot(id, &s)
+                let t = (to.0 - 1) as usize;
+                let from_inc = self.slots[i].incarnation;
+                let linked = self.net.linked(i, t);
+                let reply = !frame_is_request(&bytes);
+                if frame_is_snapshot(&bytes) {
+                    self.net.snapshots_sent += 1;
                 }
-                RsmAction::Observed(_) => Ok(()),
-                RsmAction::Reply { id: sub, result } => {
-                    if let Some((client, rid)) = self.slots[i].pending.remove(&sub) {
-                        self.answer(client, i, rid, result);
+                for delay in self.net.fate(&mut self.rng, linked, bytes.len(), reply) {
+                    let event = Event::Peer {
+                        from: i,
+                        from_inc,
+                        to: t,
+                        bytes: bytes.clone(),
+                    };
+                    self.queue.push(self.now_ms + delay, event);
+                }
+            }
+            NodeAction::Write { conn, bytes } => match self.slots[i].remotes.get(&conn) {
+                Some(Remote::Client(client)) => {
+                    let client = *client;
+                    if let Ok(Frame::Reply { id, .. }) =
+                        decode_frame::<Frame<S::Op, S::Output>>(&bytes)
+                    {
+                        self.slots[i].outstanding.remove(&(client, id));
                     }
-                    Ok(())
+                    self.answer(client, i, bytes);
                 }
-            };
-            if let Err(Violation(v)) = result {
-                self.fail(v);
+                other => self.fail(format!("s{i} wrote to {conn} ({other:?}), not a client")),
+            },
+            NodeAction::Close { conn, reason } => {
+                self.fail(format!("s{i} closed {conn}: {reason}"));
+            }
+            NodeAction::Stop { reason } => self.fail(format!("server {i} failed: {reason}")),
+            NodeAction::Observed(Action::Apply(entries)) => {
+                let r = self.checker.on_apply(id, &entries);
+                self.check(r);
+                applied.extend(entries);
+            }
+            NodeAction::Observed(Action::ApplySnapshot(s)) => {
+                let r = self.checker.on_apply_snapshot(id, &s);
+                self.check(r);
+            }
+            NodeAction::Observed(_) => {}
+        }
+    }
+
+    /// Write a persist batch to server `i`'s disk; its sync completes after
+    /// a random delay.
+    fn write(&mut self, i: usize, batch: u64, actions: Vec<Action>) {
+        for a in &actions {
+            if let Action::PersistEntries(entries) = a {
+                let Some(Server::Replica(node)) = self.slots[i].server.as_ref() else {
+                    return;
+                };
+                let r = self.checker.on_persist_entries(node.replica().raft(), entries);
+                self.check(r);
             }
         }
-        let Some(Server::Replica(rsm)) = self.slots[i].server.as_ref() else {
+        let slot = &mut self.slots[i];
+        slot.disk.write(&actions);
+        slot.written_batch = batch;
+        let incarnation = slot.incarnation;
+        let delay = self.rng.below(self.config.sync_ms_max + 1);
+        let event = Event::Sync {
+            node: i,
+            incarnation,
+        };
+        self.queue.push(self.now_ms + delay, event);
+    }
+
+    fn after_step(&mut self, i: usize, applied: &[Entry]) {
+        let Some(Server::Replica(node)) = self.slots[i].server.as_ref() else {
             return;
         };
-        if let Err(Violation(v)) = self.checker.after_step(rsm.raft()) {
-            self.fail(v);
-        }
-        if let Some(failure) = rsm.failure() {
-            self.fail(format!("server {i} failed: {failure}"));
-        }
+        let rsm = node.replica();
+        let raft = rsm.raft();
+        let r = check_mirror(raft, self.slots[i].disk.written(), false);
+        self.check(r);
+        let r = self.checker.after_step(raft);
+        self.check(r);
         if let (Some(check), false) = (self.service_check, applied.is_empty()) {
-            if let Err(v) = check(rsm.state(), &applied) {
+            if let Err(v) = check(rsm.state(), applied) {
                 self.fail(format!("server {i}: {v}"));
             }
         }
     }
 
-    fn raft_action(&mut self, i: usize, action: Action) -> Result<(), Violation> {
-        let id = NodeId(i as u64);
-        match &action {
-            Action::Send { to, msg } => {
-                let t = to.0 as usize;
-                let fate = self.net.route(&mut self.rng, i, t, msg);
-                for delay in fate {
-                    self.schedule(
-                        delay,
-                        Event::Raft {
-                            from: i,
-                            to: t,
-                            msg: msg.clone(),
-                        },
-                    );
-                }
-                Ok(())
-            }
-            Action::PersistHardState(hs) => {
-                self.slots[i].durable.persist(&action);
-                self.checker.on_persist_hard_state(id, hs)
-            }
-            Action::PersistEntries(entries) => {
-                self.slots[i].durable.persist(&action);
-                let Some(Server::Replica(rsm)) = self.slots[i].server.as_ref() else {
-                    return Ok(());
-                };
-                self.checker.on_persist_entries(rsm.raft(), entries)
-            }
-            _ => {
-                self.slots[i].durable.persist(&action);
-                Ok(())
-            }
+    fn check(&self, result: Result<(), Violation>) {
+        if let Err(Violation(v)) = result {
+            self.fail(v);
         }
     }
 
@@ -663,22 +875,89 @@ where
                 Some(r) => {
                     let raft = r.raft();
                     format!(
-                        "  s{i}: {:?} {} last={} commit={} applied={} snap={} pending={}\n",
+                        "  s{i}: {:?} {} last={} commit={} applied={} snap={} pending={} unsynced={}\n",
                         raft.role(),
                         raft.term(),
                         raft.last_index(),
                         raft.commit_index(),
                         raft.applied_index(),
                         raft.snapshot_index(),
-                        r.pending()
+                        r.pending(),
+                        self.slots[i].disk.unsynced()
                     )
                 }
             };
             nodes.push_str(&line);
         }
         panic!(
-            "seed {}: at {} ms: {what}\n{nodes}",
-            self.config.seed, self.now_ms
+            "seed {}: at {} ms: {what}\n{nodes}{}",
+            self.config.seed,
+            self.now_ms,
+            self.trace.report()
         );
+    }
+}
+
+/// Decode one whole frame (length prefix and payload).
+fn decode_frame<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, wire::FrameError> {
+    let mut d = wire::Decoder::new(DEFAULT_MAX_FRAME_BYTES);
+    d.push(bytes);
+    d.next_message::<T>()?
+        .ok_or(wire::FrameError::Truncated {
+            got: bytes.len(),
+            want: bytes.len() + 1,
+        })
+}
+
+/// The Raft message kind of a replica frame, read from postcard's variant
+/// numbers (a length prefix, `Frame::Raft` = 0, then the message's variant)
+/// without decoding the payload: the network's counters only need to know
+/// requests from responses and spot snapshots.
+fn raft_kind(bytes: &[u8]) -> Option<u8> {
+    match bytes.get(wire::LEN_PREFIX_BYTES..wire::LEN_PREFIX_BYTES + 2) {
+        Some([0, kind]) => Some(*kind),
+        _ => None,
+    }
+}
+
+/// True for RequestVote, AppendEntries and InstallSnapshot frames.
+fn frame_is_request(bytes: &[u8]) -> bool {
+    matches!(raft_kind(bytes), Some(0 | 2 | 4))
+}
+
+/// True for InstallSnapshot frames.
+fn frame_is_snapshot(bytes: &[u8]) -> bool {
+    raft_kind(bytes) == Some(4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core_raft::{
+        AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, Message,
+        RequestVote, RequestVoteResponse, Snapshot, Term,
+    };
+
+    #[test]
+    fn frame_kinds_match_the_message_variants() {
+        let t = Term(1);
+        let i = LogIndex(1);
+        let msgs = [
+            (Message::RequestVote(RequestVote { term: t, last_log_index: i, last_log_term: t, pre_vote: false }), true, false),
+            (Message::RequestVoteResponse(RequestVoteResponse { term: t, granted: true, pre_vote: false }), false, false),
+            (Message::AppendEntries(AppendEntries { term: t, prev_log_index: i, prev_log_term: t, entries: vec![], leader_commit: i, round: 1 }), true, false),
+            (Message::AppendEntriesResponse(AppendEntriesResponse { term: t, match_index: i, reject: None, round: 1 }), false, false),
+            (Message::InstallSnapshot(InstallSnapshot { term: t, snapshot: Snapshot { index: i, term: t, data: vec![1] }, round: 1 }), true, true),
+            (Message::InstallSnapshotResponse(InstallSnapshotResponse { term: t, match_index: i, round: 1 }), false, false),
+        ];
+        for (msg, request, snapshot) in msgs {
+            let frame: Frame<u8, u8> = Frame::Raft(msg.clone());
+            let bytes = encode_frame(&frame, DEFAULT_MAX_FRAME_BYTES).unwrap();
+            assert_eq!(frame_is_request(&bytes), request, "{msg}");
+            assert_eq!(msg.is_request(), request, "{msg}");
+            assert_eq!(frame_is_snapshot(&bytes), snapshot, "{msg}");
+        }
+        let reply: Frame<u8, u8> = Frame::Reply { id: 0, result: Ok(0) };
+        assert!(!frame_is_request(&encode_frame(&reply, 1024).unwrap()));
     }
 }
