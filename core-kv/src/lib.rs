@@ -32,11 +32,15 @@ pub mod store;
 pub mod types;
 
 pub use clerk::{Clerk, ClerkAction, ClerkConfig, ClerkInput, ClerkOp};
+/// Log positions, as [`StateMachine::apply`] is told them.
+pub use core_raft::LogIndex;
 pub use lock::{Lock, LockStep};
 pub use op::{ClientReply, Op, Outcome, Response};
 pub use rsm::{NotLeader, Rsm, RsmAction, RsmConfig, RsmError, RsmInput, StateMachine};
 pub use server::{KvServer, ServerAction, ServerInput};
-pub use session::{Admission, ClientRequest, SessionOutput, Sessioned, Sessions, Stale};
+pub use session::{
+    Admission, ClientRequest, SessionOutput, SessionRequest, Sessioned, Sessions, Stale,
+};
 pub use store::{KvStore, SnapshotError};
 pub use types::{ClientId, Seq, Version};
 

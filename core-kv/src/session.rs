@@ -25,7 +25,6 @@
 use crate::rsm::StateMachine;
 use crate::types::{ClientId, Seq};
 use core_raft::LogIndex;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -145,6 +144,24 @@ impl fmt::Display for Stale {
     }
 }
 
+/// The operation type of a state machine under sessions (for example
+/// [`Sessioned`] or the key/value store): a [`ClientRequest`] around the
+/// user's command. Clients are generic over the state machine through it.
+pub trait SessionRequest: Sized {
+    /// The command inside the request.
+    type Command;
+    /// The operation for request `request`.
+    fn from_request(request: ClientRequest<Self::Command>) -> Self;
+}
+
+impl<O> SessionRequest for ClientRequest<O> {
+    type Command = O;
+
+    fn from_request(request: ClientRequest<O>) -> Self {
+        request
+    }
+}
+
 /// How a client reads a replica's output for one of its requests: the
 /// answer, or nothing when the output is not for a waiting client (the
 /// `Err(Stale)` of [`Sessioned`]: the client has moved past that request).
@@ -167,7 +184,9 @@ impl<T> SessionOutput for Result<T, Stale> {
 /// [`ClientRequest`]s and each mutation is applied at most once however often
 /// it is retried. Read-only operations skip the session table, so read-only
 /// clients cost nothing. The answer to a [`Stale`] request is `Err(Stale)`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Its snapshot is the session table followed by the inner machine's own
+/// snapshot, so a machine that streams its state keeps doing so.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Sessioned<S: StateMachine> {
     inner: S,
     sessions: Sessions<S::Output>,
@@ -193,13 +212,12 @@ impl<S: StateMachine> Sessioned<S> {
     }
 }
 
-impl<S> StateMachine for Sessioned<S>
-where
-    S: StateMachine + Serialize + DeserializeOwned,
-{
+impl<S: StateMachine> StateMachine for Sessioned<S> {
     type Op = ClientRequest<S::Op>;
     type Output = Result<S::Output, Stale>;
-    type Snapshot = std::io::Cursor<Vec<u8>>;
+    /// The session table (length-prefixed), then the inner machine's own
+    /// snapshot, streamed as it produces it.
+    type Snapshot = std::io::Chain<std::io::Cursor<Vec<u8>>, S::Snapshot>;
 
     fn apply(&mut self, index: LogIndex, req: &Self::Op) -> Self::Output {
         if self.inner.is_read_only(&req.op) {
@@ -224,13 +242,37 @@ where
         Ok(self.inner.query(&req.op))
     }
 
+    fn applied_index(&self) -> Option<LogIndex> {
+        self.inner.applied_index()
+    }
+
     fn snapshot(&self) -> Self::Snapshot {
-        std::io::Cursor::new(crate::snapshot::encode(self))
+        use std::io::Read;
+        let sessions = crate::snapshot::encode(&self.sessions);
+        let mut head = (sessions.len() as u64).to_le_bytes().to_vec();
+        head.extend(sessions);
+        std::io::Cursor::new(head).chain(self.inner.snapshot())
     }
 
     fn restore(&mut self, snapshot: &mut dyn std::io::Read) -> Result<(), String> {
-        *self = crate::snapshot::decode(snapshot)?;
-        Ok(())
+        use std::io::Read;
+        let mut len = [0u8; 8];
+        snapshot
+            .read_exact(&mut len)
+            .map_err(|e| format!("session table length: {e}"))?;
+        let len = u64::from_le_bytes(len);
+        let mut table = Vec::new();
+        Read::take(&mut *snapshot, len)
+            .read_to_end(&mut table)
+            .map_err(|e| format!("session table: {e}"))?;
+        if table.len() as u64 != len {
+            return Err(format!(
+                "session table cut short: {} of {len} bytes",
+                table.len()
+            ));
+        }
+        self.sessions = crate::snapshot::decode_bytes(&table)?;
+        self.inner.restore(snapshot)
     }
 }
 
@@ -251,6 +293,64 @@ mod tests {
         assert_eq!(s.duplicates(), 1);
         assert_eq!(s.latest(c), Some(Seq(2)));
         assert_eq!(s.len(), 1);
+    }
+
+    /// A counter whose snapshot is its decimal text, to show the inner
+    /// snapshot is the machine's own.
+    #[derive(Default, Debug, PartialEq)]
+    struct Count(u64);
+
+    impl StateMachine for Count {
+        type Op = ();
+        type Output = u64;
+        type Snapshot = std::io::Cursor<Vec<u8>>;
+        fn apply(&mut self, _: LogIndex, _: &()) -> u64 {
+            self.0 += 1;
+            self.0
+        }
+        fn query(&self, _: &()) -> u64 {
+            self.0
+        }
+        fn snapshot(&self) -> Self::Snapshot {
+            std::io::Cursor::new(self.0.to_string().into_bytes())
+        }
+        fn restore(&mut self, r: &mut dyn std::io::Read) -> Result<(), String> {
+            let text =
+                String::from_utf8(crate::snapshot::read_all(r)?).map_err(|e| e.to_string())?;
+            self.0 = text.parse().map_err(|e| format!("{e}"))?;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn sessioned_applies_a_retry_once_and_snapshots_sessions_then_the_inner_state() {
+        let mut s = Sessioned::new(Count::default());
+        let req = |seq| ClientRequest {
+            client: ClientId(1),
+            seq: Seq(seq),
+            op: (),
+        };
+        assert_eq!(s.apply(LogIndex(1), &req(1)), Ok(1));
+        assert_eq!(
+            s.apply(LogIndex(2), &req(1)),
+            Ok(1),
+            "a retry is answered, not applied"
+        );
+        assert_eq!(s.apply(LogIndex(3), &req(2)), Ok(2));
+        assert_eq!(s.apply(LogIndex(4), &req(1)), Err(Stale));
+        let bytes = crate::snapshot::read_all(&mut s.snapshot()).unwrap();
+        assert!(
+            bytes.ends_with(b"2"),
+            "the inner snapshot comes last, as the machine wrote it"
+        );
+        let mut back = Sessioned::new(Count::default());
+        back.restore(&mut bytes.as_slice()).unwrap();
+        assert_eq!(back.inner(), &Count(2));
+        assert_eq!(back.apply(LogIndex(5), &req(2)), Ok(2), "sessions survived");
+        assert!(
+            back.restore(&mut &bytes[..5]).is_err(),
+            "a cut snapshot is refused"
+        );
     }
 
     #[test]

@@ -3,18 +3,17 @@
 //! runtime. It finds the leader by itself and numbers its requests for the
 //! replicas' session tables, so a retried mutation is applied once.
 //!
-//! `Client<O, W>` speaks to replicas of a state machine whose operations
-//! are `ClientRequest<O>` and whose outputs are `W` (for example
-//! `core_kv::Sessioned<MyMachine>`, or the key/value store: [`KvClient`]).
+//! `Client<S>` speaks to replicas of the state machine `S`, which must take
+//! its operations under sessions (`core_kv::Sessioned<MyMachine>`, or the
+//! key/value store: [`KvClient`]); `run` takes the machine's command and
+//! returns its answer.
 
 use core_kv::{
-    Clerk, ClerkAction, ClerkConfig, ClerkInput, ClerkOp, ClientId, ClientReply, ClientRequest, Op,
-    Outcome, Seq, SessionOutput, KV_PROTOCOL_VERSION,
+    Clerk, ClerkAction, ClerkConfig, ClerkInput, ClerkOp, ClientId, ClientReply, KvStore, Seq,
+    SessionOutput, SessionRequest, StateMachine, KV_PROTOCOL_VERSION,
 };
 use core_raft::NodeId;
 use node_shell::{Frame, CLIENT_NODE, DEFAULT_MAX_FRAME_BYTES};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -32,7 +31,7 @@ const RETRY_TICKS: u64 = 20;
 #[non_exhaustive]
 pub enum ClientError {
     /// No replica answered within the deadline.
-    #[error("no answer from the cluster within {0:?} (is a majority of {1} replicas up?)")]
+    #[error("no answer from the cluster within {0:?} (is a majority of the {1} replicas up and reachable?)")]
     Timeout(Duration, usize),
     /// The address list is empty.
     #[error("no replica addresses given")]
@@ -45,16 +44,27 @@ struct Conn {
 }
 
 /// A blocking client of one cluster of replicas (see the module doc).
-pub struct Client<O, W: SessionOutput> {
+pub struct Client<S>
+where
+    S: StateMachine,
+    S::Op: SessionRequest,
+    S::Output: SessionOutput,
+{
     servers: Vec<SocketAddr>,
     cluster: u64,
     protocol: u32,
-    clerk: Clerk<O, W::Answer>,
+    clerk: Clerk<Command<S>, Answer<S>>,
     conns: BTreeMap<u64, Conn>,
 }
 
+/// The command a client of `S` sends (the operation inside its request).
+pub type Command<S> = <<S as StateMachine>::Op as SessionRequest>::Command;
+
+/// The answer a client of `S` gets back.
+pub type Answer<S> = <<S as StateMachine>::Output as SessionOutput>::Answer;
+
 /// A blocking client of the key/value service.
-pub type KvClient = Client<Op, Outcome>;
+pub type KvClient = Client<KvStore>;
 
 impl KvClient {
     /// A key/value client for the replicas at `servers` (ids 1..=n in order).
@@ -63,10 +73,12 @@ impl KvClient {
     }
 }
 
-impl<O, W> Client<O, W>
+impl<S> Client<S>
 where
-    O: ClerkOp<W::Answer> + Serialize + DeserializeOwned,
-    W: SessionOutput + Serialize + DeserializeOwned,
+    S: StateMachine,
+    S::Op: SessionRequest,
+    S::Output: SessionOutput,
+    Command<S>: ClerkOp<Answer<S>>,
 {
     /// A client for the replicas at `servers` (ids 1..=n in order) of
     /// cluster `cluster`, speaking the service's `protocol` version.
@@ -96,7 +108,7 @@ where
     }
 
     /// Run one operation to completion, or fail after `deadline`.
-    pub fn run(&mut self, op: O, deadline: Duration) -> Result<W::Answer, ClientError> {
+    pub fn run(&mut self, op: Command<S>, deadline: Duration) -> Result<Answer<S>, ClientError> {
         let started = Instant::now();
         let mut actions = self.clerk.step(ClerkInput::Invoke(op));
         let mut target = None;
@@ -129,12 +141,12 @@ where
 
     /// Wait until `until` for an answer from `server`. `None` if none came;
     /// a broken connection is forgotten (the clerk's timeout moves on).
-    fn next_reply(&mut self, server: u64, until: Instant) -> Option<(u64, ClientReply<W::Answer>)> {
+    fn next_reply(&mut self, server: u64, until: Instant) -> Option<(u64, ClientReply<Answer<S>>)> {
         let me = self.clerk.client();
         let c = self.conns.get_mut(&server)?;
         let mut buf = [0u8; 16 * 1024];
         loop {
-            match c.decoder.next_message::<Frame<ClientRequest<O>, W>>() {
+            match c.decoder.next_message::<Frame<S::Op, S::Output>>() {
                 Ok(Some(Frame::Reply { id, result })) => {
                     let result = match result {
                         Ok(out) => match out.into_answer() {
@@ -178,7 +190,7 @@ where
         }
     }
 
-    fn send(&mut self, server: u64, request: ClientRequest<O>) {
+    fn send(&mut self, server: u64, request: core_kv::ClientRequest<Command<S>>) {
         if !self.conns.contains_key(&server) {
             let Some(conn) = self.connect(server) else {
                 return;
@@ -186,7 +198,8 @@ where
             self.conns.insert(server, conn);
         }
         let id = request.seq.0;
-        let frame: Frame<ClientRequest<O>, W> = Frame::Request { id, op: request };
+        let op = S::Op::from_request(request);
+        let frame: Frame<S::Op, S::Output> = Frame::Request { id, op };
         let Ok(bytes) = encode_frame(&frame, DEFAULT_MAX_FRAME_BYTES) else {
             tracing::warn!("request too large to send");
             return;

@@ -18,3 +18,8 @@ pub mod kv;
 pub mod mr;
 pub mod net;
 pub mod node;
+
+pub use client::{Client, ClientError, KvClient};
+pub use node::{run_node, NodeError};
+/// How to run a node (shared with `driver-tokio`).
+pub use node_shell::{NodeOptions, DEFAULT_CLUSTER};

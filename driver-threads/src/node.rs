@@ -348,7 +348,6 @@ impl Io {
                 }
                 NodeAction::Stop { reason } => return Err(NodeError::Replica(reason)),
                 NodeAction::Observed(_) => {} // Only with observe_applies (left off here).
-            NodeAction::Observed(_) => {} // Only with observe_applies, which drivers leave off.
             }
         }
         Ok(())

@@ -17,3 +17,8 @@ pub mod framed;
 pub mod kv;
 pub mod mr;
 pub mod node;
+
+pub use client::{Client, ClientError, KvClient};
+pub use node::{run_node, until_set, NodeError};
+/// How to run a node (shared with `driver-threads`).
+pub use node_shell::{NodeOptions, DEFAULT_CLUSTER};

@@ -297,6 +297,15 @@ async fn peer_writer(addr: SocketAddr, hello: Vec<u8>, mut queue: mpsc::Receiver
     }
 }
 
+/// Resolves once `flag` is set: lets a tokio node stop on the same flag a
+/// threads node takes (for example one `signal_hook::flag::register` sets).
+/// Polled every 20 ms; stopping is rare.
+pub async fn until_set(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Nanoseconds of the wall clock: only to vary election jitter between runs.
 fn clock_nanos() -> u64 {
     std::time::SystemTime::now()

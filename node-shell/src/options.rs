@@ -23,9 +23,12 @@ pub struct NodeOptions {
     pub data_dir: PathBuf,
     /// Cluster id checked in every handshake.
     pub cluster: u64,
-    /// The service's protocol version, checked in every handshake (the
-    /// key/value service uses `core_kv::KV_PROTOCOL_VERSION`; an embedded
-    /// state machine picks its own and bumps it when its operations change).
+    /// The service's protocol version, checked in every handshake, so that
+    /// a node or client of another service or release is refused by name
+    /// rather than misreading frames. The library's own services use
+    /// numbers below 100 (MapReduce 1, the key/value service
+    /// `core_kv::KV_PROTOCOL_VERSION`); an embedded state machine picks its
+    /// own from 100 up and bumps it when its operations change shape.
     pub protocol: u32,
     /// Milliseconds per Raft tick.
     pub tick_ms: u64,

@@ -15,8 +15,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use core_kv::{ClerkOp, StateMachine};
-use core_raft::LogIndex;
+use core_kv::{ClerkOp, LogIndex, StateMachine};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;

@@ -4,10 +4,8 @@
 //! directory; at the end every node, stopped with SIGTERM, must print the
 //! same state, holding every acknowledged registration exactly as written.
 
-use core_kv::{Stale, StateMachine};
-use core_raft::LogIndex;
-use driver_threads::client::Client;
-use node_shell::DEFAULT_CLUSTER;
+use core_kv::{LogIndex, Sessioned, StateMachine};
+use driver_threads::{Client, DEFAULT_CLUSTER};
 use registry::{Answer, Op, Registry, PROTOCOL};
 use std::collections::BTreeMap;
 use std::fs;
@@ -124,7 +122,7 @@ impl Cluster {
     }
 
     /// A library client (the blocking one: no runtime needed in the test).
-    fn client(&self) -> Client<Op, Result<Answer, Stale>> {
+    fn client(&self) -> Client<Sessioned<Registry>> {
         Client::new(self.addrs.clone(), DEFAULT_CLUSTER, PROTOCOL).unwrap()
     }
 
@@ -184,7 +182,7 @@ impl Expected {
     }
 }
 
-fn register(client: &mut Client<Op, Result<Answer, Stale>>, expected: &mut Expected, i: u32) {
+fn register(client: &mut Client<Sessioned<Registry>>, expected: &mut Expected, i: u32) {
     let op = Op::Register {
         name: format!("svc{i:02}"),
         value: format!(

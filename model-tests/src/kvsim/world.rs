@@ -350,7 +350,13 @@ where
     pub fn max_snapshot_size(&self) -> usize {
         self.slots
             .iter()
-            .map(|s| s.disk.written().snapshot.as_ref().map_or(0, |s| s.data.len()))
+            .map(|s| {
+                s.disk
+                    .written()
+                    .snapshot
+                    .as_ref()
+                    .map_or(0, |s| s.data.len())
+            })
             .max()
             .unwrap_or(0)
     }
@@ -379,8 +385,9 @@ where
                 },
             );
         }
-        self.trace
-            .line(self.now_ms, || format!("s{i} starts (incarnation {incarnation})"));
+        self.trace.line(self.now_ms, || {
+            format!("s{i} starts (incarnation {incarnation})")
+        });
     }
 
     fn restore_replica(&mut self, i: usize) -> ReplicaNode<S> {
@@ -672,10 +679,11 @@ where
         match self.slots[server].server.as_mut() {
             None => {}
             Some(Server::Single(_)) => {
-                let Ok(Frame::Request { op, .. }) =
-                    decode_frame::<Frame<S::Op, S::Output>>(&bytes)
+                let Ok(Frame::Request { op, .. }) = decode_frame::<Frame<S::Op, S::Output>>(&bytes)
                 else {
-                    self.fail(format!("client {client} sent a frame that is not a request"));
+                    self.fail(format!(
+                        "client {client} sent a frame that is not a request"
+                    ));
                 };
                 // No log: the single server numbers what it applies itself.
                 let slot = &mut self.slots[server];
@@ -724,7 +732,9 @@ where
             return;
         }
         let Ok(Frame::Reply { id, result }) = decode_frame::<Frame<S::Op, S::Output>>(bytes) else {
-            self.fail(format!("server {from} sent client {client} a frame that is not a reply"));
+            self.fail(format!(
+                "server {from} sent client {client} a frame that is not a reply"
+            ));
         };
         if let Some(mut slot) = self.clients[client].take() {
             let mut out = Outbox { sends: Vec::new() };
@@ -826,7 +836,9 @@ where
                 let Some(Server::Replica(node)) = self.slots[i].server.as_ref() else {
                     return;
                 };
-                let r = self.checker.on_persist_entries(node.replica().raft(), entries);
+                let r = self
+                    .checker
+                    .on_persist_entries(node.replica().raft(), entries);
                 self.check(r);
             }
         }
@@ -902,11 +914,10 @@ where
 fn decode_frame<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, wire::FrameError> {
     let mut d = wire::Decoder::new(DEFAULT_MAX_FRAME_BYTES);
     d.push(bytes);
-    d.next_message::<T>()?
-        .ok_or(wire::FrameError::Truncated {
-            got: bytes.len(),
-            want: bytes.len() + 1,
-        })
+    d.next_message::<T>()?.ok_or(wire::FrameError::Truncated {
+        got: bytes.len(),
+        want: bytes.len() + 1,
+    })
 }
 
 /// The Raft message kind of a replica frame, read from postcard's variant
@@ -943,12 +954,69 @@ mod tests {
         let t = Term(1);
         let i = LogIndex(1);
         let msgs = [
-            (Message::RequestVote(RequestVote { term: t, last_log_index: i, last_log_term: t, pre_vote: false }), true, false),
-            (Message::RequestVoteResponse(RequestVoteResponse { term: t, granted: true, pre_vote: false }), false, false),
-            (Message::AppendEntries(AppendEntries { term: t, prev_log_index: i, prev_log_term: t, entries: vec![], leader_commit: i, round: 1 }), true, false),
-            (Message::AppendEntriesResponse(AppendEntriesResponse { term: t, match_index: i, reject: None, round: 1 }), false, false),
-            (Message::InstallSnapshot(InstallSnapshot { term: t, snapshot: Snapshot { index: i, term: t, data: vec![1] }, round: 1 }), true, true),
-            (Message::InstallSnapshotResponse(InstallSnapshotResponse { term: t, match_index: i, round: 1 }), false, false),
+            (
+                Message::RequestVote(RequestVote {
+                    term: t,
+                    last_log_index: i,
+                    last_log_term: t,
+                    pre_vote: false,
+                }),
+                true,
+                false,
+            ),
+            (
+                Message::RequestVoteResponse(RequestVoteResponse {
+                    term: t,
+                    granted: true,
+                    pre_vote: false,
+                }),
+                false,
+                false,
+            ),
+            (
+                Message::AppendEntries(AppendEntries {
+                    term: t,
+                    prev_log_index: i,
+                    prev_log_term: t,
+                    entries: vec![],
+                    leader_commit: i,
+                    round: 1,
+                }),
+                true,
+                false,
+            ),
+            (
+                Message::AppendEntriesResponse(AppendEntriesResponse {
+                    term: t,
+                    match_index: i,
+                    reject: None,
+                    round: 1,
+                }),
+                false,
+                false,
+            ),
+            (
+                Message::InstallSnapshot(InstallSnapshot {
+                    term: t,
+                    snapshot: Snapshot {
+                        index: i,
+                        term: t,
+                        data: vec![1],
+                    },
+                    round: 1,
+                }),
+                true,
+                true,
+            ),
+            (
+                Message::InstallSnapshotResponse(InstallSnapshotResponse {
+                    term: t,
+                    match_index: i,
+                    round: 1,
+                }),
+                false,
+                false,
+            ),
         ];
         for (msg, request, snapshot) in msgs {
             let frame: Frame<u8, u8> = Frame::Raft(msg.clone());
@@ -957,7 +1025,10 @@ mod tests {
             assert_eq!(msg.is_request(), request, "{msg}");
             assert_eq!(frame_is_snapshot(&bytes), snapshot, "{msg}");
         }
-        let reply: Frame<u8, u8> = Frame::Reply { id: 0, result: Ok(0) };
+        let reply: Frame<u8, u8> = Frame::Reply {
+            id: 0,
+            result: Ok(0),
+        };
         assert!(!frame_is_request(&encode_frame(&reply, 1024).unwrap()));
     }
 }

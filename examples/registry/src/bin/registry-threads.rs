@@ -4,10 +4,9 @@
 //! snapshots on disk. `--help` lists the commands.
 
 use clap::{Args, Parser, Subcommand};
-use core_kv::{Sessioned, Stale};
-use driver_threads::{client::Client, node::run_node};
-use node_shell::{NodeOptions, DEFAULT_CLUSTER};
-use registry::{Answer, Op, Registry, PROTOCOL};
+use core_kv::Sessioned;
+use driver_threads::{run_node, Client, NodeOptions, DEFAULT_CLUSTER};
+use registry::{Op, Registry, PROTOCOL};
 use std::{error::Error, io::stderr, net::SocketAddr, path::PathBuf, process::ExitCode};
 use std::{sync::atomic::AtomicBool, sync::Arc, time::Duration};
 
@@ -77,8 +76,8 @@ fn serve(node: Node, peers: Vec<SocketAddr>) -> Result<(), Box<dyn Error>> {
 
 /// Run one operation; the client finds the leader and retries by itself.
 fn ask(peers: Vec<SocketAddr>, op: Op) -> Result<(), Box<dyn Error>> {
-    // Replicas answer `Result<Answer, Stale>` (Sessioned's output); `run` returns the `Answer`.
-    let mut client = Client::<Op, Result<Answer, Stale>>::new(peers, DEFAULT_CLUSTER, PROTOCOL)?;
+    // A client of the exactly-once registry: `run` takes an `Op`, returns its `Answer`.
+    let mut client = Client::<Sessioned<Registry>>::new(peers, DEFAULT_CLUSTER, PROTOCOL)?;
     println!("{}", client.run(op, Duration::from_secs(10))?);
     Ok(())
 }

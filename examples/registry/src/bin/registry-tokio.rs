@@ -3,12 +3,11 @@
 //! TCP, with its Raft log and snapshots on disk. `--help` lists the commands.
 
 use clap::{Args, Parser, Subcommand};
-use core_kv::{Sessioned, Stale};
-use driver_tokio::{client::Client, node::run_node};
-use node_shell::{NodeOptions, DEFAULT_CLUSTER};
-use registry::{Answer, Op, Registry, PROTOCOL};
+use core_kv::Sessioned;
+use driver_tokio::{run_node, until_set, Client, NodeOptions, DEFAULT_CLUSTER};
+use registry::{Op, Registry, PROTOCOL};
 use std::{error::Error, io::stderr, net::SocketAddr, path::PathBuf, process::ExitCode};
-use std::{sync::atomic::AtomicBool, sync::atomic::Ordering, sync::Arc, time::Duration};
+use std::{sync::atomic::AtomicBool, sync::Arc, time::Duration};
 
 /// A replicated name registry (tokio runtime): run one node, or ask the cluster.
 #[derive(Parser)]
@@ -69,21 +68,16 @@ async fn serve(node: Node, peers: Vec<SocketAddr>) -> Result<(), Box<dyn Error>>
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
-    let stopped = async move {
-        while !stop.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
     // Sessioned makes operations exactly-once: a client's retry is answered, not re-applied.
-    let replica = run_node(opts, Sessioned::new(Registry::default()), stopped).await?;
+    let replica = run_node(opts, Sessioned::new(Registry::default()), until_set(stop)).await?;
     println!("state: {}", replica.inner());
     Ok(())
 }
 
 /// Run one operation; the client finds the leader and retries by itself.
 async fn ask(peers: Vec<SocketAddr>, op: Op) -> Result<(), Box<dyn Error>> {
-    // Replicas answer `Result<Answer, Stale>` (Sessioned's output); `run` returns the `Answer`.
-    let mut client = Client::<Op, Result<Answer, Stale>>::new(peers, DEFAULT_CLUSTER, PROTOCOL)?;
+    // A client of the exactly-once registry: `run` takes an `Op`, returns its `Answer`.
+    let mut client = Client::<Sessioned<Registry>>::new(peers, DEFAULT_CLUSTER, PROTOCOL)?;
     println!("{}", client.run(op, Duration::from_secs(10)).await?);
     Ok(())
 }
