@@ -66,6 +66,10 @@ pub struct SimConfig {
     pub delivery: Delivery,
     /// Compare every node's whole log with its disk after every step.
     pub full_mirror: bool,
+    /// Run the lab's applier as each node's application (it checks the
+    /// order of applies and snapshots its history). Scenario tests, which
+    /// hand the core arbitrary snapshot bytes, run without it.
+    pub lab_app: bool,
     /// Record a readable trace of every input and action.
     pub trace: TraceMode,
 }
@@ -92,6 +96,7 @@ impl SimConfig {
             torn_crash_per_mille: 0,
             delivery: Delivery::Timed,
             full_mirror: false,
+            lab_app: true,
             trace: TraceMode::from_env(),
         }
     }
@@ -108,6 +113,7 @@ impl SimConfig {
             raft,
             delivery: Delivery::Manual,
             full_mirror: true,
+            lab_app: false,
             net: NetConfig::reliable(),
             ..SimConfig::lab(n, true, 0)
         }
@@ -186,9 +192,12 @@ pub struct Cluster {
     queue: EventQueue<Event>,
     /// The global invariant checker.
     pub checker: Checker,
-    /// Run the invariant checks (scenario tests that forge messages turn
-    /// them off).
+    /// Check Raft's safety properties (scenario tests that forge messages
+    /// turn them off: a forged leader is not a real one). While off, the
+    /// checker learns nothing either: a forged index can be anything.
     pub checks: bool,
+    /// Check persist before send and each core's view of its own disk.
+    pub durability_checks: bool,
     /// The lab's notion of a connected server.
     connected: Vec<bool>,
     trace: Trace,
@@ -217,19 +226,34 @@ impl Cluster {
     /// Build nodes from the given durable states (one per node) and start
     /// them.
     pub fn with_durable(config: SimConfig, durable: Vec<Durable>) -> Cluster {
-        let n = durable.len();
-        let mut rng = SimRng::new(config.seed);
-        let net_rng_seed = rng.next_u64();
-        let voters: Vec<NodeId> = (0..n as u64).map(|i| NodeId(config.first_id + i)).collect();
-        let slots = durable
+        let n = durable.len() as u64;
+        let voters: Vec<NodeId> = (0..n).map(|i| NodeId(config.first_id + i)).collect();
+        let nodes = durable
             .into_iter()
             .zip(&voters)
             .map(|(d, id)| {
                 let mut c = config.raft.clone();
                 c.id = *id;
                 c.voters = voters.clone();
+                (c, d)
+            })
+            .collect();
+        Cluster::with_nodes(config, nodes)
+    }
+
+    /// Build nodes with their own configurations (ids and voters included)
+    /// and durable states, and start them.
+    pub fn with_nodes(config: SimConfig, nodes: Vec<(Config, Durable)>) -> Cluster {
+        let n = nodes.len();
+        let mut rng = SimRng::new(config.seed);
+        let net_rng_seed = rng.next_u64();
+        let voters: Vec<NodeId> = nodes.iter().map(|(c, _)| c.id).collect();
+        let slots = nodes
+            .into_iter()
+            .map(|(c, d)| {
+                let id = c.id;
                 Slot {
-                    id: *id,
+                    id,
                     raft: None,
                     gate: PersistGate::new(),
                     written_batch: 0,
@@ -247,6 +271,7 @@ impl Cluster {
             queue: EventQueue::default(),
             checker: Checker::default(),
             checks: true,
+            durability_checks: true,
             connected: vec![true; n],
             trace: Trace::new(config.trace),
             read_outcomes: Vec::new(),
@@ -374,9 +399,14 @@ impl Cluster {
         let durable = self.slots[i].disk.written().clone();
         let raft = Raft::restore(config, durable.clone())
             .unwrap_or_else(|e| self.fail(format!("{id} cannot restore its durable state: {e}")));
-        let app = LabApp::restore(durable.snapshot.as_ref())
-            .unwrap_or_else(|e| self.fail(format!("{id}: {e}")));
-        self.checker.on_start(id, app.applied_index());
+        let app = if self.config.lab_app {
+            LabApp::restore(durable.snapshot.as_ref())
+                .unwrap_or_else(|e| self.fail(format!("{id}: {e}")))
+        } else {
+            LabApp::default()
+        };
+        let applied = durable.snapshot.as_ref().map_or(LogIndex(0), |s| s.index);
+        self.checker.on_start(id, applied);
         let slot = &mut self.slots[i];
         slot.incarnation += 1;
         slot.raft = Some(raft);
@@ -409,8 +439,9 @@ impl Cluster {
         self.trace.line(self.now_ms, || {
             format!("{id} crashes; {kept} of {lost} unsynced writes survive")
         });
-        if let Err(Violation(v)) = self.checker.on_persist_hard_state(id, &hs) {
-            self.fail(v);
+        if self.checks {
+            let r = self.checker.on_persist_hard_state(id, &hs);
+            self.check(r);
         }
     }
 
@@ -537,8 +568,10 @@ impl Cluster {
             self.trace.detail(|| a.to_string());
             if let Action::PersistEntries(entries) = a {
                 let raft = self.slots[i].raft.as_ref().expect("up");
-                let r = self.checker.on_persist_entries(raft, entries);
-                self.check(r);
+                if self.checks {
+                    let r = self.checker.on_persist_entries(raft, entries);
+                    self.check(r);
+                }
             }
             if self.config.delivery == Delivery::Manual {
                 self.outputs.entry(id).or_default().push(a.clone());
@@ -568,8 +601,10 @@ impl Cluster {
         let (id, hs) = (slot.id, slot.disk.synced().hard_state);
         let batch = slot.written_batch;
         let ready = slot.gate.persisted(batch);
-        let r = self.checker.on_persist_hard_state(id, &hs);
-        self.check(r);
+        if self.checks {
+            let r = self.checker.on_persist_hard_state(id, &hs);
+            self.check(r);
+        }
         self.release(i, ready.into_iter())
     }
 
@@ -580,9 +615,9 @@ impl Cluster {
         let mut snapshot_due = None;
         for Held { action, vouched } in actions {
             self.trace.detail(|| action.to_string());
-            if self.checks {
+            if self.durability_checks {
                 let r = check_release(id, self.slots[i].disk.synced(), &action, &vouched);
-                self.check(r);
+                self.check_durability(r);
             }
             if let Some(due) = self.perform(i, action) {
                 snapshot_due = Some(due);
@@ -605,21 +640,27 @@ impl Cluster {
                 for e in entries {
                     self.trace.hash(&[e.index.0, e.term.0, i as u64]);
                 }
-                let r = self.checker.on_apply(id, entries);
-                self.check(r);
-                match self.slots[i]
-                    .app
-                    .apply(entries, self.config.snapshot_interval)
-                {
-                    Ok(due) => snapshot_due = due,
-                    Err(e) => self.fail(format!("{id}: {e}")),
+                if self.checks {
+                    let r = self.checker.on_apply(id, entries);
+                    self.check(r);
+                }
+                if self.config.lab_app {
+                    let interval = self.config.snapshot_interval;
+                    match self.slots[i].app.apply(entries, interval) {
+                        Ok(due) => snapshot_due = due,
+                        Err(e) => self.fail(format!("{id}: {e}")),
+                    }
                 }
             }
             Action::ApplySnapshot(snapshot) => {
-                let r = self.checker.on_apply_snapshot(id, snapshot);
-                self.check(r);
-                if let Err(e) = self.slots[i].app.install(snapshot) {
-                    self.fail(format!("{id}: {e}"));
+                if self.checks {
+                    let r = self.checker.on_apply_snapshot(id, snapshot);
+                    self.check(r);
+                }
+                if self.config.lab_app {
+                    if let Err(e) = self.slots[i].app.install(snapshot) {
+                        self.fail(format!("{id}: {e}"));
+                    }
                 }
             }
             Action::ReadReady { id: read, index } => {
@@ -642,21 +683,34 @@ impl Cluster {
 
     /// Checks on node `i` after one of its steps.
     fn after_step(&mut self, i: usize) {
-        if !self.checks {
-            return;
-        }
         let Some(raft) = self.slots[i].raft.as_ref() else {
             return;
         };
-        let full = self.config.full_mirror;
-        let mirror = check_mirror(raft, self.slots[i].disk.written(), full);
-        let r = mirror.and_then(|()| self.checker.after_step(raft));
-        self.check(r);
+        if self.durability_checks {
+            let full = self.config.full_mirror;
+            let r = check_mirror(raft, self.slots[i].disk.written(), full);
+            self.check_durability(r);
+        }
+        if self.checks {
+            let r = self.checker.after_step(raft);
+            self.check(r);
+        }
     }
 
+    /// A broken safety invariant fails the run (unless safety checks are off).
     fn check(&self, result: Result<(), Violation>) {
         if let Err(Violation(v)) = result {
             if self.checks {
+                self.fail(v);
+            }
+        }
+    }
+
+    /// Persist before send and the mirror check: on unless a test turns
+    /// them off.
+    fn check_durability(&self, result: Result<(), Violation>) {
+        if let Err(Violation(v)) = result {
+            if self.durability_checks {
                 self.fail(v);
             }
         }
@@ -789,6 +843,30 @@ impl Cluster {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Keep only the queued messages for which `keep` is true.
+    pub fn retain_queued(&mut self, mut keep: impl FnMut(&Envelope) -> bool) {
+        self.queue.retain(|e| match e {
+            Event::Deliver(env) => keep(env),
+            _ => true,
+        });
+    }
+
+    /// Remove the `k`-th queued message (oldest is 0).
+    pub fn remove_queued(&mut self, k: usize) -> Option<Envelope> {
+        match self
+            .queue
+            .remove_nth(|e| matches!(e, Event::Deliver(_)), k)?
+        {
+            Event::Deliver(env) => Some(env),
+            _ => unreachable!("matched a delivery"),
+        }
+    }
+
+    /// Queue a message for delivery now (manual delivery: at the end).
+    pub fn push_queued(&mut self, envelope: Envelope) {
+        self.queue.push(self.now_ms, Event::Deliver(envelope));
     }
 
     /// Deliver the oldest queued message (dropped if its link is cut or its

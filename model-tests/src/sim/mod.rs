@@ -7,7 +7,8 @@
 //!   [`invariants`] (Raft's safety properties), [`durability`] (persist
 //!   before send, action by action), [`trace`], [`seeds`].
 //! * [`cluster`]: Raft cores with the lab's applier, in virtual time (lab
-//!   ports, swarms) or by hand ([`scenario`]: the scenario tests).
+//!   ports, swarms) or by hand ([`scenario`]: the scenario tests, addressed
+//!   by node id).
 //! * The service worlds (replicated state machines behind the node shells
 //!   the drivers run, and their clients) live in `crate::kvsim` on the same
 //!   pieces.
@@ -21,6 +22,7 @@ pub mod lab;
 pub mod network;
 pub mod queue;
 pub mod rng;
+pub mod scenario;
 pub mod seeds;
 pub mod swarm;
 pub mod trace;

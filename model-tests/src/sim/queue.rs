@@ -60,6 +60,19 @@ impl<E> EventQueue<E> {
             .collect()
     }
 
+    /// Keep only the events for which `keep` returns true (called once per
+    /// event, in queue order).
+    pub fn retain(&mut self, mut keep: impl FnMut(&E) -> bool) {
+        self.events.retain(|_, e| keep(e));
+    }
+
+    /// Remove the `n`-th event (0-based, in queue order) among those
+    /// matching `pred`.
+    pub fn remove_nth(&mut self, pred: impl Fn(&E) -> bool, n: usize) -> Option<E> {
+        let key = *self.events.iter().filter(|(_, e)| pred(e)).nth(n)?.0;
+        self.events.remove(&key)
+    }
+
     /// The events in queue order.
     pub fn iter(&self) -> impl Iterator<Item = &E> {
         self.events.values()

@@ -2,13 +2,12 @@
 //! lab's "fast backup"), plus the persist-before-send order of every action
 //! list that reveals new state.
 
-mod common;
-
-use common::*;
 use core_raft::{
     Action, AppendEntries, AppendEntriesResponse, Input, LogIndex, Message, NodeId, Payload,
     RequestVoteResponse, Role, Term,
 };
+use model_tests::sim::scenario::*;
+use model_tests::sim::Envelope;
 
 fn is_append_to(e: &Envelope, from: NodeId, to: NodeId) -> bool {
     e.from == from && e.to == to && matches!(e.msg, Message::AppendEntries(_))
@@ -18,7 +17,7 @@ fn is_append_to(e: &Envelope, from: NodeId, to: NodeId) -> bool {
 /// majority holds it, and every node applies it exactly once, in order.
 #[test]
 fn proposals_are_replicated_committed_and_applied_everywhere() {
-    let mut c = Cluster::new(5, |_| {});
+    let mut c = Scenario::new(5, |_| {});
     c.elect(n(1));
     for i in 0..20u8 {
         let a = c.propose(n(1), &[i]);
@@ -30,7 +29,7 @@ fn proposals_are_replicated_committed_and_applied_everywhere() {
     c.deliver_all();
     c.run(5);
     let want: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i]).collect();
-    for id in c.ids.clone() {
+    for id in c.ids() {
         assert_eq!(c.applied_commands(id), want, "{id}");
         assert_eq!(c.node(id).commit_index(), c.node(n(1)).last_index());
     }
@@ -40,7 +39,7 @@ fn proposals_are_replicated_committed_and_applied_everywhere() {
 /// indexes in the leader's term.
 #[test]
 fn propose_batch_answers_each_command() {
-    let mut c = Cluster::new(3, |_| {});
+    let mut c = Scenario::new(3, |_| {});
     c.elect(n(1));
     let last = c.node(n(1)).last_index();
     let term = c.node(n(1)).term();
@@ -70,7 +69,7 @@ fn propose_batch_answers_each_command() {
 /// the leader it believes in.
 #[test]
 fn not_leader_carries_the_hint() {
-    let mut c = Cluster::new(3, |_| {});
+    let mut c = Scenario::new(3, |_| {});
     let a = c.propose(n(2), b"x");
     assert_eq!(a, vec![Action::NotLeader { leader_hint: None }]);
     c.elect(n(1));
@@ -92,13 +91,13 @@ fn not_leader_carries_the_hint() {
 
 /// The Figure 8 cluster: S1 leads term 5 with an entry of term 2 at index 2
 /// that S5 (last entry of term 3) does not have.
-fn figure8_cluster() -> Cluster {
+fn figure8_cluster() -> Scenario {
     let s1 = durable(4, None, 1, log_with_terms(&[1, 2]));
     let s2 = durable(4, None, 1, log_with_terms(&[1, 2]));
     let s3 = durable(4, None, 1, log_with_terms(&[1]));
     let s4 = durable(4, None, 1, log_with_terms(&[1]));
     let s5 = durable(4, None, 1, log_with_terms(&[1, 3]));
-    let mut c = Cluster::with_durable(vec![s1, s2, s3, s4, s5], |cfg| {
+    let mut c = Scenario::with_durable(vec![s1, s2, s3, s4, s5], |cfg| {
         // The scenario needs entries of old terms to stay uncommitted, and S5
         // to win while the others still remember S1.
         cfg.leader_noop = false;
@@ -127,7 +126,7 @@ fn figure8_old_term_entry_on_a_majority_is_not_committed() {
     );
     c.run(3);
     assert_eq!(c.node(n(1)).commit_index(), LogIndex(1));
-    assert!(!c.committed.contains_key(&LogIndex(2)));
+    assert!(!c.committed_term(LogIndex(2)).is_some());
 
     // S1 crashes; S5 wins (its log is more up to date than S2..S4's) and
     // replaces index 2 on the majority.
@@ -145,7 +144,7 @@ fn figure8_old_term_entry_on_a_majority_is_not_committed() {
     for id in [2, 3, 4, 5] {
         assert_eq!(c.node(n(id)).term_at(LogIndex(2)), Some(Term(3)), "S{id}");
     }
-    assert_eq!(c.committed[&LogIndex(2)].0.term, Term(3));
+    assert_eq!(c.committed_term(LogIndex(2)).unwrap(), Term(3));
 }
 
 /// §5.4.2: the old-term entry becomes committed indirectly, once an entry of
@@ -157,8 +156,8 @@ fn figure8_old_term_entry_commits_with_a_current_term_entry() {
     c.propose(n(1), b"t5");
     c.deliver_all();
     assert_eq!(c.node(n(1)).commit_index(), LogIndex(3));
-    assert_eq!(c.committed[&LogIndex(2)].0.term, Term(2));
-    assert_eq!(c.committed[&LogIndex(3)].0.term, Term(5));
+    assert_eq!(c.committed_term(LogIndex(2)).unwrap(), Term(2));
+    assert_eq!(c.committed_term(LogIndex(3)).unwrap(), Term(5));
 }
 
 /// §5.3: "If an existing entry conflicts with a new one (same index but
@@ -168,7 +167,7 @@ fn conflicting_follower_suffix_is_truncated_and_replaced() {
     let s1 = durable(3, None, 2, log_with_terms(&[1, 1, 3, 3]));
     let s2 = durable(2, None, 2, log_with_terms(&[1, 1, 2, 2, 2]));
     let s3 = durable(3, None, 2, log_with_terms(&[1, 1, 3, 3]));
-    let mut c = Cluster::with_durable(vec![s1, s2, s3], |_| {});
+    let mut c = Scenario::with_durable(vec![s1, s2, s3], |_| {});
     c.elect(n(1));
     c.propose(n(1), b"after");
     c.deliver_all();
@@ -176,9 +175,9 @@ fn conflicting_follower_suffix_is_truncated_and_replaced() {
     assert_eq!(leader_log.len(), 6);
     let follower_log = c.node(n(2)).entries(LogIndex(1), c.node(n(2)).last_index());
     assert_eq!(follower_log, leader_log);
-    assert_eq!(c.durable[&n(2)].entries, leader_log);
+    assert_eq!(c.durable(n(2)).entries, leader_log);
     // The truncation was a PersistEntries starting at the first conflict.
-    let first_rewrite = c.outputs[&n(2)].iter().find_map(|a| match a {
+    let first_rewrite = c.outputs(n(2)).iter().find_map(|a| match a {
         Action::PersistEntries(es) => Some(es[0].index),
         _ => None,
     });
@@ -198,7 +197,7 @@ fn fast_backup_skips_whole_conflicting_terms() {
     let s1 = durable(4, None, 3, log_with_terms(&leader_terms));
     let s2 = durable(3, None, 3, log_with_terms(&follower_terms));
     let s3 = durable(4, None, 3, log_with_terms(&leader_terms));
-    let mut c = Cluster::with_durable(vec![s1, s2, s3], |_| {});
+    let mut c = Scenario::with_durable(vec![s1, s2, s3], |_| {});
     c.elect(n(1));
     let last = c.node(n(1)).last_index();
     assert_eq!(c.node(n(2)).last_index(), last);
@@ -223,7 +222,7 @@ fn fast_backup_jumps_to_the_end_of_the_leaders_run_of_the_term() {
     let s1 = durable(3, None, 1, log_with_terms(&leader_terms));
     let s2 = durable(2, None, 1, log_with_terms(&follower_terms));
     let s3 = durable(3, None, 1, log_with_terms(&leader_terms));
-    let mut c = Cluster::with_durable(vec![s1, s2, s3], |_| {});
+    let mut c = Scenario::with_durable(vec![s1, s2, s3], |_| {});
     c.elect(n(1));
     assert_eq!(
         c.node(n(2)).entries(LogIndex(1), LogIndex(100)),
@@ -245,7 +244,7 @@ fn short_follower_log_is_caught_up_in_one_probe() {
     let s1 = durable(2, None, 1, log_with_terms(&terms));
     let s2 = durable(2, None, 1, log_with_terms(&[1]));
     let s3 = durable(2, None, 1, log_with_terms(&terms));
-    let mut c = Cluster::with_durable(vec![s1, s2, s3], |cfg| {
+    let mut c = Scenario::with_durable(vec![s1, s2, s3], |cfg| {
         cfg.max_entries_per_message = 1000;
     });
     c.elect(n(1));
@@ -265,7 +264,7 @@ fn pos(actions: &[Action], pred: impl Fn(&Action) -> bool) -> usize {
 /// (The harness also checks this generically for every step of every test.)
 #[test]
 fn persists_precede_the_sends_that_depend_on_them() {
-    let mut c = Cluster::new(3, |cfg| cfg.pre_vote = false);
+    let mut c = Scenario::new(3, |cfg| cfg.pre_vote = false);
     // Candidate: new term and self-vote, then RequestVotes.
     let mut a = Vec::new();
     for _ in 0..=20 {
@@ -343,10 +342,10 @@ fn persists_precede_the_sends_that_depend_on_them() {
 /// what the follower already holds) must not truncate the follower's log.
 #[test]
 fn delayed_append_does_not_truncate_newer_entries() {
-    let mut c = Cluster::new(3, |_| {});
+    let mut c = Scenario::new(3, |_| {});
     c.elect(n(1));
     c.propose(n(1), b"a");
-    let early: Vec<Envelope> = c.queue.iter().filter(|e| e.to == n(2)).cloned().collect();
+    let early: Vec<Envelope> = c.queue().iter().filter(|e| e.to == n(2)).cloned().collect();
     c.deliver_all();
     c.propose(n(1), b"b");
     c.deliver_all();
@@ -363,7 +362,7 @@ fn delayed_append_does_not_truncate_newer_entries() {
 /// timer notices the missing acknowledgement.
 #[test]
 fn lost_appends_are_retransmitted() {
-    let mut c = Cluster::new(3, |_| {});
+    let mut c = Scenario::new(3, |_| {});
     c.elect(n(1));
     for i in 0..10u8 {
         c.propose(n(1), &[i]);
@@ -374,7 +373,7 @@ fn lost_appends_are_retransmitted() {
     c.run(20);
     assert_eq!(c.applied_commands(n(3)).len(), 10);
     assert_eq!(c.node(n(3)).last_index(), c.node(n(1)).last_index());
-    let noop_first = c.outputs[&n(3)].iter().find_map(|a| match a {
+    let noop_first = c.outputs(n(3)).iter().find_map(|a| match a {
         Action::Apply(es) => Some(es[0].payload.clone()),
         _ => None,
     });
@@ -392,7 +391,7 @@ fn follower_commits_only_what_the_message_vouches_for() {
     let s1 = durable(5, None, 4, log_with_terms(&[1, 2, 2, 5]));
     let s2 = durable(4, None, 2, log_with_terms(&[1, 2, 2, 4, 4]));
     let s3 = durable(5, None, 4, log_with_terms(&[1, 2, 2, 5]));
-    let mut c = Cluster::with_durable(vec![s1, s2, s3], |_| {});
+    let mut c = Scenario::with_durable(vec![s1, s2, s3], |_| {});
     let leader_entry = c.node(n(1)).entries(LogIndex(3), LogIndex(3));
     let a = c.step(
         n(2),
@@ -418,7 +417,7 @@ fn follower_commits_only_what_the_message_vouches_for() {
 /// overwritten, and the entry applied at its index has another term.
 #[test]
 fn proposal_of_a_deposed_leader_is_lost_and_detectable() {
-    let mut c = Cluster::new(3, |_| {});
+    let mut c = Scenario::new(3, |_| {});
     c.elect(n(1));
     c.isolate(n(1));
     let a = c.propose(n(1), b"lost");
@@ -443,7 +442,8 @@ fn proposal_of_a_deposed_leader_is_lost_and_detectable() {
     c.propose(leader, b"won");
     c.heal();
     c.run(30);
-    let applied_at_index = c.outputs[&n(1)]
+    let applied_at_index = c
+        .outputs(n(1))
         .iter()
         .filter_map(|a| match a {
             Action::Apply(es) => es.iter().find(|e| e.index == index).cloned(),

@@ -1,9 +1,7 @@
 //! Linearizable reads without log writes: ReadIndex (Raft thesis §6.4).
 
-mod common;
-
-use common::*;
 use core_raft::{Action, AppendEntries, AppendEntriesResponse, Input, LogIndex, Message, NodeId};
+use model_tests::sim::scenario::*;
 
 fn ready(actions: &[Action]) -> Vec<(u64, LogIndex)> {
     actions
@@ -15,8 +13,8 @@ fn ready(actions: &[Action]) -> Vec<(u64, LogIndex)> {
         .collect()
 }
 
-fn all_ready(c: &Cluster, id: NodeId) -> Vec<(u64, LogIndex)> {
-    ready(&c.outputs[&id])
+fn all_ready(c: &Scenario, id: NodeId) -> Vec<(u64, LogIndex)> {
+    ready(&c.outputs(id))
 }
 
 /// Thesis §6.4: the leader answers a read only after a majority has
@@ -24,7 +22,7 @@ fn all_ready(c: &Cluster, id: NodeId) -> Vec<(u64, LogIndex)> {
 /// point is the commit index at arrival.
 #[test]
 fn read_ready_only_after_a_majority_acknowledges() {
-    let mut c = Cluster::new(5, |_| {});
+    let mut c = Scenario::new(5, |_| {});
     c.elect(n(1));
     c.run(3);
     let commit = c.node(n(1)).commit_index();
@@ -48,11 +46,11 @@ fn read_ready_only_after_a_majority_acknowledges() {
 /// confirm it.
 #[test]
 fn acks_of_older_rounds_do_not_confirm_a_read() {
-    let mut c = Cluster::new(3, |_| {});
+    let mut c = Scenario::new(3, |_| {});
     c.elect(n(1));
     c.run(3);
     // A heartbeat round is in flight when the read arrives.
-    for _ in 0..c.configs[&n(1)].heartbeat_ticks {
+    for _ in 0..c.config(n(1)).heartbeat_ticks {
         c.tick(n(1));
     }
     let old_round = c.take_queue();
@@ -78,7 +76,7 @@ fn acks_of_older_rounds_do_not_confirm_a_read() {
 fn read_waits_for_the_leaders_first_commit() {
     // Deliver the election by hand, stopping as soon as node 1 leads: its
     // no-op is then still in flight.
-    let mut c = Cluster::new(3, |_| {});
+    let mut c = Scenario::new(3, |_| {});
     for _ in 0..=20 {
         c.tick(n(1));
         if c.node(n(1)).role() != core_raft::Role::Follower {
@@ -101,7 +99,7 @@ fn read_waits_for_the_leaders_first_commit() {
 /// A follower cannot serve ReadIndex; it names the leader it knows.
 #[test]
 fn read_on_follower_fails_with_leader_hint() {
-    let mut c = Cluster::new(3, |_| {});
+    let mut c = Scenario::new(3, |_| {});
     let a = c.step(n(2), Input::ReadIndex { id: 5 });
     assert_eq!(
         a,
@@ -125,7 +123,7 @@ fn read_on_follower_fails_with_leader_hint() {
 /// new leader's heartbeat), carrying the new leader as the hint.
 #[test]
 fn pending_reads_fail_when_leader_steps_down() {
-    let mut c = Cluster::new(3, |_| {});
+    let mut c = Scenario::new(3, |_| {});
     c.elect(n(1));
     c.isolate(n(1));
     c.step(n(1), Input::ReadIndex { id: 1 });
@@ -145,7 +143,8 @@ fn pending_reads_fail_when_leader_steps_down() {
     let new_leader = new_leader.expect("a new leader");
     c.heal();
     c.run(5);
-    let failed: Vec<_> = c.outputs[&n(1)]
+    let failed: Vec<_> = c
+        .outputs(n(1))
         .iter()
         .filter_map(|a| match a {
             Action::ReadFailed { id, leader_hint } => Some((*id, *leader_hint)),
@@ -165,7 +164,7 @@ fn pending_reads_fail_when_leader_steps_down() {
 /// hint names the sender of the AppendEntries.
 #[test]
 fn pending_reads_fail_on_higher_term_append() {
-    let mut c = Cluster::new(3, |_| {});
+    let mut c = Scenario::new(3, |_| {});
     c.elect(n(1));
     c.step(n(1), Input::ReadIndex { id: 9 });
     c.take_queue();
@@ -193,7 +192,7 @@ fn pending_reads_fail_on_higher_term_append() {
 /// Check-quorum step-down also fails pending reads.
 #[test]
 fn pending_reads_fail_on_check_quorum_step_down() {
-    let mut c = Cluster::new(3, |_| {});
+    let mut c = Scenario::new(3, |_| {});
     c.elect(n(1));
     c.isolate(n(1));
     c.step(n(1), Input::ReadIndex { id: 4 });
@@ -202,7 +201,7 @@ fn pending_reads_fail_on_check_quorum_step_down() {
         c.deliver_all();
     }
     assert!(!c.node(n(1)).is_leader());
-    assert!(c.outputs[&n(1)].contains(&Action::ReadFailed {
+    assert!(c.outputs(n(1)).contains(&Action::ReadFailed {
         id: 4,
         leader_hint: None
     }));
@@ -211,7 +210,7 @@ fn pending_reads_fail_on_check_quorum_step_down() {
 /// A single-node cluster is its own majority: reads are answered at once.
 #[test]
 fn single_node_answers_reads_at_once() {
-    let mut c = Cluster::new(1, |_| {});
+    let mut c = Scenario::new(1, |_| {});
     c.elect(n(1));
     let a = c.step(n(1), Input::ReadIndex { id: 11 });
     assert_eq!(ready(&a), vec![(11, c.node(n(1)).commit_index())]);
@@ -223,13 +222,13 @@ fn single_node_answers_reads_at_once() {
 /// Reads arriving together share one confirmation round.
 #[test]
 fn concurrent_reads_share_a_round() {
-    let mut c = Cluster::new(3, |_| {});
+    let mut c = Scenario::new(3, |_| {});
     c.elect(n(1));
     c.run(3);
     for id in 0..100 {
         c.step(n(1), Input::ReadIndex { id });
     }
-    let sent = c.queue.len();
+    let sent = c.queue_len();
     assert!(sent <= 2 * 2, "{sent} messages for 100 reads");
     c.deliver_all();
     let got: Vec<u64> = all_ready(&c, n(1)).iter().map(|r| r.0).collect();
@@ -240,7 +239,7 @@ fn concurrent_reads_share_a_round() {
 /// corrupted) must not pre-confirm later reads.
 #[test]
 fn ack_of_an_unsent_round_does_not_confirm_reads() {
-    let mut c = Cluster::new(3, |_| {});
+    let mut c = Scenario::new(3, |_| {});
     c.elect(n(1));
     c.run(3);
     let term = c.node(n(1)).term();

@@ -1,11 +1,10 @@
 //! Log compaction and InstallSnapshot (Raft paper §7).
 
-mod common;
-
-use common::*;
 use core_raft::{Action, Input, InstallSnapshot, LogIndex, Message, Snapshot};
+use model_tests::sim::scenario::*;
+use model_tests::sim::Envelope;
 
-fn snapshot(c: &mut Cluster, id: core_raft::NodeId, index: LogIndex) -> Vec<Action> {
+fn snapshot(c: &mut Scenario, id: core_raft::NodeId, index: LogIndex) -> Vec<Action> {
     c.step(
         id,
         Input::Snapshot {
@@ -16,8 +15,8 @@ fn snapshot(c: &mut Cluster, id: core_raft::NodeId, index: LogIndex) -> Vec<Acti
 }
 
 /// A 3-node cluster led by node 1 with `count` commands applied everywhere.
-fn cluster_with_commands(count: u8) -> Cluster {
-    let mut c = Cluster::new(3, |_| {});
+fn cluster_with_commands(count: u8) -> Scenario {
+    let mut c = Scenario::new(3, |_| {});
     c.elect(n(1));
     for i in 0..count {
         c.propose(n(1), &[i]);
@@ -49,7 +48,7 @@ fn snapshot_discards_the_covered_prefix() {
     assert_eq!(r.term_at(at.prev()), None);
     assert!(r.entries(LogIndex(1), at).is_empty());
     assert_eq!(r.entries(at.next(), applied).len(), 2);
-    let d = &c.durable[&n(1)];
+    let d = &c.durable(n(1));
     assert_eq!(d.snapshot.as_ref().map(|s| s.index), Some(at));
     assert_eq!(d.entries.first().map(|e| e.index), Some(at.next()));
 
@@ -68,7 +67,7 @@ fn snapshot_discards_the_covered_prefix() {
 /// with the entries after it.
 #[test]
 fn lagging_follower_receives_install_snapshot() {
-    let mut c = Cluster::new(3, |_| {});
+    let mut c = Scenario::new(3, |_| {});
     c.elect(n(1));
     c.isolate(n(3));
     for i in 0..10u8 {
@@ -85,7 +84,7 @@ fn lagging_follower_receives_install_snapshot() {
             && matches!(e.msg, Message::InstallSnapshot(_)))
             > 0
     );
-    let installed = c.outputs[&n(3)].iter().find_map(|a| match a {
+    let installed = c.outputs(n(3)).iter().find_map(|a| match a {
         Action::ApplySnapshot(s) => Some(s.clone()),
         _ => None,
     });
@@ -93,7 +92,7 @@ fn lagging_follower_receives_install_snapshot() {
     assert_eq!(s.index, applied);
     assert_eq!(s.data, format!("state through {}", applied.0).into_bytes());
     assert_eq!(c.node(n(3)).snapshot_index(), applied);
-    assert_eq!(c.durable[&n(3)].snapshot, Some(s));
+    assert_eq!(c.durable(n(3)).snapshot, Some(s));
     assert_eq!(c.node(n(3)).applied_index(), applied);
 
     c.propose(n(1), b"after");
@@ -107,7 +106,7 @@ fn lagging_follower_receives_install_snapshot() {
 /// the whole log.
 #[test]
 fn install_snapshot_keeps_a_matching_suffix_and_drops_a_conflicting_log() {
-    let mut c = Cluster::new(3, |_| {});
+    let mut c = Scenario::new(3, |_| {});
     c.elect(n(1));
     for i in 0..5u8 {
         c.propose(n(1), &[i]);
@@ -178,7 +177,7 @@ fn install_snapshot_keeps_a_matching_suffix_and_drops_a_conflicting_log() {
         }
     )));
     assert_eq!(c.node(n(3)).last_index(), LogIndex(last.0 + 5));
-    assert!(c.durable[&n(3)].entries.is_empty());
+    assert!(c.durable(n(3)).entries.is_empty());
 }
 
 /// §7 and the crate contract's step 4: a node restored from a snapshot plus
@@ -186,7 +185,7 @@ fn install_snapshot_keeps_a_matching_suffix_and_drops_a_conflicting_log() {
 #[test]
 fn restore_from_snapshot_and_log_resumes_after_the_snapshot() {
     // Single node: everything it proposes commits at once.
-    let mut c = Cluster::new(1, |_| {});
+    let mut c = Scenario::new(1, |_| {});
     c.elect(n(1));
     for i in 0..10u8 {
         c.propose(n(1), &[i]);
@@ -201,9 +200,9 @@ fn restore_from_snapshot_and_log_resumes_after_the_snapshot() {
     assert_eq!(c.node(n(1)).snapshot_index(), at);
     assert_eq!(c.node(n(1)).applied_index(), at);
     assert_eq!(c.node(n(1)).last_index(), last);
-    let mark = c.outputs[&n(1)].len();
+    let mark = c.outputs(n(1)).len();
     c.elect(n(1));
-    let first_applied = c.outputs[&n(1)][mark..].iter().find_map(|a| match a {
+    let first_applied = c.outputs(n(1))[mark..].iter().find_map(|a| match a {
         Action::Apply(es) => Some(es[0].index),
         _ => None,
     });
@@ -216,9 +215,9 @@ fn restore_from_snapshot_and_log_resumes_after_the_snapshot() {
     snapshot(&mut c, n(2), LogIndex(at.0 - 3));
     c.crash(n(2));
     c.restart(n(2));
-    let mark = c.outputs[&n(2)].len();
+    let mark = c.outputs(n(2)).len();
     c.run(3);
-    let first_applied = c.outputs[&n(2)][mark..].iter().find_map(|a| match a {
+    let first_applied = c.outputs(n(2))[mark..].iter().find_map(|a| match a {
         Action::Apply(es) => Some(es[0].index),
         _ => None,
     });

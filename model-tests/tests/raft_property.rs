@@ -9,10 +9,8 @@
 //! `Arguments: ([Op, ...])`; paste that list into [`replay`] in a new test to
 //! reproduce it deterministically.
 
-mod common;
-
-use common::*;
 use core_raft::{Config, Input, LogIndex, NodeId};
+use model_tests::sim::scenario::*;
 use quickcheck::{Arbitrary, Gen, QuickCheck};
 
 /// One scheduling decision. Node numbers are taken modulo the cluster size
@@ -77,7 +75,7 @@ fn replay(ops: Vec<Op>) -> bool {
 fn replay_with(flags: u8, ops: Vec<Op>) -> bool {
     let nodes = if flags & 8 == 0 { 3 } else { 5 };
     let node = |x: u8| NodeId(1 + x as u64 % nodes);
-    let mut c = Cluster::new(nodes, |cfg| {
+    let mut c = Scenario::new(nodes, |cfg| {
         fast_timers(cfg);
         cfg.pre_vote = flags & 1 == 0;
         cfg.check_quorum = flags & 2 == 0;
@@ -88,7 +86,7 @@ fn replay_with(flags: u8, ops: Vec<Op>) -> bool {
     for op in ops {
         // Even node numbers in proposals, reads, crashes and partitions aim at the
         // current leader (if any), so that leadership changes under load.
-        let target = |c: &Cluster, x: u8| match c.leader() {
+        let target = |c: &Scenario, x: u8| match c.leader() {
             Some(l) if x & 1 == 0 => l,
             _ => node(x),
         };
@@ -104,17 +102,17 @@ fn replay_with(flags: u8, ops: Vec<Op>) -> bool {
                 c.tick(node(x));
             }
             Op::TickAll => c.tick_all(),
-            Op::Deliver(k) if !c.queue.is_empty() => {
-                let e = c.queue.remove(k as usize % c.queue.len()).unwrap();
+            Op::Deliver(k) if c.queue_len() > 0 => {
+                let e = c.remove_queued(k as usize % c.queue_len()).unwrap();
                 c.deliver(e);
             }
             Op::DeliverAll => c.deliver_all(),
-            Op::Drop(k) if !c.queue.is_empty() => {
-                c.queue.remove(k as usize % c.queue.len());
+            Op::Drop(k) if c.queue_len() > 0 => {
+                c.remove_queued(k as usize % c.queue_len());
             }
-            Op::Duplicate(k) if !c.queue.is_empty() => {
-                let e = c.queue[k as usize % c.queue.len()].clone();
-                c.queue.push_back(e);
+            Op::Duplicate(k) if c.queue_len() > 0 => {
+                let e = c.queue()[k as usize % c.queue_len()].clone();
+                c.push_queued(e);
             }
             Op::Propose(x, data) if c.is_up(node(x)) => {
                 c.propose(node(x), &[data]);
@@ -143,7 +141,7 @@ fn replay_with(flags: u8, ops: Vec<Op>) -> bool {
     // Liveness once the network is healthy: a leader emerges and every node
     // catches up with its log.
     c.heal();
-    for id in c.ids.clone() {
+    for id in c.ids() {
         if !c.is_up(id) {
             c.restart(id);
         }
@@ -162,17 +160,17 @@ fn replay_with(flags: u8, ops: Vec<Op>) -> bool {
             let commit = c.node(l).commit_index();
             let last = c.node(l).last_index();
             if commit == last
-                && c.ids.iter().all(|id| {
+                && c.ids().iter().all(|id| {
                     c.node(*id).applied_index() == commit && c.node(*id).last_index() == last
                 })
             {
                 if std::env::var("PROPERTY_STATS").is_ok() {
                     eprintln!(
                         "ops {n_ops}: {} terms with a leader, {} entries applied, {} messages, {} reads served",
-                        c.leaders.len(),
-                        c.committed.len(),
-                        c.sent.len(),
-                        c.outputs
+                        c.leader_terms(),
+                        c.max_commit().0,
+                        c.sent().len(),
+                        c.all_outputs()
                             .values()
                             .flatten()
                             .filter(|a| matches!(a, core_raft::Action::ReadReady { .. }))
@@ -184,7 +182,7 @@ fn replay_with(flags: u8, ops: Vec<Op>) -> bool {
         }
     }
     let states: Vec<(NodeId, LogIndex, LogIndex)> = c
-        .ids
+        .ids()
         .iter()
         .map(|id| (*id, c.node(*id).commit_index(), c.node(*id).last_index()))
         .collect();

@@ -3,15 +3,14 @@
 //! never panics on an input, drops what it cannot use, and never lets such
 //! input corrupt its state. Also: determinism of the whole machine.
 
-mod common;
-
-use common::*;
 use core_raft::rng::SplitMix64;
 use core_raft::{
     Action, AppendEntries, AppendEntriesResponse, Config, ConfigError, Entry, Input,
     InstallSnapshot, InstallSnapshotResponse, LogIndex, Message, NodeId, Payload, Raft, Reject,
     RequestVote, RequestVoteResponse, RestoreError, Role, Snapshot, Term,
 };
+use model_tests::sim::scenario::*;
+use model_tests::sim::Envelope;
 
 /// Everything observable about a node's replicated state.
 fn state(r: &Raft) -> (Term, Option<NodeId>, LogIndex, LogIndex, Vec<Entry>, Role) {
@@ -26,8 +25,8 @@ fn state(r: &Raft) -> (Term, Option<NodeId>, LogIndex, LogIndex, Vec<Entry>, Rol
 }
 
 /// A 3-node cluster led by node 1, with a few commands committed everywhere.
-fn busy_cluster() -> Cluster {
-    let mut c = Cluster::new(3, |_| {});
+fn busy_cluster() -> Scenario {
+    let mut c = Scenario::new(3, |_| {});
     c.elect(n(1));
     for i in 0..5u8 {
         c.propose(n(1), &[i]);
@@ -101,7 +100,7 @@ fn messages_from_unknown_nodes_are_dropped() {
             round: 0,
         }),
     ];
-    for id in c.ids.clone() {
+    for id in c.ids() {
         for from in [NodeId(99), NodeId(0), id, NodeId(u64::MAX)] {
             for msg in &msgs {
                 let before = state(c.node(id));
@@ -188,7 +187,7 @@ fn malformed_append_entries_change_nothing() {
 #[test]
 fn append_entries_never_rewrite_committed_entries() {
     let mut c = busy_cluster();
-    c.check_safety = false;
+    c.set_safety_checks(false);
     let term = c.node(n(2)).term();
     let commit = c.node(n(2)).commit_index();
     let before = state(c.node(n(2)));
@@ -251,7 +250,7 @@ fn stale_and_duplicated_responses_are_harmless() {
     let before = state(c.node(n(1)));
     // Replay every response ever sent to the leader, twice.
     let replies: Vec<Envelope> = c
-        .sent
+        .sent()
         .iter()
         .filter(|e| e.to == n(1) && !e.msg.is_request())
         .cloned()
@@ -321,7 +320,7 @@ fn stale_and_duplicated_responses_are_harmless() {
         }),
     ];
     for msg in junk {
-        for id in c.ids.clone() {
+        for id in c.ids() {
             let from = if id == n(1) { n(2) } else { n(1) };
             c.step(id, receive(from, msg.clone()));
         }
@@ -332,7 +331,7 @@ fn stale_and_duplicated_responses_are_harmless() {
     c.run(3);
     c.propose(n(1), b"still works");
     c.run(3);
-    for id in c.ids.clone() {
+    for id in c.ids() {
         assert_eq!(
             c.applied_commands(id).last(),
             Some(&b"still works".to_vec()),
@@ -348,9 +347,9 @@ fn stale_and_duplicated_responses_are_harmless() {
 fn maximal_terms_do_not_panic() {
     for pre_vote in [true, false] {
         for term in [u64::MAX, u64::MAX - 1, u64::MAX - 2] {
-            let mut c = Cluster::new(3, |cfg| cfg.pre_vote = pre_vote);
+            let mut c = Scenario::new(3, |cfg| cfg.pre_vote = pre_vote);
             c.elect(n(1));
-            c.check_safety = false;
+            c.set_safety_checks(false);
             let msg = Message::AppendEntries(AppendEntries {
                 term: Term(term),
                 prev_log_index: LogIndex(0),
@@ -464,7 +463,7 @@ fn random_forged_messages_never_panic() {
     for seed in 0..seeds {
         let mut rng = SplitMix64::new(seed);
         let mut c = busy_cluster();
-        c.check_safety = false;
+        c.set_safety_checks(false);
         for step in 0..2_000 {
             let id = NodeId(1 + rng.next_u64() % 3);
             let from = NodeId(1 + (id.0 + rng.next_u64() % 2) % 3);
@@ -492,12 +491,12 @@ fn random_forged_messages_never_panic() {
 #[test]
 fn same_inputs_give_identical_actions() {
     let run = || {
-        let mut c = Cluster::new(5, |_| {});
+        let mut c = Scenario::new(5, |_| {});
         for round in 0..300u64 {
             c.tick_all();
             // Drop a deterministic subset of messages to exercise retries.
             let mut k = 0;
-            c.queue.retain(|_| {
+            c.retain_queue(|_| {
                 k += 1;
                 (k + round) % 7 != 0
             });
@@ -522,7 +521,7 @@ fn same_inputs_give_identical_actions() {
                 c.crash(l);
             }
             if round == 150 {
-                for id in c.ids.clone() {
+                for id in c.ids() {
                     if !c.is_up(id) {
                         c.restart(id);
                     }
@@ -532,16 +531,16 @@ fn same_inputs_give_identical_actions() {
         c
     };
     let (a, b) = (run(), run());
-    assert_eq!(a.sent, b.sent);
-    assert_eq!(a.outputs, b.outputs);
-    let wire = |c: &Cluster| -> Vec<Vec<u8>> {
-        c.sent
+    assert_eq!(a.sent(), b.sent());
+    assert_eq!(a.all_outputs(), b.all_outputs());
+    let wire = |c: &Scenario| -> Vec<Vec<u8>> {
+        c.sent()
             .iter()
             .map(|e| postcard::to_allocvec(&e.msg).unwrap())
             .collect()
     };
     assert_eq!(wire(&a), wire(&b));
-    assert!(a.sent.len() > 1_000);
+    assert!(a.sent().len() > 1_000);
 
     // One machine, fed the same inputs twice.
     let cfg = test_config(n(1), &ids(3));
@@ -717,9 +716,9 @@ fn config_validation_errors() {
 /// by `random_forged_messages_never_panic` (`FUZZ_SEEDS=5000`, seed 80).
 #[test]
 fn contradicting_rejections_do_not_cause_a_message_storm() {
-    let mut c = Cluster::new(3, |_| {});
+    let mut c = Scenario::new(3, |_| {});
     c.elect(n(1));
-    c.check_safety = false;
+    c.set_safety_checks(false);
     c.isolate(n(3));
     for i in 0..5u8 {
         c.propose(n(1), &[i]);
@@ -742,9 +741,9 @@ fn contradicting_rejections_do_not_cause_a_message_storm() {
         },
     );
     c.heal();
-    let before = c.sent.len();
+    let before = c.sent().len();
     c.run(30);
-    let sent = c.sent.len() - before;
+    let sent = c.sent().len() - before;
     // 30 ticks is 10 heartbeat rounds: a few messages each, not thousands.
     assert!(sent < 200, "{sent} messages in 30 ticks");
 }
@@ -758,7 +757,7 @@ fn random_decoded_messages_never_panic() {
     let mut decoded = 0;
     for round in 0..200 {
         let mut c = busy_cluster();
-        c.check_safety = false;
+        c.set_safety_checks(false);
         for _ in 0..200 {
             let len = rng.range_inclusive(1, 64) as usize;
             let mut bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();

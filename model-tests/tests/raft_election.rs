@@ -1,10 +1,8 @@
 //! Leader election scenarios (Raft paper §5.2 and §5.4.1; thesis §4.2.3,
 //! §6.2 and §9.6), in the style of raft-rs `test_raft_paper.rs`.
 
-mod common;
-
-use common::*;
 use core_raft::{Action, Input, LogIndex, Message, RequestVote, RequestVoteResponse, Role, Term};
+use model_tests::sim::scenario::*;
 
 fn vote_request(term: u64, last_index: u64, last_term: u64) -> Message {
     Message::RequestVote(RequestVote {
@@ -31,13 +29,13 @@ fn vote_answer(actions: &[Action]) -> Option<bool> {
 #[test]
 fn single_leader_is_elected_and_stays() {
     for size in [1, 3, 5] {
-        let mut c = Cluster::new(size, |_| {});
+        let mut c = Scenario::new(size, |_| {});
         c.run(100);
         let leader = c.leader().expect("a leader");
         let term = c.node(leader).term();
-        let leaders = c.ids.iter().filter(|id| c.node(**id).is_leader()).count();
+        let leaders = c.ids().iter().filter(|id| c.node(**id).is_leader()).count();
         assert_eq!(leaders, 1, "size {size}");
-        for id in c.ids.clone() {
+        for id in c.ids() {
             assert_eq!(c.node(id).leader_hint(), Some(leader), "size {size}, {id}");
             assert_eq!(c.node(id).term(), term);
         }
@@ -53,7 +51,7 @@ fn single_leader_is_elected_and_stays() {
 #[test]
 fn votes_go_only_to_up_to_date_logs() {
     let voter = durable(2, None, 0, log_with_terms(&[1, 2, 2]));
-    let mut c = Cluster::with_durable(vec![voter, Default::default(), Default::default()], |_| {});
+    let mut c = Scenario::with_durable(vec![voter, Default::default(), Default::default()], |_| {});
     // Same last term, shorter log.
     let a = c.step(
         n(1),
@@ -86,7 +84,7 @@ fn votes_go_only_to_up_to_date_logs() {
 
     // Higher last term beats a longer log.
     let voter = durable(2, None, 0, log_with_terms(&[1, 2, 2]));
-    let mut c = Cluster::with_durable(vec![voter, Default::default(), Default::default()], |_| {});
+    let mut c = Scenario::with_durable(vec![voter, Default::default(), Default::default()], |_| {});
     let a = c.step(
         n(1),
         Input::Receive {
@@ -101,7 +99,7 @@ fn votes_go_only_to_up_to_date_logs() {
 /// `votedFor` is persistent, so the vote survives a restart.
 #[test]
 fn one_vote_per_term_survives_restart() {
-    let mut c = Cluster::new(3, |_| {});
+    let mut c = Scenario::new(3, |_| {});
     let a = c.step(
         n(1),
         Input::Receive {
@@ -118,7 +116,7 @@ fn one_vote_per_term_survives_restart() {
         },
     );
     assert_eq!(vote_answer(&a), Some(false), "second vote in the same term");
-    assert_eq!(c.durable[&n(1)].hard_state.vote, Some(n(2)));
+    assert_eq!(c.durable(n(1)).hard_state.vote, Some(n(2)));
 
     c.crash(n(1));
     c.restart(n(1));
@@ -161,7 +159,7 @@ fn one_vote_per_term_survives_restart() {
 /// the next heartbeat forces the leader out.
 #[test]
 fn pre_vote_keeps_terms_and_rejoining_node_does_not_depose_leader() {
-    let mut c = Cluster::new(3, |_| {});
+    let mut c = Scenario::new(3, |_| {});
     c.elect(n(1));
     c.run(10);
     let term = c.node(n(1)).term();
@@ -178,10 +176,10 @@ fn pre_vote_keeps_terms_and_rejoining_node_does_not_depose_leader() {
 
     c.heal();
     // Let node 3 start a fresh pre-vote round right after it rejoins.
-    let before = c.sent.len();
+    let before = c.sent().len();
     for _ in 0..100 {
         c.tick(n(3));
-        if c.sent[before..].iter().any(|e| e.from == n(3)) {
+        if c.sent()[before..].iter().any(|e| e.from == n(3)) {
             break;
         }
     }
@@ -192,7 +190,7 @@ fn pre_vote_keeps_terms_and_rejoining_node_does_not_depose_leader() {
         Some(n(1)),
         "the rejoining node deposed the leader"
     );
-    for id in c.ids.clone() {
+    for id in c.ids() {
         assert_eq!(c.node(id).term(), term, "{id} changed term");
     }
     assert_eq!(c.node(n(3)).leader_hint(), Some(n(1)));
@@ -204,10 +202,10 @@ fn pre_vote_keeps_terms_and_rejoining_node_does_not_depose_leader() {
 /// `2 * election_ticks_min` ticks (here equal to `election_ticks_max`).
 #[test]
 fn check_quorum_leader_cut_from_majority_steps_down() {
-    let mut c = Cluster::new(3, |_| {});
+    let mut c = Scenario::new(3, |_| {});
     c.elect(n(1));
     c.run(7);
-    let min = c.configs[&n(1)].election_ticks_min;
+    let min = c.config(n(1)).election_ticks_min;
     c.isolate(n(1));
     let mut ticks = 0;
     while c.node(n(1)).is_leader() {
@@ -223,7 +221,7 @@ fn check_quorum_leader_cut_from_majority_steps_down() {
     assert_eq!(c.node(n(1)).leader_hint(), None);
 
     // Without check-quorum an isolated leader keeps believing it leads.
-    let mut c = Cluster::new(3, |cfg| cfg.check_quorum = false);
+    let mut c = Scenario::new(3, |cfg| cfg.check_quorum = false);
     c.elect(n(1));
     c.isolate(n(1));
     for _ in 0..10 * min {
@@ -238,18 +236,18 @@ fn check_quorum_leader_cut_from_majority_steps_down() {
 /// A valid AppendEntries (a heartbeat) restarts that period.
 #[test]
 fn followers_reset_election_timer_on_append_entries() {
-    let mut c = Cluster::new(3, |_| {});
+    let mut c = Scenario::new(3, |_| {});
     c.elect(n(1));
     let term = c.node(n(1)).term();
-    let min = c.configs[&n(2)].election_ticks_min;
-    let max = c.configs[&n(2)].election_ticks_max;
+    let min = c.config(n(2)).election_ticks_min;
+    let max = c.config(n(2)).election_ticks_max;
     for _ in 0..10 {
         for _ in 0..min - 1 {
             c.tick(n(2));
         }
         assert_eq!(c.node(n(2)).role(), Role::Follower);
         // One heartbeat interval on the leader, delivered.
-        for _ in 0..c.configs[&n(1)].heartbeat_ticks {
+        for _ in 0..c.config(n(1)).heartbeat_ticks {
             c.tick(n(1));
         }
         c.deliver_all();
@@ -271,7 +269,7 @@ fn followers_reset_election_timer_on_append_entries() {
 /// newer term so the stale leader steps down.
 #[test]
 fn candidate_yields_to_leader_and_stale_leader_learns_new_term() {
-    let mut c = Cluster::new(3, |cfg| {
+    let mut c = Scenario::new(3, |cfg| {
         cfg.pre_vote = false;
         // Node 3 still hears from node 1 when node 2 campaigns.
         cfg.check_quorum = false;
