@@ -14,7 +14,7 @@ fn ready(actions: &[Action]) -> Vec<(u64, LogIndex)> {
 }
 
 fn all_ready(c: &Scenario, id: NodeId) -> Vec<(u64, LogIndex)> {
-    ready(&c.outputs(id))
+    ready(c.outputs(id))
 }
 
 /// Thesis §6.4: the leader answers a read only after a majority has
