@@ -126,7 +126,7 @@ fn figure8_old_term_entry_on_a_majority_is_not_committed() {
     );
     c.run(3);
     assert_eq!(c.node(n(1)).commit_index(), LogIndex(1));
-    assert!(!c.committed_term(LogIndex(2)).is_some());
+    assert!(c.committed_term(LogIndex(2)).is_none());
 
     // S1 crashes; S5 wins (its log is more up to date than S2..S4's) and
     // replaces index 2 on the majority.
