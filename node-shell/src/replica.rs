@@ -319,9 +319,8 @@ impl<S: StateMachine> ReplicaNode<S> {
 
     /// Step the replica and pass its actions through the gate.
     fn replica_step(&mut self, input: RsmInput<S::Op>) {
-        if self.stopped {
-            return;
-        }
+        // A failed replica still answers submissions (not leader) until the
+        // driver has stopped the node, and ignores everything else.
         let actions = self.replica.step(input);
         let admitted = self.gate.admit(actions);
         if let Some((batch, persists)) = admitted.batch {
@@ -335,7 +334,7 @@ impl<S: StateMachine> ReplicaNode<S> {
             self.out.push(NodeAction::Persist { batch, actions });
         }
         self.carry_out(admitted.ready);
-        if let Some(why) = self.replica.failure() {
+        if let (Some(why), false) = (self.replica.failure(), self.stopped) {
             self.stopped = true;
             self.out.push(NodeAction::Stop {
                 reason: why.to_string(),

@@ -15,6 +15,8 @@ pub enum CounterOp {
     Dec,
     /// No effect.
     Null,
+    /// Read the value (read-only: served through ReadIndex when enabled).
+    Get,
 }
 
 /// The counter's answer.
@@ -24,6 +26,8 @@ pub enum CounterOut {
     N(u64),
     /// The answer to Null.
     Null,
+    /// The answer to Get.
+    Value(u64),
 }
 
 /// The replicated counter.
@@ -46,24 +50,24 @@ impl StateMachine for Counter {
             }
             CounterOp::Dec => panic!("a Dec was applied: a minority committed an entry"),
             CounterOp::Null => CounterOut::Null,
+            CounterOp::Get => CounterOut::Value(self.n),
         }
     }
 
+    fn is_read_only(&self, op: &CounterOp) -> bool {
+        *op == CounterOp::Get
+    }
+
     fn query(&self, _op: &CounterOp) -> CounterOut {
-        CounterOut::N(self.n)
+        CounterOut::Value(self.n)
     }
 
     fn snapshot(&self) -> Self::Snapshot {
-        std::io::Cursor::new(self.n.to_le_bytes().to_vec())
+        std::io::Cursor::new(core_kv::snapshot::encode(&self.n))
     }
 
     fn restore(&mut self, snapshot: &mut dyn std::io::Read) -> Result<(), String> {
-        let data = core_kv::snapshot::read_all(snapshot)?;
-        let bytes: [u8; 8] = data
-            .as_slice()
-            .try_into()
-            .map_err(|_| format!("counter snapshot of {} bytes", data.len()))?;
-        self.n = u64::from_le_bytes(bytes);
+        self.n = core_kv::snapshot::decode(snapshot)?;
         Ok(())
     }
 }

@@ -13,6 +13,7 @@
 //! releases is checked against its synced disk, plus an optional
 //! service-level check on each batch of applied entries.
 
+use crate::sim::cluster::{Delivery, Envelope};
 use crate::sim::disk::SimDisk;
 use crate::sim::durability::{check_mirror, check_release};
 use crate::sim::invariants::{Checker, Violation};
@@ -21,7 +22,7 @@ use crate::sim::queue::EventQueue;
 use crate::sim::rng::SimRng;
 use crate::sim::trace::{Trace, TraceMode};
 use core_kv::{NotLeader, Rsm, RsmConfig, StateMachine};
-use core_raft::{Action, Config, Entry, LogIndex, NodeId};
+use core_raft::{Action, Config, Entry, LogIndex, Message, NodeId};
 use node_shell::{
     ConnId, Frame, NodeAction, NodeConfig, NodeInput, ReplicaNode, CLIENT_NODE,
     DEFAULT_MAX_FRAME_BYTES,
@@ -57,6 +58,10 @@ pub struct WorldConfig {
     pub tick_ms: u64,
     /// Longest virtual time a disk sync takes (each one takes 0..=this).
     pub sync_ms_max: u64,
+    /// In virtual time, or by hand ([`super::scenario`]): then nothing
+    /// moves unless the test says so, disks sync at the end of every step,
+    /// and answers are recorded in [`World::answers`] at once.
+    pub delivery: Delivery,
     /// Record a readable trace.
     pub trace: TraceMode,
 }
@@ -78,6 +83,7 @@ impl WorldConfig {
             read_index: true,
             tick_ms: core_raft::DEFAULT_TICK_MS,
             sync_ms_max: 1,
+            delivery: Delivery::Timed,
             trace: TraceMode::from_env(),
         }
     }
@@ -239,6 +245,30 @@ pub struct World<S: StateMachine + Default> {
     trace: Trace,
     /// Steps taken by all servers.
     pub steps: u64,
+    /// With manual delivery: every answer a server gave, in order.
+    pub answers: Vec<Answered<S>>,
+    /// With manual delivery: the actions of the last server step.
+    last_actions: Vec<NodeAction>,
+    /// With manual delivery: every Raft message a server released, in order.
+    pub sent: Vec<Envelope>,
+    /// With manual delivery: the first entry any server applied at each index.
+    pub applied: BTreeMap<LogIndex, Entry>,
+    /// With manual delivery: servers whose shell asked to stop, and why.
+    pub stopped: Vec<(usize, String)>,
+}
+
+/// One answer recorded with manual delivery.
+pub struct Answered<S: StateMachine> {
+    /// The client slot it is for.
+    pub client: usize,
+    /// The answering server.
+    pub server: usize,
+    /// The request's id.
+    pub id: u64,
+    /// The answer.
+    pub answer: Answer<S>,
+    /// [`World::steps`] when it was given.
+    pub step: u64,
 }
 
 impl<S> World<S>
@@ -258,6 +288,11 @@ where
             service_check: None,
             trace: Trace::new(config.trace),
             steps: 0,
+            answers: Vec::new(),
+            last_actions: Vec::new(),
+            sent: Vec::new(),
+            applied: BTreeMap::new(),
+            stopped: Vec::new(),
             clients: Vec::new(),
             slots: (0..n)
                 .map(|_| Slot {
@@ -277,8 +312,10 @@ where
         for i in 0..n {
             world.start(i);
         }
-        let tick = world.config.tick_ms;
-        world.queue.push(tick, Event::ClientTick);
+        if world.config.delivery == Delivery::Timed {
+            let tick = world.config.tick_ms;
+            world.queue.push(tick, Event::ClientTick);
+        }
         world
     }
 
@@ -374,7 +411,7 @@ where
         slot.incarnation += 1;
         slot.written_batch = 0;
         let incarnation = slot.incarnation;
-        if !self.config.single {
+        if !self.config.single && self.config.delivery == Delivery::Timed {
             let phase = 1 + self.rng.below(self.config.tick_ms);
             let at = self.now_ms + phase;
             self.queue.push(
@@ -396,7 +433,12 @@ where
         let mut raft = self.config.raft.clone();
         raft.id = server_id(i);
         raft.voters = members.clone();
-        raft.rng_seed = self.rng.next_u64();
+        raft.rng_seed = match self.config.delivery {
+            Delivery::Timed => self.rng.next_u64(),
+            // By hand, a server's jitter depends only on the run's seed and
+            // its id, so that restarting it replays the same timeouts.
+            Delivery::Manual => self.config.seed.wrapping_mul(1000).wrapping_add(raft.id.0),
+        };
         let rsm = RsmConfig {
             raft,
             max_raft_state: self.config.max_raft_state,
@@ -554,6 +596,99 @@ where
         }
     }
 
+    /// Feed one input to server `i` now and return its shell's actions
+    /// (manual delivery: the disk syncs at the end of the step, and the
+    /// actions that released are included).
+    pub fn step_server(&mut self, i: usize, input: NodeInput) -> Vec<NodeAction> {
+        self.server_step(i, input)
+    }
+
+    /// One tick of server `i`.
+    pub fn tick(&mut self, i: usize) -> Vec<NodeAction> {
+        self.server_step(i, NodeInput::Tick)
+    }
+
+    /// Raft messages waiting between servers, oldest first (manual delivery).
+    pub fn queued(&self) -> Vec<Envelope> {
+        self.queue.iter().filter_map(|e| self.envelope(e)).collect()
+    }
+
+    fn envelope(&self, event: &Event) -> Option<Envelope> {
+        let Event::Peer {
+            from, to, bytes, ..
+        } = event
+        else {
+            return None;
+        };
+        match decode_frame::<Frame<S::Op, S::Output>>(bytes) {
+            Ok(Frame::Raft(msg)) => Some(Envelope {
+                from: server_id(*from),
+                to: server_id(*to),
+                msg,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Remove and return the oldest waiting message.
+    pub fn pop_queued(&mut self) -> Option<Envelope> {
+        let event = self.queue.take_first(|e| matches!(e, Event::Peer { .. }))?;
+        self.envelope(&event)
+    }
+
+    /// Drop every waiting message.
+    pub fn clear_queued(&mut self) {
+        self.queue.take_all(|e| matches!(e, Event::Peer { .. }));
+    }
+
+    /// Queue a message (a duplicate, a reordering, or a forgery) at the end.
+    pub fn push_queued(&mut self, env: Envelope) {
+        let from = (env.from.0 - 1) as usize;
+        let event = Event::Peer {
+            from,
+            from_inc: self.slots[from].incarnation,
+            to: (env.to.0 - 1) as usize,
+            bytes: Self::raft_bytes(env.msg),
+        };
+        self.queue.push(self.now_ms, event);
+    }
+
+    /// Deliver a message now, on the connection from its sender's current
+    /// incarnation (dropped if the link is cut or the recipient is down).
+    pub fn deliver(&mut self, env: Envelope) -> Vec<NodeAction> {
+        let (from, to) = ((env.from.0 - 1) as usize, (env.to.0 - 1) as usize);
+        if !self.is_up(to) || !self.net.linked(from, to) {
+            return Vec::new();
+        }
+        let from_inc = self.slots[from].incarnation;
+        self.deliver_peer(from, from_inc, to, Self::raft_bytes(env.msg))
+    }
+
+    fn raft_bytes(msg: Message) -> Vec<u8> {
+        let frame: Frame<S::Op, S::Output> = Frame::Raft(msg);
+        encode_frame(&frame, DEFAULT_MAX_FRAME_BYTES).expect("a Raft message fits")
+    }
+
+    /// The configuration server `i` restarts with.
+    pub fn rsm_config(&self, i: usize) -> RsmConfig {
+        let n = self.servers();
+        let mut raft = self.config.raft.clone();
+        raft.id = server_id(i);
+        raft.voters = (0..n).map(server_id).collect();
+        raft.rng_seed = self.config.seed.wrapping_mul(1000).wrapping_add(raft.id.0);
+        RsmConfig {
+            raft,
+            max_raft_state: self.config.max_raft_state,
+            read_index: self.config.read_index,
+            observe_applies: true,
+        }
+    }
+
+    /// What server `i` wrote to its disk (synced or not).
+    pub fn durable(&self, i: usize) -> &core_raft::Durable {
+        self.slots[i].disk.written()
+    }
+
     fn handle(&mut self, event: Event) {
         match event {
             Event::ServerTick { node, incarnation } => {
@@ -612,7 +747,13 @@ where
 
     /// A peer's frame reaches server `to` on the connection from that
     /// peer's incarnation (opened, with its hello, on first use).
-    fn deliver_peer(&mut self, from: usize, from_inc: u64, to: usize, bytes: Vec<u8>) {
+    fn deliver_peer(
+        &mut self,
+        from: usize,
+        from_inc: u64,
+        to: usize,
+        bytes: Vec<u8>,
+    ) -> Vec<NodeAction> {
         if frame_is_request(&bytes) {
             self.net.requests_delivered[to] += 1;
         }
@@ -624,7 +765,7 @@ where
                 conn
             }
         };
-        self.server_step(to, NodeInput::Received { conn, bytes });
+        self.server_step(to, NodeInput::Received { conn, bytes })
     }
 
     /// Accept a connection at server `to` and feed it the remote's hello.
@@ -659,6 +800,12 @@ where
     }
 
     fn dispatch(&mut self, client: usize, out: Outbox<S::Op>) {
+        if self.config.delivery == Delivery::Manual {
+            for (to, id, op) in out.sends {
+                self.submit_from(client, to, id, op);
+            }
+            return;
+        }
         for (to, id, op) in out.sends {
             let linked = to < self.servers() && self.reaches(client, to);
             let bytes = Self::request_bytes(id, op);
@@ -716,6 +863,23 @@ where
     }
 
     fn answer(&mut self, client: usize, server: usize, bytes: Vec<u8>) {
+        if self.config.delivery == Delivery::Manual {
+            let Ok(Frame::Reply { id, result }) = decode_frame::<Frame<S::Op, S::Output>>(&bytes)
+            else {
+                self.fail(format!(
+                    "server {server} answered with a frame that is not a reply"
+                ));
+            };
+            let step = self.steps;
+            self.answers.push(Answered {
+                client,
+                server,
+                id,
+                answer: result,
+                step,
+            });
+            return;
+        }
         let linked = self.reaches(client, server);
         for delay in self.net.fate(&mut self.rng, linked, bytes.len(), true) {
             let event = Event::Answer {
@@ -754,22 +918,36 @@ where
         let batch = slot.written_batch;
         let r = self.checker.on_persist_hard_state(server_id(i), &hs);
         self.check(r);
-        self.server_step(i, NodeInput::Persisted { batch });
+        let actions = self.server_step(i, NodeInput::Persisted { batch });
+        self.last_actions = actions;
     }
 
     /// Feed one input to server `i`'s shell and carry out its actions,
     /// checking Raft's invariants and the service check.
-    fn server_step(&mut self, i: usize, input: NodeInput) {
+    fn server_step(&mut self, i: usize, input: NodeInput) -> Vec<NodeAction> {
         let Some(Server::Replica(node)) = self.slots[i].server.as_mut() else {
-            return;
+            return Vec::new();
         };
         let actions = node.step(input);
         self.steps += 1;
+        let manual = self.config.delivery == Delivery::Manual;
+        if manual {
+            self.last_actions = actions.clone();
+        }
         let mut applied: Vec<Entry> = Vec::new();
+        let mut wrote = false;
         for action in actions {
+            wrote |= matches!(action, NodeAction::Persist { .. });
             self.carry_out(i, action, &mut applied);
         }
         self.after_step(i, &applied);
+        let mut actions = std::mem::take(&mut self.last_actions);
+        if manual && wrote && self.is_up(i) {
+            // By hand, a disk syncs at the end of the step that wrote.
+            self.sync(i);
+            actions.extend(std::mem::take(&mut self.last_actions));
+        }
+        actions
     }
 
     fn carry_out(&mut self, i: usize, action: NodeAction, applied: &mut Vec<Entry>) {
@@ -784,6 +962,19 @@ where
                 }
                 let t = (to.0 - 1) as usize;
                 let from_inc = self.slots[i].incarnation;
+                if self.config.delivery == Delivery::Manual {
+                    if let Ok(Frame::Raft(msg)) = decode_frame::<Frame<S::Op, S::Output>>(&bytes) {
+                        self.sent.push(Envelope { from: id, to, msg });
+                    }
+                    let event = Event::Peer {
+                        from: i,
+                        from_inc,
+                        to: t,
+                        bytes,
+                    };
+                    self.queue.push(self.now_ms, event);
+                    return;
+                }
                 let linked = self.net.linked(i, t);
                 let reply = !frame_is_request(&bytes);
                 if frame_is_snapshot(&bytes) {
@@ -814,10 +1005,20 @@ where
             NodeAction::Close { conn, reason } => {
                 self.fail(format!("s{i} closed {conn}: {reason}"));
             }
+            // By hand, a test may break a replica on purpose and look at
+            // what it does next; in virtual time a stopped replica is a bug.
+            NodeAction::Stop { reason } if self.config.delivery == Delivery::Manual => {
+                self.stopped.push((i, reason));
+            }
             NodeAction::Stop { reason } => self.fail(format!("server {i} failed: {reason}")),
             NodeAction::Observed(Action::Apply(entries)) => {
                 let r = self.checker.on_apply(id, &entries);
                 self.check(r);
+                if self.config.delivery == Delivery::Manual {
+                    for e in &entries {
+                        self.applied.entry(e.index).or_insert_with(|| e.clone());
+                    }
+                }
                 applied.extend(entries);
             }
             NodeAction::Observed(Action::ApplySnapshot(s)) => {
@@ -845,6 +1046,9 @@ where
         let slot = &mut self.slots[i];
         slot.disk.write(&actions);
         slot.written_batch = batch;
+        if self.config.delivery == Delivery::Manual {
+            return; // Synced at the end of the step.
+        }
         let incarnation = slot.incarnation;
         let delay = self.rng.below(self.config.sync_ms_max + 1);
         let event = Event::Sync {
@@ -860,8 +1064,12 @@ where
         };
         let rsm = node.replica();
         let raft = rsm.raft();
-        let r = check_mirror(raft, self.slots[i].disk.written(), false);
-        self.check(r);
+        // A failed replica withheld its last step's persists on purpose (so
+        // that a restart recovers): its core is ahead of its disk.
+        if rsm.failure().is_none() {
+            let r = check_mirror(raft, self.slots[i].disk.written(), false);
+            self.check(r);
+        }
         let r = self.checker.after_step(raft);
         self.check(r);
         if let (Some(check), false) = (self.service_check, applied.is_empty()) {
@@ -945,7 +1153,7 @@ fn frame_is_snapshot(bytes: &[u8]) -> bool {
 mod tests {
     use super::*;
     use core_raft::{
-        AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, Message,
+        AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse,
         RequestVote, RequestVoteResponse, Snapshot, Term,
     };
 

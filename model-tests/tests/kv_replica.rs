@@ -6,18 +6,16 @@
 //! `checkClntAppends`): every append appears exactly once and in each
 //! client's order, and versioned Puts move the version exactly once (§5.2).
 
-mod common;
-
-use common::{n, Cluster};
 use core_kv::{
     Clerk, ClerkAction, ClerkConfig, ClerkInput, ClientId, ClientReply, ClientRequest, KvStore, Op,
     Outcome, Version,
 };
 use core_raft::rng::SplitMix64;
 use core_raft::NodeId;
+use model_tests::kvsim::scenario::{n, RsmScenario};
 use std::collections::{BTreeMap, VecDeque};
 
-type C = Cluster<KvStore>;
+type C = RsmScenario<KvStore>;
 
 /// The faults a run injects, in percent per event.
 #[derive(Clone, Copy)]
@@ -52,11 +50,11 @@ impl World {
         read_index: bool,
         max: Option<usize>,
     ) -> World {
-        let c = Cluster::new(3, seed, KvStore::new, |cfg| {
+        let c = RsmScenario::new(3, seed, |cfg| {
             cfg.read_index = read_index;
             cfg.max_raft_state = max;
         });
-        let servers = c.ids.clone();
+        let servers = c.ids();
         World {
             c,
             rng: SplitMix64::new(seed ^ 0x5eed),
@@ -117,10 +115,10 @@ impl World {
 
     /// Route replicas' new answers to the clerks' network.
     fn collect_replies(&mut self) {
-        while self.replies_seen < self.c.reply_order.len() {
-            let id = self.c.reply_order[self.replies_seen];
+        while self.replies_seen < self.c.reply_order().len() {
+            let id = self.c.reply_order()[self.replies_seen];
             self.replies_seen += 1;
-            let (server, result) = self.c.replies[&id].clone();
+            let (server, result) = self.c.replies()[&id].clone();
             let request = &self.subs[&id];
             let reply = ClientReply::new(request.client, request.seq, result);
             if !self.roll(self.faults.drop) {
@@ -142,18 +140,18 @@ impl World {
         match self.rng.next_u64() % 100 {
             0..=29 => {
                 // A Raft message: lost, duplicated or delivered.
-                let Some(env) = self.c.queue.pop_front() else {
+                let Some(env) = self.c.pop_queued() else {
                     return;
                 };
                 if allow_faults && self.roll(f.drop) {
                     return;
                 }
                 if allow_faults && self.roll(f.dup) {
-                    self.c.queue.push_back(env.clone());
+                    self.c.push_queued(env.clone());
                 }
                 // Reorder: sometimes deliver a later message first.
                 if allow_faults && self.roll(10) {
-                    self.c.queue.push_back(env);
+                    self.c.push_queued(env);
                     return;
                 }
                 self.c.deliver(env);
@@ -193,12 +191,12 @@ impl World {
             94..=96 => self.c.heal(),
             97 if allow_faults && f.crashes => {
                 let who = n(1 + self.rng.next_u64() % 3);
-                if self.c.ids.iter().all(|i| self.c.is_up(*i)) {
+                if self.c.ids().iter().all(|i| self.c.is_up(*i)) {
                     self.c.crash(who);
                 }
             }
             98 | 99 => {
-                for id in self.c.ids.clone() {
+                for id in self.c.ids() {
                     if !self.c.is_up(id) {
                         self.c.restart(id);
                     }
@@ -219,7 +217,7 @@ impl World {
             self.event(true);
         }
         self.c.heal();
-        for id in self.c.ids.clone() {
+        for id in self.c.ids() {
             if !self.c.is_up(id) {
                 self.c.restart(id);
             }
@@ -309,14 +307,14 @@ fn appends_through_a_faulty_cluster_appear_exactly_once_in_order() {
                 panic!("seed {seed}: final Get: {:?}", done[per].1)
             };
             check_appends(seed, value, c, per);
-            for id in w.c.ids.clone() {
+            for id in w.c.ids() {
                 let v = value_of(w.c.state(id), &format!("k{c}"));
                 assert_eq!(&v, value, "seed {seed}: replica {id} differs");
             }
         }
         snapshots_sent +=
             w.c.count_sent(|e| matches!(e.msg, core_raft::Message::InstallSnapshot { .. }));
-        max_term = max_term.max(w.c.node(w.c.ids[0]).raft().term().0);
+        max_term = max_term.max(w.c.node(w.c.ids()[0]).raft().term().0);
     }
     // The faults did bite: leaders changed and snapshots were shipped.
     assert!(snapshots_sent > 0, "no InstallSnapshot in any run");
@@ -345,7 +343,7 @@ fn unreliable_one_key() {
             }
         }
         w.run(seed, 4000);
-        let l = w.c.ids[0];
+        let l = w.c.ids()[0];
         let value = value_of(w.c.state(l), "k");
         for c in 0..5 {
             check_appends(seed, &value, c, 10);
@@ -384,7 +382,7 @@ fn versioned_puts_through_a_faulty_cluster_apply_exactly_once() {
                 "seed {seed}: {op:?} -> {outcome:?}"
             );
         }
-        for id in w.c.ids.clone() {
+        for id in w.c.ids() {
             assert_eq!(
                 w.c.state(id).read(&Op::Get { key: "k".into() }),
                 Outcome::Value {

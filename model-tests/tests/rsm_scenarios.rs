@@ -3,21 +3,21 @@
 //! by hand, with the lab's counter machine (a Dec must never be applied).
 //! Raft rules are cited from the thesis (Ongaro 2014).
 
-mod common;
-
-use common::{n, Cluster, Counter, CounterOp, CounterOut};
-use core_kv::{NotLeader, RsmAction, RsmInput};
+use core_kv::{NotLeader, RsmInput};
 use core_raft::rng::SplitMix64;
 use core_raft::{InstallSnapshot, LogIndex, Message, Snapshot};
+use model_tests::kvsim::counter::{Counter, CounterOp, CounterOut};
+use model_tests::kvsim::scenario::{n, RsmScenario};
+use node_shell::NodeAction;
 
-type C = Cluster<Counter>;
+type C = RsmScenario<Counter>;
 
 fn counter() -> Counter {
     Counter::default()
 }
 
 fn cluster(seed: u64) -> C {
-    Cluster::new(3, seed, counter, |_| {})
+    RsmScenario::new(3, seed, |_| {})
 }
 
 fn ok(c: &C, id: u64) -> CounterOut {
@@ -28,7 +28,7 @@ fn ok(c: &C, id: u64) -> CounterOut {
 }
 
 fn counters(c: &C) -> Vec<u64> {
-    c.ids
+    c.ids()
         .iter()
         .filter(|i| c.is_up(**i))
         .map(|i| c.state(*i).n)
@@ -55,7 +55,7 @@ fn submit_and_wait(c: &mut C, at: core_raft::NodeId, op: CounterOp) -> u64 {
 #[test]
 fn submit_at_a_follower_is_not_leader_with_the_hint() {
     for read_index in [false, true] {
-        let mut c = Cluster::new(3, 1, counter, |cfg| cfg.read_index = read_index);
+        let mut c = RsmScenario::new(3, 1, |cfg| cfg.read_index = read_index);
         let id = c.submit(n(2), CounterOp::Inc);
         assert_eq!(c.reply(id), Some(&Err(NotLeader { leader_hint: None })));
         c.elect(n(1));
@@ -88,7 +88,7 @@ fn submit_at_the_leader_answers_after_commit_and_the_ith_inc_returns_i() {
         assert_eq!(c.reply(id), None, "answered before replication");
         // One round trip to the followers commits it.
         c.deliver_all();
-        assert_eq!(c.reply(id), Some(&Ok(CounterOut::Inc(i))));
+        assert_eq!(c.reply(id), Some(&Ok(CounterOut::N(i))));
     }
     c.run(10);
     assert_eq!(counters(&c), vec![10, 10, 10]);
@@ -103,9 +103,9 @@ fn concurrent_incs_are_answered_in_log_order() {
     let ids: Vec<u64> = (0..50).map(|_| c.submit(n(1), CounterOp::Inc)).collect();
     c.run(5);
     for (i, id) in ids.iter().enumerate() {
-        assert_eq!(ok(&c, *id), CounterOut::Inc(i as u64 + 1));
+        assert_eq!(ok(&c, *id), CounterOut::N(i as u64 + 1));
     }
-    assert_eq!(c.reply_order, ids, "answers in log order");
+    assert_eq!(c.reply_order(), ids, "answers in log order");
     assert_eq!(counters(&c), vec![50, 50, 50]);
 }
 
@@ -119,7 +119,7 @@ fn leader_failure() {
     c.isolate(n(1));
     let l = c.wait_leader(&[n(2), n(3)]);
     let id = submit_and_wait(&mut c, l, CounterOp::Inc);
-    assert_eq!(ok(&c, id), CounterOut::Inc(2));
+    assert_eq!(ok(&c, id), CounterOut::N(2));
     c.heal();
     c.run(60);
     assert_eq!(counters(&c), vec![2, 2, 2]);
@@ -141,7 +141,7 @@ fn leader_partition_pending_submissions_fail_only_when_their_index_is_lost() {
     let decs: Vec<u64> = (0..10).map(|_| c.submit(n(1), CounterOp::Dec)).collect();
     let l = c.wait_leader(&[n(2), n(3)]);
     let inc = submit_and_wait(&mut c, l, CounterOp::Inc);
-    assert_eq!(ok(&c, inc), CounterOut::Inc(2));
+    assert_eq!(ok(&c, inc), CounterOut::N(2));
     c.run(100);
     assert!(
         !c.node(n(1)).raft().is_leader(),
@@ -170,7 +170,7 @@ fn leader_partition_pending_submissions_fail_only_when_their_index_is_lost() {
 /// submissions must still be answered (their entries are gone), not hang.
 #[test]
 fn leader_partition_pending_submissions_fail_when_a_snapshot_replaces_the_log() {
-    let mut c = Cluster::new(3, 6, counter, |cfg| cfg.max_raft_state = Some(1));
+    let mut c = RsmScenario::new(3, 6, |cfg| cfg.max_raft_state = Some(1));
     c.elect(n(1));
     submit_and_wait(&mut c, n(1), CounterOp::Inc);
     c.isolate(n(1));
@@ -210,16 +210,16 @@ fn restart_replays_the_log() {
     }
     c.run(10);
     assert_eq!(counters(&c), vec![100, 100, 100]);
-    for id in c.ids.clone() {
+    for id in c.ids() {
         c.crash(id);
     }
-    for id in c.ids.clone() {
+    for id in c.ids() {
         c.restart(id);
         assert!(c.state(id).n <= 100);
     }
-    let l = c.wait_leader(&c.ids.clone());
+    let l = c.wait_leader(&c.ids());
     let id = submit_and_wait(&mut c, l, CounterOp::Inc);
-    assert_eq!(ok(&c, id), CounterOut::Inc(101));
+    assert_eq!(ok(&c, id), CounterOut::N(101));
     c.run(10);
     assert_eq!(counters(&c), vec![101, 101, 101]);
 }
@@ -236,29 +236,29 @@ fn restart_with_submissions_in_flight() {
         c.submit(n(1), CounterOp::Inc);
     }
     c.run(10);
-    for id in c.ids.clone() {
+    for id in c.ids() {
         c.crash(id);
         c.restart(id);
     }
-    let l = c.wait_leader(&c.ids.clone());
+    let l = c.wait_leader(&c.ids());
     let id = submit_and_wait(&mut c, l, CounterOp::Inc);
-    assert_eq!(ok(&c, id), CounterOut::Inc(101));
+    assert_eq!(ok(&c, id), CounterOut::N(101));
     let nulls: Vec<u64> = (0..100).map(|_| c.submit(l, CounterOp::Null)).collect();
     // Deliver a little, then crash everyone.
     for _ in 0..3 {
         c.deliver_one();
     }
     let answered_before: usize = nulls.iter().filter(|i| c.reply(**i).is_some()).count();
-    for id in c.ids.clone() {
+    for id in c.ids() {
         c.crash(id);
     }
-    c.queue.clear();
-    for id in c.ids.clone() {
+    c.clear_queue();
+    for id in c.ids() {
         c.restart(id);
     }
-    let l = c.wait_leader(&c.ids.clone());
+    let l = c.wait_leader(&c.ids());
     let id = submit_and_wait(&mut c, l, CounterOp::Inc);
-    assert_eq!(ok(&c, id), CounterOut::Inc(102));
+    assert_eq!(ok(&c, id), CounterOut::N(102));
     c.run(10);
     assert_eq!(counters(&c), vec![102, 102, 102]);
     let answered_after: usize = nulls.iter().filter(|i| c.reply(**i).is_some()).count();
@@ -277,11 +277,11 @@ fn restart_with_submissions_in_flight() {
 #[test]
 fn snapshots_bound_the_log_and_restore_the_counter() {
     let max = 1000;
-    let mut c = Cluster::new(3, 9, counter, |cfg| cfg.max_raft_state = Some(max));
+    let mut c = RsmScenario::new(3, 9, |cfg| cfg.max_raft_state = Some(max));
     c.elect(n(1));
     for _ in 0..100 {
         submit_and_wait(&mut c, n(1), CounterOp::Inc);
-        for id in c.ids.clone() {
+        for id in c.ids() {
             let r = c.node(id).raft();
             assert!(
                 r.log_bytes() <= 2 * max,
@@ -291,8 +291,8 @@ fn snapshots_bound_the_log_and_restore_the_counter() {
         }
     }
     c.run(10);
-    for id in c.ids.clone() {
-        let d = &c.durable[&id];
+    for id in c.ids() {
+        let d = &c.durable(id);
         let snap = d.snapshot.as_ref().expect("a snapshot was taken");
         assert!(snap.index.0 > 50, "{id}: snapshot at {}", snap.index);
         let encoded = postcard::to_allocvec(&d.entries).unwrap().len()
@@ -300,19 +300,19 @@ fn snapshots_bound_the_log_and_restore_the_counter() {
         assert!(encoded <= 2 * max, "{id}: {encoded} bytes of raft state");
         assert!(c.node(id).raft().snapshot_index() > LogIndex(0));
     }
-    for id in c.ids.clone() {
+    for id in c.ids() {
         c.crash(id);
     }
-    for id in c.ids.clone() {
+    for id in c.ids() {
         c.restart(id);
         let snap_n: u64 =
-            postcard::from_bytes(&c.durable[&id].snapshot.as_ref().unwrap().data).unwrap();
+            postcard::from_bytes(&c.durable(id).snapshot.as_ref().unwrap().data).unwrap();
         assert_eq!(c.state(id).n, snap_n, "{id}: restored from its snapshot");
         assert!(snap_n > 50);
     }
-    let l = c.wait_leader(&c.ids.clone());
+    let l = c.wait_leader(&c.ids());
     let id = submit_and_wait(&mut c, l, CounterOp::Inc);
-    assert_eq!(ok(&c, id), CounterOut::Inc(101));
+    assert_eq!(ok(&c, id), CounterOut::N(101));
     c.run(10);
     assert_eq!(counters(&c), vec![101, 101, 101]);
 }
@@ -327,8 +327,8 @@ fn no_snapshots_without_max_raft_state() {
         c.submit(n(1), CounterOp::Inc);
     }
     c.run(10);
-    for id in c.ids.clone() {
-        assert!(c.durable[&id].snapshot.is_none());
+    for id in c.ids() {
+        assert!(c.durable(id).snapshot.is_none());
     }
     assert_eq!(counters(&c), vec![200, 200, 200]);
 }
@@ -339,7 +339,7 @@ fn no_snapshots_without_max_raft_state() {
 /// it then follows the log like the others.
 #[test]
 fn a_lagging_follower_is_restored_from_a_snapshot() {
-    let mut c = Cluster::new(3, 11, counter, |cfg| cfg.max_raft_state = Some(500));
+    let mut c = RsmScenario::new(3, 11, |cfg| cfg.max_raft_state = Some(500));
     c.elect(n(1));
     submit_and_wait(&mut c, n(1), CounterOp::Inc);
     c.run(5);
@@ -355,15 +355,15 @@ fn a_lagging_follower_is_restored_from_a_snapshot() {
     c.run(30);
     assert!(c.count_sent(|e| e.to == n(3) && matches!(e.msg, Message::InstallSnapshot { .. })) > 0);
     assert_eq!(c.state(n(3)).n, 101);
-    assert!(c.durable[&n(3)].snapshot.is_some());
+    assert!(c.durable(n(3)).snapshot.is_some());
     let id = submit_and_wait(&mut c, n(1), CounterOp::Inc);
-    assert_eq!(ok(&c, id), CounterOut::Inc(102));
+    assert_eq!(ok(&c, id), CounterOut::N(102));
     c.run(5);
     assert_eq!(counters(&c), vec![102, 102, 102]);
     // And it restarts from its snapshot, then catches up on the log.
     c.crash(n(3));
     c.restart(n(3));
-    let snap = c.durable[&n(3)].snapshot.as_ref().unwrap();
+    let snap = c.durable(n(3)).snapshot.as_ref().unwrap();
     let snap_n: u64 = postcard::from_bytes(&snap.data).unwrap();
     assert_eq!(c.state(n(3)).n, snap_n);
     c.run(10);
@@ -379,7 +379,7 @@ fn a_lagging_follower_is_restored_from_a_snapshot() {
 fn read_index_reads_are_linearizable() {
     for seed in 0..30u64 {
         let mut rng = SplitMix64::new(seed);
-        let mut c = Cluster::new(3, seed, counter, |cfg| cfg.read_index = true);
+        let mut c: C = RsmScenario::new(3, seed, |cfg| cfg.read_index = true);
         c.elect(n(1));
         let mut reads: Vec<u64> = Vec::new();
         let mut incs: Vec<u64> = Vec::new();
@@ -395,7 +395,7 @@ fn read_index_reads_are_linearizable() {
             }
         }
         c.run(30);
-        for e in c.applied.values() {
+        for e in c.applied().values() {
             if let core_raft::Payload::Command(data) = &e.payload {
                 let op: CounterOp = postcard::from_bytes(data).unwrap();
                 assert_eq!(
@@ -411,12 +411,12 @@ fn read_index_reads_are_linearizable() {
                 continue;
             };
             served += 1;
-            let (sub, ans) = (c.submitted_at[r], c.replied_at[r]);
+            let (sub, ans) = (c.submitted_at(*r), c.replied_at(*r));
             let done_before = incs
                 .iter()
-                .filter(|i| matches!(c.reply(**i), Some(Ok(_))) && c.replied_at[*i] < sub)
+                .filter(|i| matches!(c.reply(**i), Some(Ok(_))) && c.replied_at(**i) < sub)
                 .count() as u64;
-            let started_before = incs.iter().filter(|i| c.submitted_at[*i] <= ans).count() as u64;
+            let started_before = incs.iter().filter(|i| c.submitted_at(**i) <= ans).count() as u64;
             assert!(
                 *v >= done_before,
                 "seed {seed}: read {r} saw {v}, but {done_before} Incs had completed"
@@ -436,7 +436,7 @@ fn read_index_reads_are_linearizable() {
 /// it lost leadership.
 #[test]
 fn a_deposed_leader_never_serves_a_stale_read() {
-    let mut c = Cluster::new(3, 12, counter, |cfg| cfg.read_index = true);
+    let mut c = RsmScenario::new(3, 12, |cfg| cfg.read_index = true);
     c.elect(n(1));
     submit_and_wait(&mut c, n(1), CounterOp::Inc);
     c.isolate(n(1));
@@ -462,7 +462,7 @@ fn a_deposed_leader_never_serves_a_stale_read() {
 /// refused at once with the leader's hint.
 #[test]
 fn read_index_reads_fail_on_a_follower() {
-    let mut c = Cluster::new(3, 13, counter, |cfg| cfg.read_index = true);
+    let mut c: C = RsmScenario::new(3, 13, |cfg| cfg.read_index = true);
     c.elect(n(2));
     let id = c.submit(n(3), CounterOp::Get);
     assert_eq!(
@@ -508,7 +508,7 @@ fn a_corrupt_snapshot_from_a_peer_puts_the_replica_in_failure() {
     }
     // The others carry on.
     let id = submit_and_wait(&mut c, n(1), CounterOp::Inc);
-    assert_eq!(ok(&c, id), CounterOut::Inc(2));
+    assert_eq!(ok(&c, id), CounterOut::N(2));
 }
 
 /// Rsm::failure's contract: "restarting from storage is safe". A replica
@@ -535,14 +535,14 @@ fn a_replica_failed_by_a_corrupt_snapshot_restarts_from_storage() {
 /// waits on a dead replica.
 #[test]
 fn a_failed_replica_answers_every_pending_submission() {
-    let mut c = Cluster::new(3, 16, counter, |cfg| cfg.read_index = true);
+    let mut c = RsmScenario::new(3, 16, |cfg| cfg.read_index = true);
     c.elect(n(1));
     submit_and_wait(&mut c, n(1), CounterOp::Inc);
     // n(1) leads with a write and a read pending; then a (forged) newer
     // leader's corrupt snapshot reaches it.
     let w = c.submit(n(1), CounterOp::Inc);
     let r = c.submit(n(1), CounterOp::Get);
-    c.queue.clear();
+    c.clear_queue();
     let mut msg = corrupt_snapshot(&c, n(1));
     if let Message::InstallSnapshot(m) = &mut msg {
         m.term = m.term.next();
@@ -562,7 +562,7 @@ fn a_failed_replica_answers_every_pending_submission() {
 fn same_inputs_give_identical_actions() {
     fn scenario(seed: u64) -> Vec<(core_raft::NodeId, String)> {
         let mut rng = SplitMix64::new(seed);
-        let mut c = Cluster::new(3, seed, counter, |cfg| {
+        let mut c: C = RsmScenario::new(3, seed, |cfg| {
             cfg.max_raft_state = Some(300);
             cfg.read_index = true;
         });
@@ -581,7 +581,7 @@ fn same_inputs_give_identical_actions() {
                 }
                 1..=3 => c.tick_all(),
                 4 => {
-                    c.queue.pop_front();
+                    c.pop_queued();
                 }
                 _ => {
                     c.deliver_one();
@@ -594,7 +594,7 @@ fn same_inputs_give_identical_actions() {
                 c.restart(n(2));
             }
         }
-        c.log
+        c.log().to_vec()
     }
     for seed in 0..5 {
         let a = scenario(seed);
@@ -615,7 +615,7 @@ fn same_inputs_give_identical_actions() {
 fn random_faults_every_submission_answered_once_and_replicas_agree() {
     for seed in 0..20u64 {
         let mut rng = SplitMix64::new(seed);
-        let mut c = Cluster::new(3, seed, counter, |cfg| {
+        let mut c: C = RsmScenario::new(3, seed, |cfg| {
             cfg.max_raft_state = Some(if seed % 2 == 0 { 200 } else { 2000 });
             cfg.read_index = seed % 3 == 0;
         });
@@ -637,7 +637,7 @@ fn random_faults_every_submission_answered_once_and_replicas_agree() {
                 }
                 5 => {
                     let who = n(1 + rng.next_u64() % 3);
-                    if c.is_up(who) && c.ids.iter().all(|i| c.is_up(*i)) {
+                    if c.is_up(who) && c.ids().iter().all(|i| c.is_up(*i)) {
                         c.crash(who);
                     } else if !c.is_up(who) {
                         c.restart(who);
@@ -647,12 +647,12 @@ fn random_faults_every_submission_answered_once_and_replicas_agree() {
                 7 | 8 => c.heal(),
                 9 => {
                     // Duplicate a message.
-                    if let Some(e) = c.queue.front().cloned() {
-                        c.queue.push_back(e);
+                    if let Some(e) = c.queue().first().cloned() {
+                        c.push_queued(e);
                     }
                 }
                 10..=14 => {
-                    c.queue.pop_front();
+                    c.pop_queued();
                 }
                 15..=24 => c.tick_all(),
                 _ => {
@@ -661,12 +661,12 @@ fn random_faults_every_submission_answered_once_and_replicas_agree() {
             }
         }
         c.heal();
-        for id in c.ids.clone() {
+        for id in c.ids() {
             if !c.is_up(id) {
                 c.restart(id);
             }
         }
-        let l = c.wait_leader(&c.ids.clone());
+        let l = c.wait_leader(&c.ids());
         submit_and_wait(&mut c, l, CounterOp::Null);
         c.run(50);
         let values = counters(&c);
@@ -675,9 +675,9 @@ fn random_faults_every_submission_answered_once_and_replicas_agree() {
             "seed {seed}: replicas disagree: {values:?}"
         );
         let oks = c
-            .replies
+            .replies()
             .values()
-            .filter(|(_, r)| matches!(r, Ok(CounterOut::Inc(_))))
+            .filter(|(_, r)| matches!(r, Ok(CounterOut::N(_))))
             .count() as u64;
         assert!(
             values[0] >= oks,
@@ -691,12 +691,12 @@ fn random_faults_every_submission_answered_once_and_replicas_agree() {
         );
         // Distinct Ok answers: no two Incs got the same counter value.
         let mut seen = std::collections::BTreeSet::new();
-        for (_, r) in c.replies.values() {
-            if let Ok(CounterOut::Inc(v)) = r {
+        for (_, r) in c.replies().values() {
+            if let Ok(CounterOut::N(v)) = r {
                 assert!(seen.insert(*v), "seed {seed}: two Incs answered {v}");
             }
         }
-        for id in c.ids.clone() {
+        for id in c.ids() {
             assert_eq!(
                 c.node(id).pending(),
                 0,
@@ -706,28 +706,28 @@ fn random_faults_every_submission_answered_once_and_replicas_agree() {
     }
 }
 
-/// The Rsm only ever hands the driver Raft persists and sends, Observed
-/// applies (when asked) and replies: never a Raft action meant for itself.
+/// The replica, through its node shell, only ever hands the driver
+/// persist batches, frames for peers and clients, and (when asked)
+/// observations: never a close or a stop on a healthy cluster.
 #[test]
-fn the_rsm_only_emits_persists_sends_observations_and_replies() {
+fn the_node_only_emits_persists_sends_writes_and_observations() {
     let mut c = cluster(17);
     c.elect(n(1));
     let mut seen_reply = false;
     for _ in 0..5 {
         let id = c.submit(n(1), CounterOp::Inc);
         for _ in 0..20 {
-            let Some(env) = c.queue.pop_front() else {
+            let Some(env) = c.pop_queued() else {
                 break;
             };
             let from = env.from;
             for a in c.step(env.to, RsmInput::Receive { from, msg: env.msg }) {
                 match a {
-                    RsmAction::Raft(core_raft::Action::PersistEntries(_))
-                    | RsmAction::Raft(core_raft::Action::PersistHardState(_))
-                    | RsmAction::Raft(core_raft::Action::PersistSnapshot { .. })
-                    | RsmAction::Raft(core_raft::Action::Send { .. })
-                    | RsmAction::Observed(_) => {}
-                    RsmAction::Reply { .. } => seen_reply = true,
+                    NodeAction::Persist { actions, .. } => {
+                        assert!(actions.iter().all(|a| a.is_persist()), "{actions:?}");
+                    }
+                    NodeAction::Send { .. } | NodeAction::Observed(_) => {}
+                    NodeAction::Write { .. } => seen_reply = true,
                     other => panic!("unexpected {other:?}"),
                 }
             }
@@ -742,16 +742,16 @@ fn the_rsm_only_emits_persists_sends_observations_and_replies() {
 /// (rather than a panic or a replica serving from an empty state).
 #[test]
 fn restore_from_a_corrupt_stored_snapshot_is_an_error() {
-    let mut c = Cluster::new(3, 18, counter, |cfg| cfg.max_raft_state = Some(100));
+    let mut c = RsmScenario::new(3, 18, |cfg| cfg.max_raft_state = Some(100));
     c.elect(n(1));
     for _ in 0..20 {
         submit_and_wait(&mut c, n(1), CounterOp::Inc);
     }
-    let mut d = c.durable[&n(2)].clone();
+    let mut d = c.durable(n(2)).clone();
     let snap = d.snapshot.as_mut().expect("a snapshot was taken");
     let index = snap.index;
     snap.data = vec![0xff; 3];
-    let err = match core_kv::Rsm::restore(c.configs[&n(2)].clone(), d, counter()) {
+    let err = match core_kv::Rsm::restore(c.config(n(2)), d, counter()) {
         Ok(_) => panic!("a corrupt stored snapshot was accepted"),
         Err(e) => e.to_string(),
     };
@@ -769,7 +769,7 @@ fn restore_from_a_corrupt_stored_snapshot_is_an_error() {
 /// the lab's ErrWrongLeader, never "it was not applied".
 #[test]
 fn an_overwritten_proposal_can_still_commit_under_a_later_leader() {
-    let mut c = Cluster::new(5, 19, counter, |cfg| {
+    let mut c = RsmScenario::new(5, 19, |cfg| {
         cfg.raft.pre_vote = false;
         cfg.raft.check_quorum = false;
     });
@@ -779,8 +779,8 @@ fn an_overwritten_proposal_can_still_commit_under_a_later_leader() {
     let base = c.node(n(1)).raft().last_index();
     // X reaches n2 only.
     for far in [n(3), n(4), n(5)] {
-        c.cut.insert((n(1), far));
-        c.cut.insert((far, n(1)));
+        c.cut(n(1), far);
+        c.cut(far, n(1));
     }
     let x = c.submit(n(1), CounterOp::Inc);
     c.deliver_all();
@@ -790,19 +790,19 @@ fn an_overwritten_proposal_can_still_commit_under_a_later_leader() {
     // reach n1 only.
     c.heal();
     c.isolate(n(2));
-    c.cut.insert((n(1), n(5)));
-    c.cut.insert((n(5), n(1)));
+    c.cut(n(1), n(5));
+    c.cut(n(5), n(1));
     while c.node(n(5)).raft().role() == core_raft::Role::Follower {
         c.tick(n(5));
     }
-    c.cut.remove(&(n(1), n(5)));
-    c.cut.remove(&(n(5), n(1)));
-    while let Some(env) = c.queue.pop_front() {
+    c.uncut(n(1), n(5));
+    c.uncut(n(5), n(1));
+    while let Some(env) = c.pop_queued() {
         c.deliver(env);
         if c.node(n(5)).raft().is_leader() {
             for far in [n(2), n(3), n(4)] {
-                c.cut.insert((n(5), far));
-                c.cut.insert((far, n(5)));
+                c.cut(n(5), far);
+                c.cut(far, n(5));
             }
         }
     }
@@ -833,7 +833,7 @@ fn an_overwritten_proposal_can_still_commit_under_a_later_leader() {
         assert_eq!(c.state(id).n, 2, "{id}: X applied once");
     }
     match c.reply(x) {
-        Some(Ok(CounterOut::Inc(2))) => {}
+        Some(Ok(CounterOut::N(2))) => {}
         Some(Err(NotLeader { .. })) => {
             // The current behaviour: answered when the overwrite was seen.
             assert!(after_overwrite.is_some());
