@@ -44,6 +44,24 @@ pub struct DemoReport {
 
 /// Run the demo, printing progress; returns what it measured.
 pub async fn run_demo(opts: &DemoOptions) -> std::io::Result<DemoReport> {
+    let (mut nodes, addrs) = start_cluster(opts)?;
+    let workload = Workload::start(opts.clients, &addrs);
+    let phase = Duration::from_secs_f64(opts.phase_secs);
+    tokio::time::sleep(phase).await;
+    let leader = find_leader(&addrs).await?;
+    let killed_at = workload.now();
+    nodes.kill(leader);
+    println!("killed the leader, node {leader}, with SIGKILL");
+    let failover = measure_failover(&workload, killed_at, phase).await;
+    nodes.start(leader)?;
+    println!("restarted node {leader} from its data directory");
+    tokio::time::sleep(phase).await;
+    let recorded = workload.stop().await;
+    Ok(check_history(opts, &recorded, failover))
+}
+
+/// Three `kv serve` children on free loopback ports.
+fn start_cluster(opts: &DemoOptions) -> std::io::Result<(LocalCluster, Vec<SocketAddr>)> {
     std::fs::create_dir_all(&opts.data_dir)?;
     let addrs: Vec<SocketAddr> = (0..3)
         .map(|_| TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()))
@@ -62,55 +80,94 @@ pub async fn run_demo(opts: &DemoOptions) -> std::io::Result<DemoReport> {
         opts.runtime,
         opts.data_dir.display()
     );
+    Ok((nodes, addrs))
+}
 
-    let t0 = Instant::now();
-    let micros = move || t0.elapsed().as_micros() as u64;
-    let history: Arc<Mutex<Vec<Recorded>>> = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for c in 0..opts.clients {
-        let addrs = addrs.clone();
-        let history = history.clone();
-        let stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            client_loop(c as u64 + 1, addrs, history, stop, micros).await
-        }));
+/// The recording clients, running until stopped.
+struct Workload {
+    t0: Instant,
+    history: Arc<Mutex<Vec<Recorded>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workload {
+    fn start(clients: usize, addrs: &[SocketAddr]) -> Workload {
+        let t0 = Instant::now();
+        let micros = move || t0.elapsed().as_micros() as u64;
+        let history: Arc<Mutex<Vec<Recorded>>> = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks = (0..clients)
+            .map(|c| {
+                let (addrs, history, stop) = (addrs.to_vec(), history.clone(), stop.clone());
+                tokio::spawn(client_loop(c as u64 + 1, addrs, history, stop, micros))
+            })
+            .collect();
+        Workload {
+            t0,
+            history,
+            stop,
+            tasks,
+        }
     }
-    let phase = Duration::from_secs_f64(opts.phase_secs);
-    tokio::time::sleep(phase).await;
 
-    // Find the leader and kill it.
-    let mut probe = KvClient::for_cluster(addrs.clone(), 6824).map_err(std::io::Error::other)?;
+    /// Microseconds since the workload started (the history's clock).
+    fn now(&self) -> u64 {
+        self.t0.elapsed().as_micros() as u64
+    }
+
+    /// When the first Put invoked at or after `since` was acknowledged.
+    fn first_write_acked_after(&self, since: u64) -> Option<u64> {
+        let history = self.history.lock().unwrap();
+        history
+            .iter()
+            .filter(|r| {
+                r.call >= since && r.outcome == Some(Outcome::Ok) && matches!(r.op, Op::Put { .. })
+            })
+            .filter_map(|r| r.ret)
+            .min()
+    }
+
+    /// Stop every client (an operation in flight stays in the history
+    /// without a return) and hand back the history.
+    async fn stop(self) -> Vec<Recorded> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let history = self.history.lock().unwrap();
+        history.clone()
+    }
+}
+
+/// Ask the cluster who leads (a read goes to the leader).
+async fn find_leader(addrs: &[SocketAddr]) -> std::io::Result<usize> {
+    let mut probe = KvClient::for_cluster(addrs.to_vec(), 6824).map_err(std::io::Error::other)?;
     probe
         .run(Op::Get { key: "k0".into() }, Duration::from_secs(30))
         .await
         .map_err(std::io::Error::other)?;
-    let leader = probe.leader().unwrap_or(1) as usize;
-    let killed_at = micros();
-    nodes.kill(leader);
-    println!("killed the leader, node {leader}, with SIGKILL");
-    // Keep the workload running for the phase, and in any case until a write
-    // issued after the kill is acknowledged (or 10 s pass): the failover
-    // time is measured, not cut off by the phase length.
-    let first_write_after_kill = || {
-        history
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| {
-                r.call >= killed_at
-                    && r.outcome == Some(Outcome::Ok)
-                    && matches!(r.op, Op::Put { .. })
-            })
-            .filter_map(|r| r.ret)
-            .min()
-    };
+    Ok(probe.leader().unwrap_or(1) as usize)
+}
+
+/// Keep the workload running for the phase, and in any case until a write
+/// issued after the kill is acknowledged (or 10 s pass): the failover time
+/// is measured, not cut off by the phase length.
+async fn measure_failover(
+    workload: &Workload,
+    killed_at: u64,
+    phase: Duration,
+) -> Option<Duration> {
     let waited = Instant::now();
     tokio::time::sleep(phase).await;
-    while first_write_after_kill().is_none() && waited.elapsed() < Duration::from_secs(10) {
+    while workload.first_write_acked_after(killed_at).is_none()
+        && waited.elapsed() < Duration::from_secs(10)
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let failover = first_write_after_kill().map(|ret| Duration::from_micros(ret - killed_at));
+    let failover = workload
+        .first_write_acked_after(killed_at)
+        .map(|ret| Duration::from_micros(ret - killed_at));
     match failover {
         Some(d) => println!(
             "first write acknowledged {:.0} ms after the kill",
@@ -118,18 +175,20 @@ pub async fn run_demo(opts: &DemoOptions) -> std::io::Result<DemoReport> {
         ),
         None => println!("no write was acknowledged after the kill"),
     }
-    nodes.start(leader)?;
-    println!("restarted node {leader} from its data directory");
-    tokio::time::sleep(phase).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for t in tasks {
-        let _ = t.await;
-    }
-    let recorded = history.lock().unwrap().clone();
+    failover
+}
+
+/// Check the history for linearizability; a failing one writes its
+/// timeline page next to the data.
+fn check_history(
+    opts: &DemoOptions,
+    recorded: &[Recorded],
+    failover: Option<Duration>,
+) -> DemoReport {
     let ops = recorded.iter().filter(|r| r.ret.is_some()).count();
     let outcome = check(
         &VersionedKvModel,
-        &versioned_history(&recorded),
+        &versioned_history(recorded),
         &CheckOptions::with_budget(Duration::from_secs(30)),
     );
     let summary = outcome.to_string();
@@ -141,12 +200,12 @@ pub async fn run_demo(opts: &DemoOptions) -> std::io::Result<DemoReport> {
             }
         }
     }
-    Ok(DemoReport {
+    DemoReport {
         ops,
         failover,
         verdict: outcome.verdict,
         summary,
-    })
+    }
 }
 
 /// One client: versioned Puts and Gets on a few keys until stopped,

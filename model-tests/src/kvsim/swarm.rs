@@ -102,6 +102,20 @@ pub struct KvSwarmReport {
     pub steps: u64,
 }
 
+/// The clients of one run and what they record.
+struct Workload {
+    /// Versioned Puts and Gets on shared keys.
+    versioned: History,
+    /// Classic Appends, each client to its own key.
+    classic: History,
+    /// Tells open-ended clients to finish their current operation and stop.
+    stop: Stop,
+    /// The put clients' counts.
+    counts: Vec<Rc<RefCell<PutCounts>>>,
+    /// The appenders' client ids.
+    appenders: Vec<u64>,
+}
+
 /// Run one seed with `chaos_ms` of faults. Panics, naming the seed, on any
 /// violation, on a non-linearizable or undecided history, or if the healed
 /// service does not let every client finish.
@@ -113,48 +127,51 @@ pub fn run_kv_swarm(seed: u64, chaos_ms: u64) -> KvSwarmReport {
     config.read_index = o.read_index;
     let mut w: World<KvStore> = World::new(config);
     w.set_service_check(kv_exactly_once);
-    // Separate histories: the versioned and the classic model each see
-    // only their own workload's keys.
-    let h: History = Rc::new(RefCell::new(Vec::new()));
-    let h_app: History = Rc::new(RefCell::new(Vec::new()));
-    let stop: Stop = Rc::new(RefCell::new(false));
+    let work = add_clients(&mut w, &o);
+    chaos(&mut w, &o, chaos_ms);
+    heal_and_finish(&mut w, &o, &work.stop);
+    check_appenders(&mut w, &work);
+    assert_versioned_linearizable(&work.versioned, seed);
+    assert_classic_linearizable(&work.classic, seed);
+    report(&w, &o, &work)
+}
+
+/// The put clients and the appenders the options ask for. Separate
+/// histories: the versioned and the classic model each see only their own
+/// workload's keys.
+fn add_clients(w: &mut World<KvStore>, o: &KvSwarmOptions) -> Workload {
+    let mut work = Workload {
+        versioned: Rc::new(RefCell::new(Vec::new())),
+        classic: Rc::new(RefCell::new(Vec::new())),
+        stop: Rc::new(RefCell::new(false)),
+        counts: Vec::new(),
+        appenders: Vec::new(),
+    };
     let keys: Vec<String> = (0..o.keys).map(|k| format!("k{k}")).collect();
-    let mut counts = Vec::new();
     for c in 0..o.put_clients as u64 {
         let n = Rc::new(RefCell::new(PutCounts::default()));
-        counts.push(n.clone());
-        let work = OnePut::new(c + 1, keys.clone(), true, stop.clone(), n);
+        work.counts.push(n.clone());
+        let put = OnePut::new(c + 1, keys.clone(), true, work.stop.clone(), n);
         let s = w.rng().next_u64();
-        w.add_client(
-            Box::new(ClerkClient::new(
-                c + 1,
-                o.servers,
-                RETRY_TICKS,
-                s,
-                work,
-                h.clone(),
-            )),
-            None,
-        );
+        let history = work.versioned.clone();
+        let client = ClerkClient::new(c + 1, o.servers, RETRY_TICKS, s, put, history);
+        w.add_client(Box::new(client), None);
     }
-    let mut appenders = Vec::new();
     for a in 0..o.append_clients as u64 {
         let me = 10_000 + a;
-        let work = Appender::new(me, format!("a{me}"), false, None, stop.clone());
+        let append = Appender::new(me, format!("a{me}"), false, None, work.stop.clone());
         let s = w.rng().next_u64();
-        w.add_client(
-            Box::new(ClerkClient::new(
-                me,
-                o.servers,
-                RETRY_TICKS,
-                s,
-                work,
-                h_app.clone(),
-            )),
-            None,
-        );
-        appenders.push(me);
+        let history = work.classic.clone();
+        let client = ClerkClient::new(me, o.servers, RETRY_TICKS, s, append, history);
+        w.add_client(Box::new(client), None);
+        work.appenders.push(me);
     }
+    work
+}
+
+/// `chaos_ms` of faults: every 100 ms maybe re-partition, crash a server,
+/// or restart one.
+fn chaos(w: &mut World<KvStore>, o: &KvSwarmOptions, chaos_ms: u64) {
     let mut elapsed = 0;
     while elapsed < chaos_ms {
         w.run_for(100);
@@ -163,7 +180,7 @@ pub fn run_kv_swarm(seed: u64, chaos_ms: u64) -> KvSwarmReport {
             if w.rng().chance(1, 3) {
                 w.heal();
             } else {
-                super::lab::random_bipartition(&mut w);
+                super::lab::random_bipartition(w);
             }
         }
         if w.rng().chance(o.crash_per_mille, 1000) {
@@ -178,7 +195,11 @@ pub fn run_kv_swarm(seed: u64, chaos_ms: u64) -> KvSwarmReport {
             }
         }
     }
-    // Heal and require every client to finish.
+}
+
+/// Stop the faults, restart every server, heal the network, and require
+/// every client to finish.
+fn heal_and_finish(w: &mut World<KvStore>, o: &KvSwarmOptions, stop: &Stop) {
     *stop.borrow_mut() = true;
     w.set_net(NetConfig {
         drop_per_mille: 0,
@@ -193,9 +214,13 @@ pub fn run_kv_swarm(seed: u64, chaos_ms: u64) -> KvSwarmReport {
     }
     w.heal();
     w.run_until_clients_finish(60_000);
-    // Every appender's elements exactly once and in order.
-    for me in appenders {
-        let done = h_app
+}
+
+/// Every appender's elements exactly once and in order.
+fn check_appenders(w: &mut World<KvStore>, work: &Workload) {
+    for &me in &work.appenders {
+        let done = work
+            .classic
             .borrow()
             .iter()
             .filter(|r| {
@@ -204,29 +229,25 @@ pub fn run_kv_swarm(seed: u64, chaos_ms: u64) -> KvSwarmReport {
                     && r.outcome == Some(Outcome::Ok)
             })
             .count() as u64;
-        let value = match run_ops(
-            &mut w,
-            vec![Op::Get {
-                key: format!("a{me}"),
-            }],
-            None,
-            &h_app,
-            60_000,
-        )[0]
-        {
-            Outcome::Value { ref value, .. } => value.clone(),
+        let get = vec![Op::Get {
+            key: format!("a{me}"),
+        }];
+        let value = match &run_ops(w, get, None, &work.classic, 60_000)[0] {
+            Outcome::Value { value, .. } => value.clone(),
             _ => String::new(),
         };
         if let Err(e) = check_appends(&value, me, done) {
             w.fail(format!("appender {me}: {e}"));
         }
     }
-    assert_versioned_linearizable(&h, seed);
-    assert_classic_linearizable(&h_app, seed);
-    let ops = h
+}
+
+fn report(w: &World<KvStore>, o: &KvSwarmOptions, work: &Workload) -> KvSwarmReport {
+    let ops = work
+        .versioned
         .borrow()
         .iter()
-        .chain(h_app.borrow().iter())
+        .chain(work.classic.borrow().iter())
         .filter(|r| r.ret.is_some())
         .count();
     let duplicates_avoided = (0..o.servers)
@@ -236,7 +257,7 @@ pub fn run_kv_swarm(seed: u64, chaos_ms: u64) -> KvSwarmReport {
         .unwrap_or(0);
     KvSwarmReport {
         ops,
-        puts_ok: counts.iter().map(|c| c.borrow().ok).sum(),
+        puts_ok: work.counts.iter().map(|c| c.borrow().ok).sum(),
         duplicates_avoided,
         virtual_ms: w.now_ms,
         steps: w.steps,

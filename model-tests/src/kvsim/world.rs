@@ -954,42 +954,7 @@ where
         let id = server_id(i);
         match action {
             NodeAction::Persist { batch, actions } => self.write(i, batch, actions),
-            NodeAction::Send { to, bytes } => {
-                if let Ok(Frame::Raft(msg)) = decode_frame::<Frame<S::Op, S::Output>>(&bytes) {
-                    let send = Action::Send { to, msg };
-                    let r = check_release(id, self.slots[i].disk.synced(), &send, &[]);
-                    self.check(r);
-                }
-                let t = (to.0 - 1) as usize;
-                let from_inc = self.slots[i].incarnation;
-                if self.config.delivery == Delivery::Manual {
-                    if let Ok(Frame::Raft(msg)) = decode_frame::<Frame<S::Op, S::Output>>(&bytes) {
-                        self.sent.push(Envelope { from: id, to, msg });
-                    }
-                    let event = Event::Peer {
-                        from: i,
-                        from_inc,
-                        to: t,
-                        bytes,
-                    };
-                    self.queue.push(self.now_ms, event);
-                    return;
-                }
-                let linked = self.net.linked(i, t);
-                let reply = !frame_is_request(&bytes);
-                if frame_is_snapshot(&bytes) {
-                    self.net.snapshots_sent += 1;
-                }
-                for delay in self.net.fate(&mut self.rng, linked, bytes.len(), reply) {
-                    let event = Event::Peer {
-                        from: i,
-                        from_inc,
-                        to: t,
-                        bytes: bytes.clone(),
-                    };
-                    self.queue.push(self.now_ms + delay, event);
-                }
-            }
+            NodeAction::Send { to, bytes } => self.route_send(i, to, bytes),
             NodeAction::Write { conn, bytes } => match self.slots[i].remotes.get(&conn) {
                 Some(Remote::Client(client)) => {
                     let client = *client;
@@ -1026,6 +991,49 @@ where
                 self.check(r);
             }
             NodeAction::Observed(_) => {}
+        }
+    }
+
+    /// A frame for a peer: checked against the synced disk (persist before
+    /// send), then handed to the network (or queued, by hand).
+    fn route_send(&mut self, i: usize, to: NodeId, bytes: Vec<u8>) {
+        let id = server_id(i);
+        let Ok(Frame::Raft(msg)) = decode_frame::<Frame<S::Op, S::Output>>(&bytes) else {
+            self.fail(format!(
+                "s{i} sent a peer a frame that is not a Raft message"
+            ));
+        };
+        let send = Action::Send { to, msg };
+        let r = check_release(id, self.slots[i].disk.synced(), &send, &[]);
+        self.check(r);
+        let t = (to.0 - 1) as usize;
+        let from_inc = self.slots[i].incarnation;
+        if self.config.delivery == Delivery::Manual {
+            if let Action::Send { msg, .. } = send {
+                self.sent.push(Envelope { from: id, to, msg });
+            }
+            let event = Event::Peer {
+                from: i,
+                from_inc,
+                to: t,
+                bytes,
+            };
+            self.queue.push(self.now_ms, event);
+            return;
+        }
+        let linked = self.net.linked(i, t);
+        let reply = !frame_is_request(&bytes);
+        if frame_is_snapshot(&bytes) {
+            self.net.snapshots_sent += 1;
+        }
+        for delay in self.net.fate(&mut self.rng, linked, bytes.len(), reply) {
+            let event = Event::Peer {
+                from: i,
+                from_inc,
+                to: t,
+                bytes: bytes.clone(),
+            };
+            self.queue.push(self.now_ms + delay, event);
         }
     }
 
