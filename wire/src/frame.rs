@@ -8,9 +8,6 @@ use thiserror::Error;
 /// Bytes in the length prefix (a big-endian `u32`).
 pub const LEN_PREFIX_BYTES: usize = 4;
 
-/// A sensible default bound on one payload: 16 MiB.
-pub const DEFAULT_MAX_FRAME_BYTES: u32 = 16 * 1024 * 1024;
-
 /// What can go wrong reading or writing a frame.
 #[derive(Debug, Error)]
 pub enum FrameError {

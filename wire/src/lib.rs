@@ -3,7 +3,9 @@
 //!
 //! * A frame is a 4-byte big-endian payload length followed by a postcard
 //!   payload. A length above the configured maximum is rejected as soon as
-//!   its 4 bytes arrive, before any buffer is sized for it.
+//!   its 4 bytes arrive, before any buffer is sized for it. Each protocol
+//!   sets its own maximum where it is defined (`node_shell`'s replica and
+//!   MapReduce shells); this crate has no default.
 //! * [`Decoder`] is incremental: push bytes as they arrive from a socket in
 //!   any chunking and pull whole messages out.
 //! * [`read_frame`] / [`write_frame`] do the same over blocking
@@ -20,8 +22,5 @@
 mod frame;
 mod handshake;
 
-pub use frame::{
-    encode_frame, read_frame, write_frame, Decoder, FrameError, DEFAULT_MAX_FRAME_BYTES,
-    LEN_PREFIX_BYTES,
-};
+pub use frame::{encode_frame, read_frame, write_frame, Decoder, FrameError, LEN_PREFIX_BYTES};
 pub use handshake::{HandshakeError, Hello, HELLO_MAGIC};
