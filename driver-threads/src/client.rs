@@ -1,30 +1,22 @@
-//! A blocking client of a replicated service: the sans-IO `core_kv::Clerk`
-//! driven over std TCP sockets on the calling thread, with no async
-//! runtime. It finds the leader by itself and numbers its requests for the
-//! replicas' session tables, so a retried mutation is applied once.
+//! A blocking client of a replicated service: the pure
+//! `node_shell::ClientShell` (the clerk, framing, answers) over std TCP
+//! sockets on the calling thread, with no async runtime. It finds the
+//! leader by itself and numbers its requests for the replicas' session
+//! tables, so a retried mutation is applied once.
 //!
 //! `Client<S>` speaks to replicas of the state machine `S`, which must take
 //! its operations under sessions (`core_kv::Sessioned<MyMachine>`, or the
 //! key/value store: [`KvClient`]); `run` takes the machine's command and
 //! returns its answer.
 
-use core_kv::{
-    Clerk, ClerkAction, ClerkConfig, ClerkInput, ClerkOp, ClientId, ClientReply, KvStore, Seq,
-    SessionOutput, SessionRequest, StateMachine, KV_PROTOCOL_VERSION,
-};
-use core_raft::NodeId;
-use node_shell::{Frame, CLIENT_NODE, DEFAULT_MAX_FRAME_BYTES};
+use core_kv::KV_PROTOCOL_VERSION;
+use core_kv::{ClerkOp, ClientId, KvStore, SessionOutput, SessionRequest, StateMachine};
+use node_shell::client::{Answer, ClientAction, ClientInput, ClientShell, Command, CLIENT_TICK_MS};
+use node_shell::DEFAULT_MAX_FRAME_BYTES;
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
-use wire::{encode_frame, Decoder, Hello};
-
-/// One clerk tick: also how long a read waits before the clock moves on.
-const TICK: Duration = Duration::from_millis(10);
-
-/// Ticks of silence before the clerk tries another replica.
-const RETRY_TICKS: u64 = 20;
 
 /// Why an operation did not finish.
 #[derive(Debug, thiserror::Error)]
@@ -38,11 +30,6 @@ pub enum ClientError {
     NoServers,
 }
 
-struct Conn {
-    stream: TcpStream,
-    decoder: Decoder,
-}
-
 /// A blocking client of one cluster of replicas (see the module doc).
 pub struct Client<S>
 where
@@ -51,17 +38,9 @@ where
     S::Output: SessionOutput,
 {
     servers: Vec<SocketAddr>,
-    cluster: u64,
-    protocol: u32,
-    clerk: Clerk<Command<S>, Answer<S>>,
-    conns: BTreeMap<u64, Conn>,
+    shell: ClientShell<S>,
+    conns: BTreeMap<u64, TcpStream>,
 }
-
-/// The command a client of `S` sends (the operation inside its request).
-pub type Command<S> = <<S as StateMachine>::Op as SessionRequest>::Command;
-
-/// The answer a client of `S` gets back.
-pub type Answer<S> = <<S as StateMachine>::Output as SessionOutput>::Answer;
 
 /// A blocking client of the key/value service.
 pub type KvClient = Client<KvStore>;
@@ -86,145 +65,123 @@ where
         if servers.is_empty() {
             return Err(ClientError::NoServers);
         }
-        let id = fresh_client_id();
-        let clerk = Clerk::new(ClerkConfig {
-            client: ClientId(id),
-            servers: (1..=servers.len() as u64).map(NodeId).collect(),
-            retry_ticks: RETRY_TICKS,
-            seed: id,
-        });
+        let n = servers.len() as u64;
+        let id = ClientId(fresh_client_id());
+        let shell = ClientShell::new(id, n, cluster, protocol, DEFAULT_MAX_FRAME_BYTES);
         Ok(Client {
             servers,
-            cluster,
-            protocol,
-            clerk,
+            shell,
             conns: BTreeMap::new(),
         })
     }
 
     /// The replica (1-based id) this client believes leads, if known.
     pub fn leader(&self) -> Option<u64> {
-        self.clerk.leader().map(|n| n.0)
+        self.shell.leader()
     }
 
     /// Run one operation to completion, or fail after `deadline`.
     pub fn run(&mut self, op: Command<S>, deadline: Duration) -> Result<Answer<S>, ClientError> {
         let started = Instant::now();
-        let mut actions = self.clerk.step(ClerkInput::Invoke(op));
-        let mut target = None;
+        let mut actions = self.shell.step(ClientInput::Invoke(op));
         loop {
             for action in std::mem::take(&mut actions) {
                 match action {
-                    ClerkAction::Done { outcome, .. } => return Ok(outcome),
-                    ClerkAction::Send { to, request } => {
-                        target = Some(to.0);
-                        self.send(to.0, request);
+                    ClientAction::Done(answer) => return Ok(answer),
+                    ClientAction::Send { server, bytes } => {
+                        if !self.send(server, &bytes) {
+                            actions.extend(self.shell.step(ClientInput::Closed { server }));
+                        }
+                    }
+                    ClientAction::Close { server } => {
+                        self.conns.remove(&server);
                     }
                 }
             }
             if started.elapsed() > deadline {
                 return Err(ClientError::Timeout(deadline, self.servers.len()));
             }
-            let tick_ends = Instant::now() + TICK;
-            actions = match target.and_then(|t| self.next_reply(t, tick_ends)) {
-                Some((from, reply)) => self.clerk.step(ClerkInput::Reply {
-                    from: NodeId(from),
-                    reply,
-                }),
-                None => {
+            let tick_ends = Instant::now() + Duration::from_millis(CLIENT_TICK_MS);
+            actions = match self.shell.target().map(|t| (t, self.read(t, tick_ends))) {
+                Some((server, Got::Bytes(bytes))) => {
+                    self.shell.step(ClientInput::Received { server, bytes })
+                }
+                Some((server, Got::Closed)) => {
+                    self.conns.remove(&server);
+                    self.shell.step(ClientInput::Closed { server })
+                }
+                Some((_, Got::Nothing)) | None => {
                     std::thread::sleep(tick_ends.saturating_duration_since(Instant::now()));
-                    self.clerk.step(ClerkInput::Tick)
+                    self.shell.step(ClientInput::Tick)
                 }
             };
         }
     }
 
-    /// Wait until `until` for an answer from `server`. `None` if none came;
-    /// a broken connection is forgotten (the clerk's timeout moves on).
-    fn next_reply(&mut self, server: u64, until: Instant) -> Option<(u64, ClientReply<Answer<S>>)> {
-        let me = self.clerk.client();
-        let c = self.conns.get_mut(&server)?;
-        let mut buf = [0u8; 16 * 1024];
+    /// Wait until `until` for bytes from replica `server`.
+    fn read(&mut self, server: u64, until: Instant) -> Got {
+        let Some(stream) = self.conns.get_mut(&server) else {
+            return Got::Nothing;
+        };
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return Got::Nothing;
+        }
+        let mut buf = vec![0u8; 64 * 1024];
         loop {
-            match c.decoder.next_message::<Frame<S::Op, S::Output>>() {
-                Ok(Some(Frame::Reply { id, result })) => {
-                    let result = match result {
-                        Ok(out) => match out.into_answer() {
-                            Some(answer) => Ok(answer),
-                            None => continue,
-                        },
-                        Err(not_leader) => Err(not_leader),
-                    };
-                    return Some((server, ClientReply::new(me, Seq(id), result)));
+            return match stream.read(&mut buf) {
+                Ok(0) => Got::Closed,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Got::Bytes(buf)
                 }
-                Ok(None) => {}
-                Ok(Some(_)) | Err(_) => {
-                    self.conns.remove(&server);
-                    return None;
-                }
-            }
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() || c.stream.set_read_timeout(Some(left)).is_err() {
-                return None;
-            }
-            match c.stream.read(&mut buf) {
-                Ok(0) => {
-                    self.conns.remove(&server);
-                    return None;
-                }
-                Ok(n) => c.decoder.push(&buf[..n]),
                 Err(e)
                     if matches!(
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
-                    return None
+                    Got::Nothing
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.conns.remove(&server);
-                    return None;
-                }
-            }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => Got::Closed,
+            };
         }
     }
 
-    fn send(&mut self, server: u64, request: core_kv::ClientRequest<Command<S>>) {
+    /// Write `bytes` to replica `server`, connecting (hello first) if
+    /// needed. False if the replica cannot be reached.
+    fn send(&mut self, server: u64, bytes: &[u8]) -> bool {
         if !self.conns.contains_key(&server) {
-            let Some(conn) = self.connect(server) else {
-                return;
+            let Some(stream) = self.connect(server) else {
+                return false;
             };
-            self.conns.insert(server, conn);
+            self.conns.insert(server, stream);
         }
-        let id = request.seq.0;
-        let op = S::Op::from_request(request);
-        let frame: Frame<S::Op, S::Output> = Frame::Request { id, op };
-        let Ok(bytes) = encode_frame(&frame, DEFAULT_MAX_FRAME_BYTES) else {
-            tracing::warn!("request too large to send");
-            return;
-        };
-        let broken = self
+        let written = self
             .conns
             .get_mut(&server)
-            .is_some_and(|c| c.stream.write_all(&bytes).is_err());
-        if broken {
+            .is_some_and(|s| s.write_all(bytes).is_ok());
+        if !written {
             self.conns.remove(&server);
         }
+        written
     }
 
-    fn connect(&self, server: u64) -> Option<Conn> {
+    fn connect(&self, server: u64) -> Option<TcpStream> {
         let addr = self.servers[(server - 1) as usize];
         let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
         let _ = stream.set_nodelay(true);
-        let hello = Hello::new(self.protocol, self.cluster, CLIENT_NODE);
-        let bytes = encode_frame(&hello, DEFAULT_MAX_FRAME_BYTES).ok()?;
-        stream.write_all(&bytes).ok()?;
-        Some(Conn {
-            stream,
-            decoder: Decoder::new(DEFAULT_MAX_FRAME_BYTES),
-        })
+        stream.write_all(self.shell.hello()).ok()?;
+        Some(stream)
     }
+}
+
+/// What one read of a connection gave.
+enum Got {
+    Bytes(Vec<u8>),
+    Closed,
+    Nothing,
 }
 
 /// A fresh client id: ids must never repeat with a restarted sequence (the

@@ -1,26 +1,17 @@
-//! Reading frames from an async stream with the shared incremental decoder.
+//! Reading from async streams for drivers whose shells decode frames
+//! themselves: the driver moves bytes, the shell makes sense of them.
 
-use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use wire::{Decoder, FrameError};
 
-/// Reads the next message, `Ok(None)` on a clean end of stream between
-/// frames. Oversized frames are refused before their payload is buffered.
-pub async fn read_message<R, T>(r: &mut R, decoder: &mut Decoder) -> Result<Option<T>, FrameError>
-where
-    R: AsyncRead + Unpin,
-    T: DeserializeOwned,
-{
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        if let Some(m) = decoder.next_message()? {
-            return Ok(Some(m));
+/// Read whatever bytes are available next (at most 64 KiB); `None` at the
+/// end of the stream or on an error.
+pub async fn read_bytes<R: AsyncRead + Unpin>(r: &mut R) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 64 * 1024];
+    match r.read(&mut buf).await {
+        Ok(0) | Err(_) => None,
+        Ok(n) => {
+            buf.truncate(n);
+            Some(buf)
         }
-        let n = r.read(&mut buf).await?;
-        if n == 0 {
-            decoder.finish()?;
-            return Ok(None);
-        }
-        decoder.push(&buf[..n]);
     }
 }
