@@ -320,8 +320,8 @@ impl RaftInterpreter {
             }
             "campaign" => campaign(sc, out, one_node(c, size)?)?,
             "propose" => {
-                c.only_keys(&[])?;
-                let (id, text) = match args.split_first() {
+                // The text is every word after the node, `=` included.
+                let (id, text) = match c.args.split_first() {
                     Some((id, text)) if !text.is_empty() => (node(id, size)?, text.join(" ")),
                     _ => return Err("usage: propose n1 <text>".into()),
                 };
