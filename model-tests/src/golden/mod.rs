@@ -10,7 +10,7 @@
 //! # Comments and blank lines between cases are kept as they are.
 //! campaign n1
 //! ----
-//! n1 <- tick x11
+//! n1 <- tick x18
 //! n1 <- tick
 //!   -> send n2: RequestVote t1 last=i0/t0 pre-vote
 //!   -> send n3: RequestVote t1 last=i0/t0 pre-vote

@@ -14,7 +14,7 @@
 //!
 //! campaign n1
 //! ----
-//! n1 <- tick x11
+//! n1 <- tick x18
 //! n1 <- tick
 //!   -> send n2: RequestVote t1 last=i0/t0 pre-vote
 //!   -> send n3: RequestVote t1 last=i0/t0 pre-vote
@@ -28,7 +28,7 @@
 //! Every step prints `n2 <- <input>` and below it, indented, each action the
 //! core returned (`-> persist ...`, `-> send n1: ...`, `-> apply ...`,
 //! `-> read-ready ...`). Ticks that do nothing are counted rather than
-//! listed: `n1 <- tick x11` is eleven ticks of n1 without any action,
+//! listed: `n1 <- tick x18` is eighteen ticks of n1 without any action,
 //! printed just before the next step that does something (or at the end of
 //! the command). A message that reaches a crashed node or crosses a cut
 //! link is printed as `lost n1 -> n3: <message> (n3 is down)` or
@@ -681,5 +681,68 @@ fn node_and_number(c: &Command, size: u64, usage: &str) -> Result<(NodeId, u64),
     match c.args[..] {
         [ref id, ref k] => Ok((node(id, size)?, number(k)?)),
         _ => Err(format!("usage: {usage}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::golden::run;
+
+    /// The example in this module's documentation, as a golden file.
+    fn doc_example() -> String {
+        let lines: Vec<&str> = include_str!("raft.rs")
+            .lines()
+            .map_while(|l| l.strip_prefix("//!"))
+            .map(|l| l.strip_prefix(' ').unwrap_or(l))
+            .skip_while(|l| *l != "```text")
+            .skip(1)
+            .take_while(|l| *l != "```")
+            .collect();
+        lines.join("\n") + "\n"
+    }
+
+    #[test]
+    fn the_documented_example_is_what_happens() {
+        let example = doc_example();
+        assert!(example.starts_with("cluster 3\n"), "{example}");
+        let outcome = run(&example, &mut RaftInterpreter::new());
+        assert!(
+            outcome.passed(),
+            "{}",
+            crate::golden::diff::unified("doc", &outcome.expected, &outcome.actual)
+        );
+    }
+
+    fn output(script: &str) -> String {
+        run(script, &mut RaftInterpreter::new()).actual
+    }
+
+    #[test]
+    fn mistakes_are_reported_as_output() {
+        let out =
+            output("tick n1\ncluster 2 noop=maybe\ncluster 2\ncrash n2\npropose n2 x\nfly n1\n");
+        let errors: Vec<&str> = out.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(
+            errors,
+            [
+                "error: no cluster yet: start the file with `cluster N`",
+                "error: \"maybe\": expected on or off",
+                "error: n2 is down",
+                "error: unknown command \"fly\"",
+            ],
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn quiet_ticks_are_counted_per_node() {
+        let out = output("cluster 2\ntick-all 2\ntick n2\n");
+        assert!(
+            out.ends_with(
+                "tick-all 2\n----\nn1 <- tick x2\nn2 <- tick x2\n\ntick n2\n----\nn2 <- tick\n"
+            ),
+            "{out}"
+        );
     }
 }
