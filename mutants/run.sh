@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Mutation check: each patch here re-introduces a classic bug into core-raft
-# or core-kv. For each, apply it, run the test suites of the cores and the
-# simulator (lab ports, swarms, properties) and the `sim` command, and report
+# Mutation check: each patch here re-introduces a classic bug into core-raft,
+# core-kv or the node shell. For each, apply it, run the test suites of the
+# cores, the node shell and the simulator (lab ports, swarms, properties) and the `sim` command, and report
 # whether the suite caught it.
 # The working tree is restored after every mutant, whatever happens.
 #
@@ -13,8 +13,8 @@ names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
   for p in mutants/*.patch; do names+=("$(basename "$p" .patch)"); done
 fi
-if ! git diff --quiet -- core-raft/src core-kv/src; then
-  echo "core-raft/src or core-kv/src has uncommitted changes; commit or stash them first" >&2
+if ! git diff --quiet -- core-raft/src core-kv/src node-shell/src; then
+  echo "core-raft/src, core-kv/src or node-shell/src has uncommitted changes; commit or stash them first" >&2
   exit 2
 fi
 missed=0
@@ -28,11 +28,11 @@ for name in "${names[@]}"; do
   log="target/mutant-$name.log"
   mkdir -p target
   caught=""
-  if ! cargo test --no-fail-fast --release -p core-raft -p core-kv -p model-tests --tests >"$log" 2>&1; then
+  if ! cargo test --no-fail-fast --release -p core-raft -p core-kv -p node-shell -p model-tests --tests >"$log" 2>&1; then
     caught="cargo test: $(grep -E '^test .* FAILED$' "$log" | sed 's/^test //; s/ \.\.\. FAILED//' | tr '\n' ' ')"
   fi
   system=raft
-  case "$name" in kv-*) system=kv ;; esac
+  case "$name" in kv-*|shell-*) system=kv ;; esac
   simlog="target/mutant-$name.sim.log"
   if ./target/release/sim "$system" --seeds 300 --fail-fast >"$simlog" 2>&1; then :; else
     caught="$caught; sim $system: $(grep -m1 -E '^seed [0-9]+: ' "$simlog" | cut -c1-160)"
