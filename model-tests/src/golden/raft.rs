@@ -72,7 +72,7 @@
 
 use super::{Command, Interpreter};
 use crate::sim::scenario::{log_with_terms, test_config, Scenario};
-use crate::sim::Envelope;
+use crate::sim::{Envelope, Lost};
 use core_raft::{Action, Config, Durable, HardState, Input, LogIndex, Message, NodeId, Role, Term};
 use std::collections::BTreeMap;
 
@@ -539,20 +539,19 @@ fn deliver(sc: &mut Scenario, out: &mut Out, filter: Filter, limit: usize) -> Re
         };
         let e = sc.remove_queued(k).expect("the position was just found");
         delivered += 1;
-        let (a, b) = (sc.cluster().index(e.from), sc.cluster().index(e.to));
-        if !sc.is_up(e.to) {
-            out.line(format!(
+        let input = Input::Receive {
+            from: e.from,
+            msg: e.msg.clone(),
+        };
+        match sc.try_deliver(e.clone()) {
+            Ok(actions) => out.step(e.to, &input, &actions),
+            Err(Lost::Down) => out.line(format!(
                 "lost {} -> {}: {} ({} is down)",
                 e.from, e.to, e.msg, e.to
-            ));
-        } else if !sc.cluster().net.linked(a, b) {
-            out.line(format!("lost {} -> {}: {} (link cut)", e.from, e.to, e.msg));
-        } else {
-            let input = Input::Receive {
-                from: e.from,
-                msg: e.msg,
-            };
-            step(sc, out, e.to, input)?;
+            )),
+            Err(Lost::LinkCut) => {
+                out.line(format!("lost {} -> {}: {} (link cut)", e.from, e.to, e.msg))
+            }
         }
     }
     if limit > 1 {

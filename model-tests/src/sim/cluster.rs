@@ -131,6 +131,15 @@ pub struct Envelope {
     pub msg: Message,
 }
 
+/// Why a message was not delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lost {
+    /// Its recipient is down.
+    Down,
+    /// The link from its sender to its recipient is cut.
+    LinkCut,
+}
+
 /// What the event queue holds.
 #[derive(Debug)]
 pub(crate) enum Event {
@@ -802,15 +811,21 @@ impl Cluster {
                     }
                 }
             }
-            Event::Deliver(envelope) => self.deliver(envelope),
+            Event::Deliver(envelope) => {
+                let _ = self.deliver(envelope);
+            }
         }
     }
 
-    /// Deliver a message now (if its link is up and its recipient too).
-    pub fn deliver(&mut self, envelope: Envelope) {
+    /// Deliver a message now: the recipient's actions, or why it was lost
+    /// (its recipient is down, or the link is cut).
+    pub fn deliver(&mut self, envelope: Envelope) -> Result<Vec<Action>, Lost> {
         let (a, b) = (self.index(envelope.from), self.index(envelope.to));
-        if !self.is_up(b) || !self.net.linked(a, b) {
-            return;
+        if !self.is_up(b) {
+            return Err(Lost::Down);
+        }
+        if !self.net.linked(a, b) {
+            return Err(Lost::LinkCut);
         }
         if envelope.msg.is_request() {
             self.net.requests_delivered[b] += 1;
@@ -819,7 +834,7 @@ impl Cluster {
             from: envelope.from,
             msg: envelope.msg,
         };
-        self.step(b, input);
+        Ok(self.step(b, input))
     }
 
     /// Messages waiting in the queue, oldest first (manual delivery).
@@ -876,7 +891,7 @@ impl Cluster {
         let Event::Deliver(envelope) = event else {
             unreachable!("took a delivery")
         };
-        self.deliver(envelope.clone());
+        let _ = self.deliver(envelope.clone());
         Some(envelope)
     }
 

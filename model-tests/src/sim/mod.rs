@@ -27,7 +27,7 @@ pub mod seeds;
 pub mod swarm;
 pub mod trace;
 
-pub use cluster::{Cluster, Delivery, Envelope, SimConfig};
+pub use cluster::{Cluster, Delivery, Envelope, Lost, SimConfig};
 pub use network::NetConfig;
 pub use rng::SimRng;
 pub use trace::TraceMode;

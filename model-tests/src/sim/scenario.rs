@@ -6,7 +6,7 @@
 //! core against what it asked to persist, the Raft invariants after every
 //! step.
 
-use super::cluster::{Cluster, Delivery, Envelope, SimConfig};
+use super::cluster::{Cluster, Delivery, Envelope, Lost, SimConfig};
 use core_raft::{
     Action, Config, Durable, Entry, HardState, Input, LogIndex, NodeId, Payload, Raft, Role, Term,
 };
@@ -247,9 +247,16 @@ impl Scenario {
         self.c.deliver_one()
     }
 
-    /// Deliver a message now (if its link is up and its recipient too).
+    /// Deliver a message now (dropped if its link is cut or its recipient
+    /// is down).
     pub fn deliver(&mut self, envelope: Envelope) {
-        self.c.deliver(envelope);
+        let _ = self.c.deliver(envelope);
+    }
+
+    /// Deliver a message now: the recipient's actions, or why it was lost
+    /// (its recipient is down, or the link is cut).
+    pub fn try_deliver(&mut self, envelope: Envelope) -> Result<Vec<Action>, Lost> {
+        self.c.deliver(envelope)
     }
 
     /// Deliver until nothing is waiting.
