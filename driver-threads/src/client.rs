@@ -40,6 +40,8 @@ where
     servers: Vec<SocketAddr>,
     shell: ClientShell<S>,
     conns: BTreeMap<u64, TcpStream>,
+    /// One read buffer for the client's life.
+    buf: Vec<u8>,
 }
 
 /// A blocking client of the key/value service.
@@ -72,6 +74,7 @@ where
             servers,
             shell,
             conns: BTreeMap::new(),
+            buf: vec![0; 16 * 1024],
         })
     }
 
@@ -127,14 +130,10 @@ where
         if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
             return Got::Nothing;
         }
-        let mut buf = vec![0u8; 64 * 1024];
         loop {
-            return match stream.read(&mut buf) {
+            return match stream.read(&mut self.buf) {
                 Ok(0) => Got::Closed,
-                Ok(n) => {
-                    buf.truncate(n);
-                    Got::Bytes(buf)
-                }
+                Ok(n) => Got::Bytes(self.buf[..n].to_vec()),
                 Err(e)
                     if matches!(
                         e.kind(),

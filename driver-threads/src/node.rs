@@ -168,6 +168,8 @@ impl Io {
         for input in inputs {
             self.carry_out(node.step(input))?;
         }
+        // One hand-over per turn: the batches of every step share an fsync.
+        self.disk.flush();
         self.flush_all();
         Ok(())
     }
@@ -324,7 +326,7 @@ impl Io {
     fn carry_out(&mut self, actions: Vec<NodeAction>) -> Result<(), NodeError> {
         for action in actions {
             match action {
-                NodeAction::Persist { batch, actions } => self.disk.submit(batch, actions),
+                NodeAction::Persist { batch, actions } => self.disk.queue(batch, actions),
                 NodeAction::Send { to, bytes } => {
                     if let Some(ob) = self.outbound.get_mut(&to) {
                         if ob.stream.is_some() && ob.out.len() < MAX_QUEUED_BYTES {

@@ -8,7 +8,6 @@
 //! key/value store: [`KvClient`]); `run` takes the machine's command and
 //! returns its answer.
 
-use crate::framed::read_bytes;
 use core_kv::KV_PROTOCOL_VERSION;
 use core_kv::{ClerkOp, ClientId, KvStore, SessionOutput, SessionRequest, StateMachine};
 use node_shell::client::{Answer, ClientAction, ClientInput, ClientShell, Command, CLIENT_TICK_MS};
@@ -16,8 +15,11 @@ use node_shell::DEFAULT_MAX_FRAME_BYTES;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// Most bytes taken from a connection in one read.
+const READ_BYTES: usize = 16 * 1024;
 
 /// Why an operation did not finish.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,9 @@ where
     servers: Vec<SocketAddr>,
     shell: ClientShell<S>,
     conns: BTreeMap<u64, TcpStream>,
+    /// One read buffer for the client's life (a read is in flight on at
+    /// most one connection at a time).
+    buf: Vec<u8>,
 }
 
 /// A client of the key/value service.
@@ -73,6 +78,7 @@ where
             servers,
             shell,
             conns: BTreeMap::new(),
+            buf: vec![0; READ_BYTES],
         })
     }
 
@@ -109,7 +115,7 @@ where
             }
             let target = self.shell.target();
             tokio::select! {
-                (server, bytes) = Self::read_from(&mut self.conns, target) => {
+                (server, bytes) = Self::read_from(&mut self.conns, &mut self.buf, target) => {
                     actions = match bytes {
                         Some(bytes) => self.shell.step(ClientInput::Received { server, bytes }),
                         None => {
@@ -127,11 +133,15 @@ where
     /// none); `None` when it ended.
     async fn read_from(
         conns: &mut BTreeMap<u64, TcpStream>,
+        buf: &mut [u8],
         target: Option<u64>,
     ) -> (u64, Option<Vec<u8>>) {
-        match target.and_then(|t| conns.get_mut(&t).map(|c| (t, c))) {
-            Some((t, stream)) => (t, read_bytes(stream).await),
-            None => std::future::pending().await,
+        let Some((t, stream)) = target.and_then(|t| conns.get_mut(&t).map(|c| (t, c))) else {
+            return std::future::pending().await;
+        };
+        match stream.read(buf).await {
+            Ok(0) | Err(_) => (t, None),
+            Ok(n) => (t, Some(buf[..n].to_vec())),
         }
     }
 

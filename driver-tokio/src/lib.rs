@@ -13,7 +13,6 @@
 #![warn(missing_docs)]
 
 pub mod client;
-pub mod framed;
 pub mod kv;
 pub mod mr;
 pub mod node;

@@ -106,7 +106,7 @@ where
     tracing::info!(id = opts.id, addr = %opts.address(), "serving (tokio runtime)");
     let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
     let durable_tx = events_tx.clone();
-    let disk = DiskWriter::start(disk, move |r| {
+    let mut disk = DiskWriter::start(disk, move |r| {
         let _ = durable_tx.send(Event::Durable(r));
     });
     tokio::spawn(accept_loop(listener, events_tx));
@@ -125,9 +125,15 @@ where
                 Err(e) => break Err(NodeError::Storage(e)),
             },
         };
-        if let Err(e) = carry_out(node.step(input), &disk, &peers, &mut conns) {
+        if let Err(e) = carry_out(node.step(input), &mut disk, &peers, &mut conns) {
             break Err(e);
         }
+        // Step whatever else is already waiting before handing the turn's
+        // persist batches to the disk thread together: they share an fsync.
+        if let Err(e) = drain_queued(&mut node, &mut events, &mut disk, &peers, &mut conns) {
+            break Err(e);
+        }
+        disk.flush();
     };
     tracing::info!(id = opts.id, "shutting down");
     disk.finish()?;
@@ -161,16 +167,38 @@ fn event_input(
     }))
 }
 
+/// Most queued events stepped in one turn.
+const EVENTS_PER_TURN: usize = 1024;
+
+/// Step the events already queued (up to [`EVENTS_PER_TURN`]).
+fn drain_queued<S: StateMachine>(
+    node: &mut ReplicaNode<S>,
+    events: &mut mpsc::UnboundedReceiver<Event>,
+    disk: &mut DiskWriter,
+    peers: &BTreeMap<NodeId, mpsc::Sender<Vec<u8>>>,
+    conns: &mut BTreeMap<ConnId, Conn>,
+) -> Result<(), NodeError> {
+    for _ in 0..EVENTS_PER_TURN {
+        let Ok(event) = events.try_recv() else {
+            return Ok(());
+        };
+        if let Some(input) = event_input(event, conns)? {
+            carry_out(node.step(input), disk, peers, conns)?;
+        }
+    }
+    Ok(())
+}
+
 /// Carry out the shell's actions in order.
 fn carry_out(
     actions: Vec<NodeAction>,
-    disk: &DiskWriter,
+    disk: &mut DiskWriter,
     peers: &BTreeMap<NodeId, mpsc::Sender<Vec<u8>>>,
     conns: &mut BTreeMap<ConnId, Conn>,
 ) -> Result<(), NodeError> {
     for action in actions {
         match action {
-            NodeAction::Persist { batch, actions } => disk.submit(batch, actions),
+            NodeAction::Persist { batch, actions } => disk.queue(batch, actions),
             NodeAction::Send { to, bytes } => {
                 if let Some(tx) = peers.get(&to) {
                     // A full queue means the peer is slow or gone; Raft retries.
