@@ -253,7 +253,9 @@ mod tests {
     #[test]
     fn move_is_literal_and_text_round_trips() {
         let c = ShardConfig::initial(10).join(&groups(&[1, 2]));
-        let m = c.moved(ShardId(3), GroupId(2)).moved(ShardId(4), GroupId(2));
+        let m = c
+            .moved(ShardId(3), GroupId(2))
+            .moved(ShardId(4), GroupId(2));
         assert_eq!(m.owner(ShardId(3)), GroupId(2));
         assert_eq!(m.num, ConfigNum(3));
         assert_eq!(ShardConfig::from_text(&m.to_text()).unwrap(), m);

@@ -91,6 +91,9 @@ mod tests {
         for i in 0..60 {
             hit[s.shard_of(&format!("k{i}")).0 as usize] = true;
         }
-        assert!(hit.iter().all(|h| *h), "60 keys k0..k59 cover all 12 shards");
+        assert!(
+            hit.iter().all(|h| *h),
+            "60 keys k0..k59 cover all 12 shards"
+        );
     }
 }

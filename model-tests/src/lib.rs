@@ -8,4 +8,5 @@
 
 pub mod golden;
 pub mod kvsim;
+pub mod shardsim;
 pub mod sim;

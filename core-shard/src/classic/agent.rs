@@ -40,9 +40,16 @@ pub enum AgentInput<'a> {
     },
     /// The controller's answer to [`AgentAction::AskController`].
     Controller(ShardConfig),
-    /// Another group's answer to an [`AgentAction::Send`] (answers saying
-    /// "not the leader" need not be passed on).
-    Reply(GroupReply),
+    /// A group's answer to an [`AgentAction::Send`] (answers saying "not
+    /// the leader" need not be passed on). Answers from the agent's own
+    /// group (to its submissions) are ignored: an insert's acknowledgement
+    /// must never pass for the old owner's acknowledgement of a delete.
+    Reply {
+        /// The group that answered.
+        from: GroupId,
+        /// Its answer.
+        reply: GroupReply,
+    },
 }
 
 /// What an agent wants done.
@@ -72,6 +79,7 @@ pub enum AgentAction {
 /// A classic group's agent.
 #[derive(Clone, Debug)]
 pub struct Agent {
+    gid: GroupId,
     config: AgentConfig,
     ticks: u64,
     leader: bool,
@@ -81,9 +89,10 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// An agent that has not acted yet.
-    pub fn new(config: AgentConfig) -> Agent {
+    /// The agent of a replica of group `gid`, not having acted yet.
+    pub fn new(gid: GroupId, config: AgentConfig) -> Agent {
         Agent {
+            gid,
             config,
             ticks: 0,
             leader: false,
@@ -100,10 +109,12 @@ impl Agent {
                 // Only the very next configuration may enter the log; the
                 // group checks again when it applies it.
                 if self.leader && config.num == self.num.next() {
-                    self.out.push(AgentAction::Submit(GroupOp::Reconfigure(config)));
+                    self.out
+                        .push(AgentAction::Submit(GroupOp::Reconfigure(config)));
                 }
             }
-            AgentInput::Reply(reply) => self.on_reply(reply),
+            AgentInput::Reply { from, reply } if from != self.gid => self.on_reply(reply),
+            AgentInput::Reply { .. } => {}
         }
         std::mem::take(&mut self.out)
     }

@@ -159,7 +159,10 @@ impl Group {
 
     /// The state of every shard the group holds.
     pub fn shard_states(&self) -> BTreeMap<ShardId, ShardState> {
-        self.slots.iter().map(|(s, slot)| (*s, slot.state)).collect()
+        self.slots
+            .iter()
+            .map(|(s, slot)| (*s, slot.state))
+            .collect()
     }
 
     /// The data of `shard`, if held.

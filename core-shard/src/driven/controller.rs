@@ -536,6 +536,8 @@ fn decode(outcome: Outcome) -> Result<(ShardConfig, Version), String> {
             .map(|c| (c, version))
             .map_err(|e| e.to_string()),
         Outcome::ErrNoKey => Err("no configuration stored yet: call InitConfig first".into()),
-        other => Err(format!("unexpected answer from the configuration store: {other:?}")),
+        other => Err(format!(
+            "unexpected answer from the configuration store: {other:?}"
+        )),
     }
 }

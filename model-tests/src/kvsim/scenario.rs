@@ -40,7 +40,7 @@ pub struct RsmScenario<S: StateMachine + Default> {
 
 impl<S> RsmScenario<S>
 where
-    S: StateMachine + Default,
+    S: StateMachine + Default + 'static,
     S::Output: PartialEq + std::fmt::Debug,
 {
     /// `size` replicas with elections after 10..=20 ticks and heartbeats

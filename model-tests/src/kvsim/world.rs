@@ -64,6 +64,10 @@ pub struct WorldConfig {
     pub delivery: Delivery,
     /// Record a readable trace.
     pub trace: TraceMode,
+    /// Virtual time at which the world starts (a world joining a larger
+    /// simulation, such as a shard group started mid-run, starts at the
+    /// simulation's current time).
+    pub start_ms: u64,
 }
 
 impl WorldConfig {
@@ -85,6 +89,7 @@ impl WorldConfig {
             sync_ms_max: 1,
             delivery: Delivery::Timed,
             trace: TraceMode::from_env(),
+            start_ms: 0,
         }
     }
 
@@ -228,10 +233,13 @@ struct ClientSlot<S: StateMachine> {
 }
 
 /// The simulated service.
-pub struct World<S: StateMachine + Default> {
+pub struct World<S: StateMachine> {
     /// Virtual time in milliseconds.
     pub now_ms: u64,
     config: WorldConfig,
+    /// Builds the state machine of a server that starts from scratch (its
+    /// snapshot, if any, is restored into it).
+    make_state: std::rc::Rc<dyn Fn() -> S>,
     slots: Vec<Slot<S>>,
     clients: Vec<Option<ClientSlot<S>>>,
     /// The network.
@@ -273,13 +281,25 @@ pub struct Answered<S: StateMachine> {
 
 impl<S> World<S>
 where
-    S: StateMachine + Default,
+    S: StateMachine + Default + 'static,
 {
     /// Build the service and start every server.
     pub fn new(config: WorldConfig) -> World<S> {
+        World::with_state(config, S::default)
+    }
+}
+
+impl<S> World<S>
+where
+    S: StateMachine + 'static,
+{
+    /// Build the service, with `make_state` building each server's state
+    /// machine, and start every server.
+    pub fn with_state(config: WorldConfig, make_state: impl Fn() -> S + 'static) -> World<S> {
         let n = config.servers;
         let mut world = World {
-            now_ms: 0,
+            now_ms: config.start_ms,
+            make_state: std::rc::Rc::new(make_state),
             net: Network::new(n, config.net.clone()),
             rng: SimRng::new(config.seed),
             queue: EventQueue::default(),
@@ -314,7 +334,7 @@ where
         }
         if world.config.delivery == Delivery::Timed {
             let tick = world.config.tick_ms;
-            world.queue.push(tick, Event::ClientTick);
+            world.queue.push(world.now_ms + tick, Event::ClientTick);
         }
         world
     }
@@ -398,11 +418,27 @@ where
             .unwrap_or(0)
     }
 
+    /// Per server: the persisted Raft state (hard state and log,
+    /// postcard-encoded) and the stored snapshot, in bytes (what the lab's
+    /// `RaftStateSize` and `SnapshotSize` measure).
+    pub fn disk_sizes(&self) -> Vec<(usize, usize)> {
+        self.slots
+            .iter()
+            .map(|s| {
+                let d = s.disk.written();
+                let raft =
+                    postcard::to_allocvec(&(&d.hard_state, &d.entries)).map_or(0, |b| b.len());
+                let snap = d.snapshot.as_ref().map_or(0, |s| s.data.len());
+                (raft, snap)
+            })
+            .collect()
+    }
+
     /// Start (or restart) server `i` from what its disk holds.
     pub fn start(&mut self, i: usize) {
         assert!(self.slots[i].server.is_none(), "server {i} is already up");
         let server = if self.config.single {
-            Server::Single(S::default())
+            Server::Single((self.make_state)())
         } else {
             Server::Replica(Box::new(self.restore_replica(i)))
         };
@@ -454,7 +490,7 @@ where
         };
         let durable = self.slots[i].disk.written().clone();
         let applied = durable.snapshot.as_ref().map_or(LogIndex(0), |s| s.index);
-        let node = ReplicaNode::restore(node, rsm, durable, S::default())
+        let node = ReplicaNode::restore(node, rsm, durable, (self.make_state)())
             .unwrap_or_else(|e| self.fail(format!("server {i} cannot restart: {e}")));
         self.checker.on_start(server_id(i), applied);
         node
