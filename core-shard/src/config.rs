@@ -181,7 +181,7 @@ impl ShardConfig {
 
     /// Decode [`ShardConfig::to_text`]'s output.
     pub fn from_text(text: &str) -> Result<ShardConfig, ConfigTextError> {
-        if text.len() % 2 != 0 || !text.is_ascii() {
+        if !text.len().is_multiple_of(2) || !text.is_ascii() {
             return Err(ConfigTextError("odd length or not ASCII".into()));
         }
         let bytes = (0..text.len())

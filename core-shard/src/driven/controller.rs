@@ -7,13 +7,14 @@
 //! configuration first (a versioned Put, so of several controllers racing
 //! for the same number exactly one wins), then moves every shard whose owner
 //! changes (freeze at the old owner, install at the new one, delete the old
-//! copy), and only then writes it as the configuration in force. A
-//! controller that dies half-way leaves `next` ahead of `config`; the next
-//! controller to start ([`Call::InitController`]) finishes the same change,
-//! since both keys say exactly what it was. A superseded controller that
-//! comes back can undo nothing: its final Put carries a version that no
-//! longer matches, and the groups refuse its migration steps, which carry
-//! an older configuration number than the shards' latest.
+//! copy and check that it is gone), and only then writes it as the
+//! configuration in force. A controller that dies half-way leaves `next`
+//! ahead of `config`; the next controller to start
+//! ([`Call::InitController`]) finishes the same change, since both keys say
+//! exactly what it was. A superseded controller that comes back can undo
+//! nothing: its final Put carries a version that no longer matches, and the
+//! groups refuse its migration steps, which carry an older configuration
+//! number than the shards' latest.
 
 use super::group::GroupOp;
 use crate::config::ShardConfig;
@@ -120,6 +121,10 @@ enum Step {
     Freeze,
     Install(ShardData),
     Delete,
+    /// Ask the old owner for the shard again (a Freeze of the same move):
+    /// `NotHeld` proves the Delete took effect. An `Ack` cannot: a
+    /// duplicated Install's `Ack` looks the same.
+    Verify,
 }
 
 #[derive(Clone, Debug)]
@@ -425,6 +430,11 @@ impl Controller {
                     from.servers(old),
                     GroupOp::Delete { shard: *shard, num },
                 ),
+                Step::Verify => (
+                    old,
+                    from.servers(old),
+                    GroupOp::Freeze { shard: *shard, num },
+                ),
             };
             self.out.push(CtrlAction::Group {
                 gid,
@@ -444,12 +454,17 @@ impl Controller {
                 shard,
                 num: n,
                 data,
-            } if n == num && steps.get(&shard) == Some(&Step::Freeze) => {
-                (shard, Some(Step::Install(data)))
-            }
+            } if n == num => match steps.get(&shard) {
+                Some(Step::Freeze) => (shard, Some(Step::Install(data))),
+                // The old owner still holds its frozen copy: delete again.
+                Some(Step::Verify) => (shard, Some(Step::Delete)),
+                _ => return,
+            },
             GroupReply::Ack { shard, num: n } if n == num => match steps.get(&shard) {
                 Some(Step::Install(_)) => (shard, Some(Step::Delete)),
-                Some(Step::Delete) => (shard, None),
+                // Perhaps the Delete's, perhaps a duplicated Install's:
+                // check that the old copy is gone.
+                Some(Step::Delete) => (shard, Some(Step::Verify)),
                 _ => return,
             },
             GroupReply::Refused {
