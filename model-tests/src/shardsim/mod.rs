@@ -5,6 +5,7 @@
 //! that connect them run outside, through ports. After every virtual
 //! millisecond the simulator checks that no shard is served by two groups.
 
+pub mod churn;
 pub mod endpoints;
 pub mod flavor;
 pub mod lab;

@@ -33,6 +33,9 @@ pub struct ShardSimConfig {
     pub max_raft_state: Option<usize>,
     /// Virtual milliseconds per tick.
     pub tick_ms: u64,
+    /// Groups answer Gets through ReadIndex (else through the log, as the
+    /// lab's groups do).
+    pub read_index: bool,
 }
 
 impl ShardSimConfig {
@@ -44,6 +47,7 @@ impl ShardSimConfig {
             group_size: 3,
             max_raft_state: None,
             tick_ms: core_raft::DEFAULT_TICK_MS,
+            read_index: true,
         }
     }
 }
@@ -241,6 +245,7 @@ impl<F: Flavor> ShardWorld<F> {
         let wc = WorldConfig {
             tick_ms: self.config.tick_ms,
             max_raft_state: self.config.max_raft_state,
+            read_index: self.config.read_index,
             start_ms: self.now_ms,
             ..WorldConfig::replicated(
                 self.config.group_size,
