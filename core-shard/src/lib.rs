@@ -57,6 +57,6 @@ mod types;
 
 pub use clerk::{ShardClerk, ShardClerkAction, ShardClerkConfig, ShardClerkInput};
 pub use config::{ConfigTextError, ShardConfig};
-pub use reply::{GroupReply, Refusal, ShardData};
+pub use reply::{GroupReply, MigrationStep, Refusal, ShardData};
 pub use sharding::{KeyHash, Sharding};
 pub use types::{ConfigNum, GroupId, ShardId};

@@ -30,12 +30,16 @@ pub enum GroupReply {
         /// Keys and sessions.
         data: ShardData,
     },
-    /// A migration step took effect, or had already.
+    /// A migration step took effect, or had already. It names the step, so
+    /// that a late or duplicated acknowledgement of one step (an install)
+    /// can never pass for another's (a delete).
     Ack {
         /// Which shard.
         shard: ShardId,
         /// The configuration of the step.
         num: ConfigNum,
+        /// Which step.
+        step: MigrationStep,
     },
     /// The classic group has applied configuration `num` (now or before).
     Configured {
@@ -51,6 +55,18 @@ pub enum GroupReply {
         /// Why.
         why: Refusal,
     },
+}
+
+/// The migration steps a group acknowledges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MigrationStep {
+    /// The new owner installed the shard's data (classic `Insert`, 2025
+    /// `InstallShard`).
+    Install,
+    /// The old owner deleted its frozen copy.
+    Delete,
+    /// Classic only: the new owner recorded that the old copy is gone.
+    Confirm,
 }
 
 /// Why a group refuses a migration step.

@@ -9,7 +9,9 @@ use core_kv::{ClientId, ClientRequest, LogIndex, Op, Outcome, Seq, StateMachine,
 use core_shard::classic::{
     Agent, AgentAction, AgentConfig, AgentInput, Group, GroupOp, ShardState, Work,
 };
-use core_shard::{ConfigNum, GroupId, GroupReply, Refusal, ShardConfig, ShardId, Sharding};
+use core_shard::{
+    ConfigNum, GroupId, GroupReply, MigrationStep, Refusal, ShardConfig, ShardId, Sharding,
+};
 use std::collections::BTreeMap;
 use std::io::Read;
 
@@ -278,7 +280,8 @@ fn a_gained_shard_is_pulled_inserted_served_and_confirmed() {
         }),
         GroupReply::Ack {
             shard: s,
-            num: ConfigNum(2)
+            num: ConfigNum(2),
+            step: MigrationStep::Install,
         }
     );
     assert_eq!(g2.state(s), Some(ShardState::Received));
@@ -303,7 +306,8 @@ fn a_gained_shard_is_pulled_inserted_served_and_confirmed() {
         }),
         GroupReply::Ack {
             shard: s,
-            num: ConfigNum(2)
+            num: ConfigNum(2),
+            step: MigrationStep::Confirm,
         }
     );
     assert_eq!(g2.state(s), Some(ShardState::Serving));
@@ -409,7 +413,8 @@ fn a_lost_shard_is_frozen_answers_pulls_of_its_configuration_only_and_is_deleted
         g1.apply(delete(1)),
         GroupReply::Ack {
             shard: lost,
-            num: ConfigNum(1)
+            num: ConfigNum(1),
+            step: MigrationStep::Delete,
         },
         "an older configuration's delete was done before the group moved on"
     );
@@ -418,7 +423,8 @@ fn a_lost_shard_is_frozen_answers_pulls_of_its_configuration_only_and_is_deleted
         g1.apply(delete(2)),
         GroupReply::Ack {
             shard: lost,
-            num: ConfigNum(2)
+            num: ConfigNum(2),
+            step: MigrationStep::Delete,
         }
     );
     assert_eq!(g1.state(lost), None);
@@ -437,7 +443,8 @@ fn a_lost_shard_is_frozen_answers_pulls_of_its_configuration_only_and_is_deleted
         g1.apply(delete(2)),
         GroupReply::Ack {
             shard: lost,
-            num: ConfigNum(2)
+            num: ConfigNum(2),
+            step: MigrationStep::Delete,
         }
     );
     g1.apply(GroupOp::Delete {
@@ -654,7 +661,8 @@ fn a_follower_agent_stays_silent() {
             G1,
             GroupReply::Ack {
                 shard: ShardId(5),
-                num: ConfigNum(2)
+                num: ConfigNum(2),
+                step: MigrationStep::Delete,
             }
         ))
         .is_empty());
@@ -667,7 +675,8 @@ fn a_follower_agent_stays_silent() {
             G1,
             GroupReply::Ack {
                 shard: ShardId(5),
-                num: ConfigNum(2)
+                num: ConfigNum(2),
+                step: MigrationStep::Delete,
             }
         ))
         .is_empty());
@@ -746,7 +755,7 @@ fn an_agent_pulls_inserts_deletes_and_confirms() {
             }
         ));
         let reply = g1.apply(op);
-        let GroupReply::Ack { shard, num } = reply else {
+        let GroupReply::Ack { shard, num, .. } = reply else {
             panic!("g1 refused a delete: {reply:?}")
         };
         assert_eq!(
@@ -786,7 +795,8 @@ fn an_agent_ignores_answers_for_another_configuration() {
                 G1,
                 GroupReply::Ack {
                     shard: ShardId(5),
-                    num: ConfigNum(num)
+                    num: ConfigNum(num),
+                    step: MigrationStep::Delete,
                 }
             ))
             .is_empty());
@@ -828,7 +838,8 @@ fn an_agent_acts_every_round_ticks() {
 #[test]
 fn an_agent_ignores_its_own_groups_answers() {
     // The Ack of g2's own Insert must not pass for g1's Ack of the Delete:
-    // that would confirm a shard whose old copy was never deleted.
+    // that would confirm a shard whose old copy was never deleted. Acks name
+    // their step, and the agent also ignores its own group's answers.
     let [_, c1, c2] = configs();
     let mut g1 = g1_with_data();
     g1.reconfigure(&c2);
@@ -850,17 +861,54 @@ fn an_agent_ignores_its_own_groups_answers() {
         own,
         GroupReply::Ack {
             shard: s,
-            num: ConfigNum(2)
+            num: ConfigNum(2),
+            step: MigrationStep::Install,
         }
     );
     assert!(a.step(from(G2, own.clone())).is_empty());
     assert_eq!(g2.state(s), Some(ShardState::Received));
-    // The same answer from the old owner is the Delete's acknowledgement.
+    // Nor does an install's acknowledgement from anyone else: only the
+    // old owner's acknowledgement of the delete confirms.
+    assert!(a.step(from(G1, own)).is_empty());
     assert_eq!(
-        a.step(from(G1, own)),
+        a.step(from(
+            G1,
+            GroupReply::Ack {
+                shard: s,
+                num: ConfigNum(2),
+                step: MigrationStep::Delete,
+            }
+        )),
         vec![AgentAction::Submit(GroupOp::Confirm {
             num: ConfigNum(2),
             shard: s
         })]
+    );
+}
+
+#[test]
+fn leaving_every_group_drops_the_shards_and_the_group_keeps_following() {
+    // With no groups every shard goes to nobody: nobody will ever pull them,
+    // so the last owner drops them instead of waiting for ever, and stays
+    // able to take the configurations that follow.
+    let [_, c1, _] = configs();
+    let mut g = Replica::new(G1);
+    g.reconfigure(&c1);
+    assert_eq!(g.client(1, 1, set("4", "x")), GroupReply::Kv(Outcome::Ok));
+    let empty = c1.leave(&[G1]);
+    assert!(empty.shards.iter().all(|o| *o == GroupId::NONE));
+    g.reconfigure(&empty);
+    assert!(g.group.shard_states().is_empty(), "nothing kept");
+    assert!(g.group.settled());
+    let back = empty.join(&BTreeMap::from([(G1, servers(G1))]));
+    assert_eq!(
+        g.reconfigure(&back),
+        GroupReply::Configured { num: back.num }
+    );
+    assert_eq!(g.state(ShardId(4)), Some(ShardState::Serving));
+    assert_eq!(
+        g.get("4"),
+        GroupReply::Kv(Outcome::ErrNoKey),
+        "the data went with the empty configuration"
     );
 }

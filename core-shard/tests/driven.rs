@@ -15,7 +15,8 @@ use core_shard::driven::{
     FIRST_CONFIG, FIRST_GROUP, NEXT_KEY,
 };
 use core_shard::{
-    ConfigNum, GroupId, GroupReply, Refusal, ShardConfig, ShardData, ShardId, Sharding,
+    ConfigNum, GroupId, GroupReply, MigrationStep, Refusal, ShardConfig, ShardData, ShardId,
+    Sharding,
 };
 use std::collections::{BTreeMap, VecDeque};
 
@@ -118,10 +119,19 @@ impl Replica {
     }
 }
 
-fn ack(shard: ShardId, num: u64) -> GroupReply {
+fn installed(shard: ShardId, num: u64) -> GroupReply {
     GroupReply::Ack {
         shard,
         num: ConfigNum(num),
+        step: MigrationStep::Install,
+    }
+}
+
+fn deleted(shard: ShardId, num: u64) -> GroupReply {
+    GroupReply::Ack {
+        shard,
+        num: ConfigNum(num),
+        step: MigrationStep::Delete,
     }
 }
 
@@ -180,7 +190,7 @@ fn freeze_install_delete_move_a_shard_with_its_data_and_sessions() {
     // A retried freeze answers the same data.
     assert_eq!(frozen_data(g1.freeze(s, 2)), data);
 
-    assert_eq!(g2.install(s, 2, data), ack(s, 2));
+    assert_eq!(g2.install(s, 2, data), installed(s, 2));
     assert_eq!(g2.group.serving(), vec![s]);
     assert_eq!(g2.group.shard_num(s), ConfigNum(2));
     assert_eq!(g2.read(&k), value("a", 1));
@@ -189,9 +199,9 @@ fn freeze_install_delete_move_a_shard_with_its_data_and_sessions() {
     assert_eq!(g2.apply(first_put), GroupReply::Kv(Outcome::Ok));
     assert_eq!(g2.read(&k), value("a", 1));
 
-    assert_eq!(g1.delete(s, 2), ack(s, 2));
+    assert_eq!(g1.delete(s, 2), deleted(s, 2));
     assert!(!g1.group.held().contains(&s));
-    assert_eq!(g1.delete(s, 2), ack(s, 2), "a retried delete is done");
+    assert_eq!(g1.delete(s, 2), deleted(s, 2), "a retried delete is done");
     assert_eq!(
         g1.freeze(s, 2),
         refused(s, 2, Refusal::NotHeld),
@@ -212,7 +222,7 @@ fn an_install_with_an_older_number_is_refused() {
     let mut g2 = Replica::new(G2);
     let s = ShardId(9);
     let old = frozen_data(g1.freeze(s, 2));
-    assert_eq!(g2.install(s, 3, ShardData::default()), ack(s, 3));
+    assert_eq!(g2.install(s, 3, ShardData::default()), installed(s, 3));
     g2.apply(req(1, 1, put(&key_in(s), "new", 0)));
     let before = g2.group.clone();
     assert_eq!(g2.install(s, 2, old), refused(s, 2, stale(3)));
@@ -232,12 +242,12 @@ fn a_duplicate_install_does_not_overwrite_data_changed_since() {
     let k = key_in(s);
     g1.apply(req(1, 1, put(&k, "a", 0)));
     let data = frozen_data(g1.freeze(s, 2));
-    assert_eq!(g2.install(s, 2, data.clone()), ack(s, 2));
+    assert_eq!(g2.install(s, 2, data.clone()), installed(s, 2));
     assert_eq!(
         g2.apply(req(2, 1, put(&k, "b", 1))),
         GroupReply::Kv(Outcome::Ok)
     );
-    assert_eq!(g2.install(s, 2, data), ack(s, 2));
+    assert_eq!(g2.install(s, 2, data), installed(s, 2));
     assert_eq!(g2.read(&k), value("b", 2));
 }
 
@@ -310,7 +320,7 @@ fn a_newer_freeze_of_a_frozen_shard_answers_its_data() {
     assert_eq!(g1.group.shard_num(s), ConfigNum(3));
     assert_eq!(g1.freeze(s, 2), refused(s, 2, stale(3)));
     assert_eq!(g1.delete(s, 2), refused(s, 2, stale(3)));
-    assert_eq!(g1.delete(s, 3), ack(s, 3));
+    assert_eq!(g1.delete(s, 3), deleted(s, 3));
 }
 
 #[test]
@@ -564,10 +574,18 @@ fn init_config_then_query() {
     assert_eq!(c.num, FIRST_CONFIG);
     assert!(c.shards.iter().all(|g| *g == G1));
     c.check_balanced().unwrap();
-    // A second InitConfig changes nothing.
+    // A first configuration the groups cannot agree with is refused: only
+    // group 1 starts owning shards.
     let other = join(&ShardConfig::initial(SHARDING.shards), G2);
-    assert_eq!(
+    assert!(matches!(
         Driver::new(101).call(&mut w, Call::InitConfig(other)),
+        CallResult::Invalid(_)
+    ));
+    // A second valid InitConfig (other server names) changes nothing.
+    let mut renamed = first();
+    renamed.groups.insert(G1, vec!["elsewhere".into()]);
+    assert_eq!(
+        Driver::new(102).call(&mut w, Call::InitConfig(renamed)),
         CallResult::Done
     );
     assert_eq!(ctrl.call(&mut w, Call::Query), CallResult::Config(first()));
@@ -1048,4 +1066,33 @@ fn changes_survive_a_network_that_reorders_duplicates_and_loses_messages() {
         }
         w.check_consistent();
     }
+}
+
+#[test]
+fn a_change_works_after_an_init_config_that_stored_only_the_configuration() {
+    // InitConfig stores the configuration, then `next`; a controller that
+    // died between the two leaves no `next`. That means no change is under
+    // way: the next change creates `next` and goes ahead.
+    let mut w = World::new(&[G1, G2]);
+    let stored = w.store.apply(&core_kv::ClientRequest {
+        client: core_kv::ClientId(7),
+        seq: core_kv::Seq(1),
+        op: Op::Put {
+            key: CONFIG_KEY.into(),
+            value: first().to_text(),
+            version: Version(0),
+        },
+    });
+    assert_eq!(stored, Outcome::Ok);
+    assert!(w.stored(NEXT_KEY).is_none());
+    let mut ctrl = Driver::new(100);
+    assert_eq!(ctrl.call(&mut w, Call::InitController), CallResult::Done);
+    let c2 = join(&first(), G2);
+    assert_eq!(
+        ctrl.call(&mut w, Call::ChangeConfigTo(c2.clone())),
+        CallResult::Done
+    );
+    assert_eq!(w.config(), c2);
+    assert_eq!(w.stored(NEXT_KEY).unwrap().0, c2);
+    w.check_consistent();
 }

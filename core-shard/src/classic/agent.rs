@@ -11,7 +11,7 @@
 
 use super::group::{Group, GroupOp, Work};
 use crate::config::ShardConfig;
-use crate::reply::GroupReply;
+use crate::reply::{GroupReply, MigrationStep};
 use crate::types::{ConfigNum, GroupId};
 
 /// How often the agent acts, in ticks.
@@ -162,7 +162,11 @@ impl Agent {
                 self.out
                     .push(AgentAction::Submit(GroupOp::Insert { num, shard, data }));
             }
-            GroupReply::Ack { shard, num } if num == self.num => {
+            GroupReply::Ack {
+                shard,
+                num,
+                step: MigrationStep::Delete,
+            } if num == self.num => {
                 self.out
                     .push(AgentAction::Submit(GroupOp::Confirm { num, shard }));
             }

@@ -19,7 +19,7 @@
 //! it matches, so duplicated, delayed or replayed steps change nothing.
 
 use crate::config::ShardConfig;
-use crate::reply::{GroupReply, Refusal, ShardData};
+use crate::reply::{GroupReply, MigrationStep, Refusal, ShardData};
 use crate::sharding::Sharding;
 use crate::types::{ConfigNum, GroupId, ShardId};
 use core_kv::{ClientRequest, LogIndex, StateMachine};
@@ -240,6 +240,14 @@ impl Group {
                         },
                     );
                 }
+                (true, false) if next.owner(shard) == GroupId::NONE => {
+                    // A configuration without groups: nobody will pull the
+                    // shard, and waiting for that would stop this group from
+                    // ever following another configuration. Its data is
+                    // dropped (the labs' controller allows this; a service
+                    // that must keep data never leaves every group).
+                    self.slots.remove(&shard);
+                }
                 (true, false) => {
                     if let Some(slot) = self.slots.get_mut(&shard) {
                         slot.state = ShardState::Frozen;
@@ -293,14 +301,24 @@ impl Group {
                 slot.state = ShardState::Received;
             }
         }
-        GroupReply::Ack { shard, num }
+        GroupReply::Ack {
+            shard,
+            num,
+            step: MigrationStep::Install,
+        }
     }
 
     fn delete(&mut self, num: ConfigNum, shard: ShardId) -> GroupReply {
         match self.refusal(num) {
             // The group moves on only after every frozen shard was deleted,
             // so an older configuration's shard is gone already.
-            Some(Refusal::Stale { .. }) => return GroupReply::Ack { shard, num },
+            Some(Refusal::Stale { .. }) => {
+                return GroupReply::Ack {
+                    shard,
+                    num,
+                    step: MigrationStep::Delete,
+                }
+            }
             Some(why) => return GroupReply::Refused { shard, num, why },
             None => {}
         }
@@ -311,7 +329,11 @@ impl Group {
         {
             self.slots.remove(&shard);
         }
-        GroupReply::Ack { shard, num }
+        GroupReply::Ack {
+            shard,
+            num,
+            step: MigrationStep::Delete,
+        }
     }
 
     fn confirm(&mut self, num: ConfigNum, shard: ShardId) -> GroupReply {
@@ -323,7 +345,11 @@ impl Group {
                 slot.state = ShardState::Serving;
             }
         }
-        GroupReply::Ack { shard, num }
+        GroupReply::Ack {
+            shard,
+            num,
+            step: MigrationStep::Confirm,
+        }
     }
 
     fn read(&self, op: &GroupOp) -> GroupReply {

@@ -7,7 +7,7 @@
 //! configuration first (a versioned Put, so of several controllers racing
 //! for the same number exactly one wins), then moves every shard whose owner
 //! changes (freeze at the old owner, install at the new one, delete the old
-//! copy and check that it is gone), and only then writes it as the
+//! copy), and only then writes it as the
 //! configuration in force. A controller that dies half-way leaves `next`
 //! ahead of `config`; the next controller to start
 //! ([`Call::InitController`]) finishes the same change, since both keys say
@@ -16,9 +16,9 @@
 //! groups refuse its migration steps, which carry an older configuration
 //! number than the shards' latest.
 
-use super::group::GroupOp;
+use super::group::{GroupOp, FIRST_CONFIG, FIRST_GROUP};
 use crate::config::ShardConfig;
-use crate::reply::{GroupReply, Refusal, ShardData};
+use crate::reply::{GroupReply, MigrationStep, Refusal, ShardData};
 use crate::types::{GroupId, ShardId};
 use core_kv::{
     Clerk, ClerkAction, ClerkConfig, ClerkInput, ClientReply, ClientRequest, Op, Outcome, Version,
@@ -121,10 +121,6 @@ enum Step {
     Freeze,
     Install(ShardData),
     Delete,
-    /// Ask the old owner for the shard again (a Freeze of the same move):
-    /// `NotHeld` proves the Delete took effect. An `Ack` cannot: a
-    /// duplicated Install's `Ack` looks the same.
-    Verify,
 }
 
 #[derive(Clone, Debug)]
@@ -139,7 +135,10 @@ enum Phase {
     },
     ReadConfig {
         goal: Option<ShardConfig>,
-        next: ShardConfig,
+        /// `None` if `next` was never stored (an `InitConfig` that stopped
+        /// after storing the configuration): no change is under way, and
+        /// the first change creates it (a Put at version 0).
+        next: Option<ShardConfig>,
         next_version: Version,
     },
     PutNext {
@@ -215,6 +214,9 @@ impl Controller {
         assert!(!self.busy(), "a controller runs one call at a time");
         match call {
             Call::InitConfig(cfg) => {
+                if let Err(e) = check_first(&cfg) {
+                    return self.finish(CallResult::Invalid(e));
+                }
                 self.kv(put(CONFIG_KEY, &cfg, Version(0)));
                 self.phase = Phase::InitPutConfig(cfg);
             }
@@ -265,17 +267,21 @@ impl Controller {
                 Ok((cfg, _)) => self.finish(CallResult::Config(cfg)),
                 Err(e) => self.finish(CallResult::Invalid(e)),
             },
-            Phase::ReadNext { goal } => match decode(outcome) {
-                Ok((next, next_version)) => {
-                    self.kv(get(CONFIG_KEY));
-                    self.phase = Phase::ReadConfig {
-                        goal,
-                        next,
-                        next_version,
-                    };
-                }
-                Err(e) => self.finish(CallResult::Invalid(e)),
-            },
+            Phase::ReadNext { goal } => {
+                let (next, next_version) = match outcome {
+                    Outcome::ErrNoKey => (None, Version(0)),
+                    other => match decode(other) {
+                        Ok((next, version)) => (Some(next), version),
+                        Err(e) => return self.finish(CallResult::Invalid(e)),
+                    },
+                };
+                self.kv(get(CONFIG_KEY));
+                self.phase = Phase::ReadConfig {
+                    goal,
+                    next,
+                    next_version,
+                };
+            }
             Phase::ReadConfig {
                 goal,
                 next,
@@ -285,6 +291,7 @@ impl Controller {
                     Ok(c) => c,
                     Err(e) => return self.finish(CallResult::Invalid(e)),
                 };
+                let next = next.unwrap_or_else(|| current.clone());
                 if next.num > current.num {
                     // A change was left half done (or is under way
                     // elsewhere): finish it; the steps are idempotent.
@@ -430,11 +437,6 @@ impl Controller {
                     from.servers(old),
                     GroupOp::Delete { shard: *shard, num },
                 ),
-                Step::Verify => (
-                    old,
-                    from.servers(old),
-                    GroupOp::Freeze { shard: *shard, num },
-                ),
             };
             self.out.push(CtrlAction::Group {
                 gid,
@@ -454,17 +456,16 @@ impl Controller {
                 shard,
                 num: n,
                 data,
-            } if n == num => match steps.get(&shard) {
-                Some(Step::Freeze) => (shard, Some(Step::Install(data))),
-                // The old owner still holds its frozen copy: delete again.
-                Some(Step::Verify) => (shard, Some(Step::Delete)),
-                _ => return,
-            },
-            GroupReply::Ack { shard, num: n } if n == num => match steps.get(&shard) {
-                Some(Step::Install(_)) => (shard, Some(Step::Delete)),
-                // Perhaps the Delete's, perhaps a duplicated Install's:
-                // check that the old copy is gone.
-                Some(Step::Delete) => (shard, Some(Step::Verify)),
+            } if n == num && steps.get(&shard) == Some(&Step::Freeze) => {
+                (shard, Some(Step::Install(data)))
+            }
+            GroupReply::Ack {
+                shard,
+                num: n,
+                step,
+            } if n == num => match (steps.get(&shard), step) {
+                (Some(Step::Install(_)), MigrationStep::Install) => (shard, Some(Step::Delete)),
+                (Some(Step::Delete), MigrationStep::Delete) => (shard, None),
                 _ => return,
             },
             GroupReply::Refused {
@@ -509,6 +510,24 @@ impl Controller {
         self.phase = Phase::PutConfig { result };
         self.kv(put(CONFIG_KEY, &to, version));
     }
+}
+
+/// Refuse a first configuration the groups cannot agree with: a 2025 group
+/// starts owning shards only if it is [`FIRST_GROUP`], as of
+/// [`FIRST_CONFIG`].
+fn check_first(cfg: &ShardConfig) -> Result<(), String> {
+    if cfg.num != FIRST_CONFIG {
+        return Err(format!(
+            "the first configuration must be number {}, not {}",
+            FIRST_CONFIG.0, cfg.num.0
+        ));
+    }
+    if !cfg.groups.contains_key(&FIRST_GROUP) || cfg.shards.iter().any(|g| *g != FIRST_GROUP) {
+        return Err(format!(
+            "the first configuration must give every shard to {FIRST_GROUP}, which starts owning them all"
+        ));
+    }
+    Ok(())
 }
 
 /// Refuse a change the controller cannot carry out without losing data.

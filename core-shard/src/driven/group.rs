@@ -10,7 +10,7 @@
 //! step it may still send belongs to an older configuration than the
 //! shard's latest.
 
-use crate::reply::{GroupReply, Refusal, ShardData};
+use crate::reply::{GroupReply, MigrationStep, Refusal, ShardData};
 use crate::sharding::Sharding;
 use crate::types::{ConfigNum, GroupId, ShardId};
 use core_kv::{ClientRequest, LogIndex, StateMachine};
@@ -178,12 +178,12 @@ impl Group {
                 },
             );
             self.nums.insert(shard, num);
-            return GroupReply::Ack { shard, num };
+            return installed(shard, num);
         }
         if num == current && self.slots.get(&shard).is_some_and(|s| !s.frozen) {
             // Installed already; it may have changed since, so the retry
             // must not overwrite it.
-            return GroupReply::Ack { shard, num };
+            return installed(shard, num);
         }
         GroupReply::Refused {
             shard,
@@ -197,10 +197,10 @@ impl Group {
         match self.slots.get(&shard) {
             Some(slot) if slot.frozen && num == current => {
                 self.slots.remove(&shard);
-                GroupReply::Ack { shard, num }
+                deleted(shard, num)
             }
             // Gone already, by this step or a later one.
-            None if num <= current => GroupReply::Ack { shard, num },
+            None if num <= current => deleted(shard, num),
             _ if num < current => GroupReply::Refused {
                 shard,
                 num,
@@ -213,6 +213,22 @@ impl Group {
                 why: Refusal::NotYet { current },
             },
         }
+    }
+}
+
+fn installed(shard: ShardId, num: ConfigNum) -> GroupReply {
+    GroupReply::Ack {
+        shard,
+        num,
+        step: MigrationStep::Install,
+    }
+}
+
+fn deleted(shard: ShardId, num: ConfigNum) -> GroupReply {
+    GroupReply::Ack {
+        shard,
+        num,
+        step: MigrationStep::Delete,
     }
 }
 
