@@ -30,6 +30,30 @@ enum System {
     /// Simulate the replicated key/value service with many clients: exactly-once
     /// after every step, linearizability of every history.
     Kv(KvArgs),
+    /// Simulate the sharded key/value service (classic or 2025, by seed)
+    /// while groups join, leave and shards move: no shard served by two
+    /// groups at any instant, appends exactly once across moves,
+    /// linearizability of every history.
+    Shard(ShardArgs),
+}
+
+#[derive(Parser)]
+struct ShardArgs {
+    /// Number of seeds to run.
+    #[arg(long, default_value_t = 100)]
+    seeds: u64,
+    /// First seed of the range.
+    #[arg(long, default_value_t = 1)]
+    start: u64,
+    /// Run only this seed (overrides --seeds/--start).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Virtual milliseconds of faults and reconfiguration per seed.
+    #[arg(long, default_value_t = 5_000)]
+    chaos_ms: u64,
+    /// Stop at the first failing seed.
+    #[arg(long)]
+    fail_fast: bool,
 }
 
 #[derive(Parser)]
@@ -81,6 +105,91 @@ fn main() -> ExitCode {
     match cli.system {
         System::Raft(args) => raft(args),
         System::Kv(args) => kv(args),
+        System::Shard(args) => shard(args),
+    }
+}
+
+fn shard(args: ShardArgs) -> ExitCode {
+    use model_tests::shardsim::swarm::{run_shard_swarm, ShardSwarmOptions};
+    let seeds: Vec<u64> = match args.seed {
+        Some(s) => vec![s],
+        None => (args.start..args.start.saturating_add(args.seeds)).collect(),
+    };
+    std::panic::set_hook(Box::new(|_| {}));
+    let interactive = std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let (mut passed, mut failed, mut unknown) = (0u64, Vec::new(), Vec::new());
+    let (mut virtual_ms, mut ops, mut configs, mut moved) = (0u64, 0usize, 0u64, 0usize);
+    for (k, &seed) in seeds.iter().enumerate() {
+        let t = Instant::now();
+        match catch_unwind(AssertUnwindSafe(|| run_shard_swarm(seed, args.chaos_ms))) {
+            Ok(r) => {
+                passed += 1;
+                virtual_ms += r.virtual_ms;
+                ops += r.ops;
+                configs += r.configs;
+                moved += r.shards_moved;
+                if args.seed.is_some() {
+                    println!(
+                        "seed {seed}: ok ({}); {} ops, configuration {} reached, {} shards on a new group, {} ms virtual checked every ms, {:.2} s wall",
+                        ShardSwarmOptions::from_seed(seed),
+                        r.ops,
+                        r.configs,
+                        r.shards_moved,
+                        r.virtual_ms,
+                        t.elapsed().as_secs_f64()
+                    );
+                }
+            }
+            Err(panic) => {
+                let message = panic_message(panic);
+                let is_unknown = message.contains("linearizability unknown");
+                println!(
+                    "seed {seed}: {} ({})",
+                    if is_unknown { "UNKNOWN" } else { "FAILED" },
+                    ShardSwarmOptions::from_seed(seed)
+                );
+                println!("{message}");
+                println!(
+                    "replay: cargo run --release -p model-tests --bin sim -- shard --seed {seed} --chaos-ms {}\n",
+                    args.chaos_ms
+                );
+                if is_unknown {
+                    unknown.push(seed);
+                } else {
+                    failed.push(seed);
+                }
+                if args.fail_fast {
+                    break;
+                }
+            }
+        }
+        if interactive {
+            eprint!(
+                "\r{} / {} seeds, {} failed, {} unknown",
+                k + 1,
+                seeds.len(),
+                failed.len(),
+                unknown.len()
+            );
+            let _ = std::io::stderr().flush();
+        }
+    }
+    if interactive {
+        eprintln!();
+    }
+    let wall = started.elapsed().as_secs_f64();
+    println!(
+        "shard: {passed} passed, {} failed, {} unknown; {ops} client operations, {configs} configurations, {moved} shards ended on a new group; {:.0} simulated s in {wall:.1} wall s",
+        failed.len(),
+        unknown.len(),
+        virtual_ms as f64 / 1000.0
+    );
+    if failed.is_empty() && unknown.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        println!("failing seeds: {failed:?}; undecided seeds: {unknown:?}");
+        ExitCode::FAILURE
     }
 }
 

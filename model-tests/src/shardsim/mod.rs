@@ -10,6 +10,7 @@ pub mod endpoints;
 pub mod flavor;
 pub mod lab;
 pub mod port;
+pub mod swarm;
 pub mod world;
 
 pub use flavor::{Classic, Driven, Flavor};

@@ -367,6 +367,11 @@ impl<F: Flavor> ShardWorld<F> {
             .is_none_or(|s| s.endpoint.finished())
     }
 
+    /// True once every endpoint is finished.
+    pub fn all_endpoints_finished(&self) -> bool {
+        (0..self.endpoints.len()).all(|e| self.endpoint_finished(e))
+    }
+
     /// Change every world's network faults.
     pub fn set_reliable(&mut self, reliable: bool) {
         self.config.reliable = reliable;
