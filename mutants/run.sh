@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Mutation check: each patch here re-introduces a classic bug into core-raft,
-# core-kv or the node shell. For each, apply it, run the test suites of the
-# cores, the node shell and the simulator (lab ports, swarms, properties) and the `sim` command, and report
-# whether the suite caught it.
+# core-kv, core-shard or the node shell. For each, apply it, run the test
+# suites of the cores, the node shell and the simulator (lab ports, swarms,
+# properties) and the `sim` command, and report whether the suite caught it.
+# Sharded-service mutants (shard-*) run the core-shard and simulator suites
+# and `sim shard`.
 # The working tree is restored after every mutant, whatever happens.
 #
 #   mutants/run.sh                 # all mutants
@@ -13,8 +15,8 @@ names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
   for p in mutants/*.patch; do names+=("$(basename "$p" .patch)"); done
 fi
-if ! git diff --quiet -- core-raft/src core-kv/src node-shell/src; then
-  echo "core-raft/src, core-kv/src or node-shell/src has uncommitted changes; commit or stash them first" >&2
+if ! git diff --quiet -- core-raft/src core-kv/src core-shard/src node-shell/src; then
+  echo "core-raft/src, core-kv/src, core-shard/src or node-shell/src has uncommitted changes; commit or stash them first" >&2
   exit 2
 fi
 missed=0
@@ -28,12 +30,15 @@ for name in "${names[@]}"; do
   log="target/mutant-$name.log"
   mkdir -p target
   caught=""
-  if ! cargo test --no-fail-fast --release -p core-raft -p core-kv -p node-shell -p model-tests --tests >"$log" 2>&1; then
+  packages=(-p core-raft -p core-kv -p node-shell -p model-tests)
+  case "$name" in shard-*) packages=(-p core-shard -p model-tests) ;; esac
+  if ! cargo test --no-fail-fast --release "${packages[@]}" --tests >"$log" 2>&1; then
     caught="cargo test: $(grep -E '^test .* FAILED$' "$log" | sed 's/^test //; s/ \.\.\. FAILED//' | tr '\n' ' ')"
   fi
   system=raft
-  case "$name" in kv-*|shell-*) system=kv ;; esac
+  case "$name" in kv-*|shell-*) system=kv ;; shard-*) system=shard ;; esac
   simlog="target/mutant-$name.sim.log"
+  cargo build --release -p model-tests --bin sim >/dev/null 2>&1
   if ./target/release/sim "$system" --seeds 300 --fail-fast >"$simlog" 2>&1; then :; else
     caught="$caught; sim $system: $(grep -m1 -E '^seed [0-9]+: ' "$simlog" | cut -c1-160)"
   fi
