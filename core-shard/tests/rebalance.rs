@@ -464,3 +464,39 @@ fn minimal_again_join_and_leave_move_only_what_they_must() {
     c3.check_balanced().unwrap();
     assert_eq!(c3.servers(GroupId(2)).unwrap(), servers(2, 2).as_slice());
 }
+
+/// The exact assignments a fixed sequence of joins and leaves produces.
+/// Rebalancing breaks ties between equally loaded groups by group id; any
+/// other order (an unordered map's, say) makes replicas, or two versions of
+/// this crate, disagree. This pins the order: a change to it fails here on
+/// every run, not only when a random order happens to differ.
+#[test]
+fn rebalancing_is_pinned_to_group_id_order() {
+    let join = |c: &ShardConfig, gids: &[u64]| {
+        let groups: BTreeMap<GroupId, Vec<String>> = gids
+            .iter()
+            .map(|g| (GroupId(*g), vec![format!("s{g}")]))
+            .collect();
+        c.join(&groups)
+    };
+    let owners = |c: &ShardConfig| c.shards.iter().map(|g| g.0).collect::<Vec<u64>>();
+    let c = join(&ShardConfig::initial(12), &[5, 3, 9, 1, 7]);
+    assert_eq!(owners(&c), PINNED[0]);
+    let c = join(&c, &[2, 8, 4, 6, 10, 11, 12, 13]);
+    assert_eq!(owners(&c), PINNED[1]);
+    let c = c.leave(&[GroupId(3), GroupId(12), GroupId(7), GroupId(1)]);
+    assert_eq!(owners(&c), PINNED[2]);
+    let c = join(&c, &[20, 21]);
+    assert_eq!(owners(&c), PINNED[3]);
+    let c = c.leave(&[GroupId(2), GroupId(4), GroupId(6), GroupId(8), GroupId(10)]);
+    assert_eq!(owners(&c), PINNED[4]);
+}
+
+/// Owners after each step of `rebalancing_is_pinned_to_group_id_order`.
+const PINNED: [[u64; 12]; 5] = [
+    [1, 1, 1, 3, 3, 3, 5, 5, 7, 7, 9, 9],
+    [1, 2, 4, 3, 6, 8, 5, 10, 7, 11, 9, 12],
+    [2, 2, 4, 4, 6, 8, 5, 10, 5, 11, 9, 13],
+    [2, 2, 4, 20, 6, 8, 5, 10, 21, 11, 9, 13],
+    [5, 9, 11, 20, 13, 20, 5, 21, 21, 11, 9, 13],
+];

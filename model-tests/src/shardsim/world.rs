@@ -391,7 +391,7 @@ impl<F: Flavor> ShardWorld<F> {
             for g in self.groups.values_mut() {
                 g.world.run_for(now - g.world.now_ms);
             }
-            let tick = now % self.config.tick_ms == 0;
+            let tick = now.is_multiple_of(self.config.tick_ms);
             for e in 0..self.endpoints.len() {
                 if let Some(mut slot) = self.endpoints[e].take() {
                     let io = EndpointIo {
