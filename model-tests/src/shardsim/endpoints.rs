@@ -77,10 +77,9 @@ impl<F: Flavor, W: Workload> ShardClient<F, W> {
                     server,
                     request,
                 } => {
-                    if let Some((g, i)) = parse_server_name(&server) {
-                        io.send_group(g, i, request.seq.0, F::client_op(request));
+                    if let Some((_, i)) = parse_server_name(&server) {
+                        io.send_group(gid, i, request.seq.0, F::client_op(request));
                     }
-                    let _ = gid;
                 }
                 ShardClerkAction::NeedConfig => {
                     if !self.fetching {

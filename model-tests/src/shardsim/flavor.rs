@@ -37,6 +37,8 @@ pub trait Flavor: Sized + 'static {
     fn serving(group: &Self::Group) -> Vec<ShardId>;
     /// A shard's data in a group's state.
     fn shard_data(group: &Self::Group, shard: ShardId) -> Option<&ShardData>;
+    /// The client request inside a group operation, if it is one.
+    fn client_request(op: &<Self::Group as StateMachine>::Op) -> Option<&ClientRequest>;
     /// The controller operation that reads the newest configuration.
     fn latest_query() -> Self::CtrlOp;
     /// The configuration in a controller answer, if it holds one.
@@ -82,6 +84,13 @@ impl Flavor for Classic {
 
     fn shard_data(group: &Self::Group, shard: ShardId) -> Option<&ShardData> {
         group.shard_data(shard)
+    }
+
+    fn client_request(op: &classic::GroupOp) -> Option<&ClientRequest> {
+        match op {
+            classic::GroupOp::Client(req) => Some(req),
+            _ => None,
+        }
     }
 
     fn latest_query() -> CtrlOp {
@@ -130,6 +139,13 @@ impl Flavor for Driven {
 
     fn shard_data(group: &Self::Group, shard: ShardId) -> Option<&ShardData> {
         group.shard_data(shard)
+    }
+
+    fn client_request(op: &driven::GroupOp) -> Option<&ClientRequest> {
+        match op {
+            driven::GroupOp::Client(req) => Some(req),
+            _ => None,
+        }
     }
 
     fn latest_query() -> Op {

@@ -134,8 +134,8 @@ pub fn run_shard_swarm(seed: u64, chaos_ms: u64) -> ShardSwarmReport {
 
 /// The flavour-specific parts of a run.
 trait SwarmFlavor: Flavor {
-    /// Bring up the service with its first group; returns that group.
-    fn setup(w: &mut ShardWorld<Self>, o: &ShardSwarmOptions) -> GroupId;
+    /// Bring up the service with its first group (which never leaves).
+    fn setup(w: &mut ShardWorld<Self>);
     /// Start one reconfiguration (left running; it finishes on its own).
     fn reconfigure(w: &mut ShardWorld<Self>, o: &ShardSwarmOptions, stop: &Stop);
     /// Whether the controller service may crash (the 2025 key/value server
@@ -152,9 +152,8 @@ trait SwarmFlavor: Flavor {
 const FIRST_CHURN_GID: u64 = 200;
 
 impl SwarmFlavor for Classic {
-    fn setup(w: &mut ShardWorld<Self>, _o: &ShardSwarmOptions) -> GroupId {
+    fn setup(w: &mut ShardWorld<Self>) {
         join(w, &[100]);
-        GroupId(100)
     }
 
     fn reconfigure(w: &mut ShardWorld<Self>, o: &ShardSwarmOptions, _stop: &Stop) {
@@ -195,9 +194,8 @@ impl SwarmFlavor for Classic {
 }
 
 impl SwarmFlavor for Driven {
-    fn setup(w: &mut ShardWorld<Self>, _o: &ShardSwarmOptions) -> GroupId {
+    fn setup(w: &mut ShardWorld<Self>) {
         driven_setup(w);
-        core_shard::driven::FIRST_GROUP
     }
 
     fn reconfigure(w: &mut ShardWorld<Self>, o: &ShardSwarmOptions, stop: &Stop) {
@@ -233,7 +231,7 @@ fn run<F: SwarmFlavor>(seed: u64, o: &ShardSwarmOptions, chaos_ms: u64) -> Shard
     let mut config = ShardSimConfig::new(seed, true);
     config.max_raft_state = o.max_raft_state;
     let mut w: ShardWorld<F> = ShardWorld::new(config);
-    let home = F::setup(&mut w, o);
+    F::setup(&mut w);
     let before: Vec<GroupId> = F::SHARDING.all().map(|s| F::owner(&mut w, s)).collect();
     let clients = add_clients(&mut w, o);
     let churn_stop: Stop = Rc::new(RefCell::new(false));
@@ -321,7 +319,6 @@ fn run<F: SwarmFlavor>(seed: u64, o: &ShardSwarmOptions, chaos_ms: u64) -> Shard
         .all()
         .filter(|s| F::owner(&mut w, *s) != before[s.0 as usize])
         .count();
-    let _ = home;
     let ops = clients
         .versioned
         .borrow()
@@ -348,13 +345,12 @@ fn set_faults<F: Flavor>(w: &mut ShardWorld<F>, net: NetConfig) {
 }
 
 fn add_clients<F: Flavor>(w: &mut ShardWorld<F>, o: &ShardSwarmOptions) -> Clients {
-    let c = Clients {
+    let mut c = Clients {
         versioned: history(),
         classic: history(),
         stop: Rc::new(RefCell::new(false)),
         appenders: Vec::new(),
     };
-    let mut c = c;
     let keys: Vec<String> = (0..o.keys).map(|k| format!("k{k}")).collect();
     for i in 0..o.put_clients as u64 {
         let counts = Rc::new(RefCell::new(PutCounts::default()));

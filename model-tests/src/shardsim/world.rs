@@ -254,6 +254,7 @@ impl<F: Flavor> ShardWorld<F> {
             )
         };
         let mut world = World::with_state(wc, move || F::new_group(gid));
+        world.set_service_check(exactly_once::<F>);
         // Every endpoint gets a port into the new group.
         for slot in self.endpoints.iter_mut().flatten() {
             let p = port::<F::Group>();
@@ -476,6 +477,45 @@ impl<F: Flavor> ShardWorld<F> {
             .get(&gid)
             .map_or(0, |g| g.world.max_raft_state_size())
     }
+}
+
+/// Exactly-once, checked on a group replica after every step that applied
+/// entries: an appended element (the `Appender` workload's `x <client>
+/// <n> y`, unique per client and request) occurs at most once in its key,
+/// whichever groups the shard has passed through.
+fn exactly_once<F: Flavor>(group: &F::Group, applied: &[core_raft::Entry]) -> Result<(), String> {
+    for e in applied {
+        let core_raft::Payload::Command(data) = &e.payload else {
+            continue;
+        };
+        let op: <F::Group as StateMachine>::Op = postcard::from_bytes(data)
+            .map_err(|err| format!("entry {} does not decode: {err}", e.index))?;
+        let Some(req) = F::client_request(&op) else {
+            continue;
+        };
+        let core_kv::Op::Append { key, value } = &req.op else {
+            continue;
+        };
+        if !(value.starts_with("x ") && value.ends_with(" y")) {
+            continue;
+        }
+        let shard = F::SHARDING.shard_of(key);
+        let Some(data) = F::shard_data(group, shard) else {
+            continue;
+        };
+        if let core_kv::Outcome::Value { value: current, .. } =
+            data.read(&core_kv::Op::Get { key: key.clone() })
+        {
+            let count = current.matches(value.as_str()).count();
+            if count > 1 {
+                return Err(format!(
+                    "exactly-once: {value:?} from {} seq {} occurs {count} times in {key:?}",
+                    req.client, req.seq.0
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A group's most advanced up replica, if it has applied as far as the
