@@ -49,6 +49,7 @@ pub type KvReplica = Rsm<KvStore>;
 
 /// Version of the key/value service's protocol, carried in the connection
 /// handshake. 2: frames of the generic replica node (`node-shell`), with
-/// request ids instead of whole requests echoed in replies. A node or client
-/// of version 1 is refused with a message naming both versions.
-pub const KV_PROTOCOL_VERSION: u32 = 2;
+/// request ids instead of whole requests echoed in replies. 3: Raft
+/// snapshots carry the membership and log entries may hold one. A node or
+/// client of another version is refused with a message naming both.
+pub const KV_PROTOCOL_VERSION: u32 = 3;

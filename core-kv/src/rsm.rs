@@ -363,7 +363,10 @@ impl<S: StateMachine> Rsm<S> {
                         self.reply_err(sub, leader_hint);
                     }
                 }
-                Action::Proposed { .. } | Action::NotLeader { .. } => {}
+                // Membership changes are not submitted through the replica.
+                Action::Proposed { .. }
+                | Action::NotLeader { .. }
+                | Action::MembershipRefused(_) => {}
             }
         }
         if log_rewritten {
@@ -396,7 +399,7 @@ impl<S: StateMachine> Rsm<S> {
     fn apply(&mut self, entries: Vec<Entry>) {
         for e in entries {
             let output = match &e.payload {
-                Payload::Noop => None,
+                Payload::Noop | Payload::Membership(_) => None,
                 // A durable state machine already holds this entry's effect.
                 Payload::Command(_) if self.sm.applied_index().is_some_and(|a| e.index <= a) => {
                     None

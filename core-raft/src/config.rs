@@ -6,9 +6,12 @@ use thiserror::Error;
 /// Configuration of one Raft node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// This node's id; must be a member of `voters`.
+    /// This node's id; must be a member of `voters` unless that is empty.
     pub id: NodeId,
-    /// Every voting member of the cluster, this node included.
+    /// The voters the cluster is bootstrapped with, this node included.
+    /// Only used until the log or a snapshot says otherwise (membership
+    /// changes travel in the log). Empty for a node that joins an existing
+    /// cluster: it learns the membership from the leader.
     pub voters: Vec<NodeId>,
     /// Smallest randomized election timeout, in ticks.
     pub election_ticks_min: u64,
@@ -63,7 +66,7 @@ impl Config {
 
     /// Check the configuration for mistakes a caller can fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !self.voters.contains(&self.id) {
+        if !self.voters.is_empty() && !self.voters.contains(&self.id) {
             return Err(ConfigError::NotAVoter(self.id));
         }
         let mut sorted = self.voters.clone();
@@ -99,7 +102,7 @@ impl Config {
 #[non_exhaustive]
 pub enum ConfigError {
     /// `id` is missing from `voters`.
-    #[error("node {0} is not in the voter list; add it to `voters`")]
+    #[error("node {0} is not in the voter list; add it to `voters`, or leave `voters` empty for a node joining an existing cluster")]
     NotAVoter(NodeId),
     /// A voter is listed twice.
     #[error("the voter list names a node twice")]

@@ -64,6 +64,7 @@ impl Display for Entry {
         match &self.payload {
             Payload::Noop => f.write_str(" noop"),
             Payload::Command(data) => write!(f, " bytes={}", data.len()),
+            Payload::Membership(m) => write!(f, " membership {m}"),
         }
     }
 }
@@ -214,6 +215,7 @@ impl Display for Input {
             Input::Snapshot { index, data } => {
                 write!(f, "snapshot {index} bytes={}", data.len())
             }
+            Input::ChangeMembership(change) => write!(f, "change-membership {change:?}"),
         }
     }
 }
@@ -251,6 +253,7 @@ impl Display for Action {
             Action::ReadFailed { id, leader_hint } => {
                 write!(f, "read-failed id={id} hint={}", MaybeNode(*leader_hint))
             }
+            Action::MembershipRefused(why) => write!(f, "membership-refused: {why}"),
         }
     }
 }
@@ -270,6 +273,7 @@ mod tests {
 
     fn snapshot() -> Snapshot {
         Snapshot {
+            membership: Default::default(),
             index: LogIndex(300),
             term: Term(4),
             data: vec![0; 130],

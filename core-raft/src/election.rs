@@ -20,6 +20,11 @@ impl Raft {
     pub(crate) fn tick_election(&mut self) {
         self.election_elapsed += 1;
         if self.election_elapsed >= self.election_timeout {
+            if !self.membership().is_voter(self.config.id) {
+                // Learners and removed nodes never campaign.
+                self.reset_election_timer();
+                return;
+            }
             if self.term.0 >= u64::MAX - 1 {
                 // Only forged messages get a node here; campaigning would
                 // reach the maximal term, which has no successor.
@@ -70,15 +75,31 @@ impl Raft {
             last_log_term: self.log.last_term(),
             pre_vote,
         });
-        for peer in self.peers.clone() {
+        let voters: Vec<crate::NodeId> = self
+            .membership()
+            .voters
+            .iter()
+            .copied()
+            .filter(|v| *v != self.config.id)
+            .collect();
+        for peer in voters {
             self.send(peer, msg.clone());
         }
     }
 
     /// Act on the votes gathered so far. Returns true if the campaign ended.
     fn tally_votes(&mut self) -> bool {
-        let granted = self.votes.values().filter(|g| **g).count();
-        let refused = self.votes.len() - granted;
+        let m = self.membership();
+        let granted = self
+            .votes
+            .iter()
+            .filter(|(n, g)| **g && m.is_voter(**n))
+            .count();
+        let refused = self
+            .votes
+            .iter()
+            .filter(|(n, g)| !**g && m.is_voter(**n))
+            .count();
         if granted >= self.quorum() {
             match self.role {
                 Role::PreCandidate => self.become_candidate(),

@@ -40,6 +40,11 @@ pub enum Input {
         /// The application's serialized state.
         data: Vec<u8>,
     },
+    /// Leader only: append a single-server membership change. Answered by
+    /// [`Action::Proposed`] (it is in effect at once and done when
+    /// applied, like a command), [`Action::NotLeader`], or
+    /// [`Action::MembershipRefused`].
+    ChangeMembership(crate::MembershipChange),
 }
 
 /// A side effect the caller must perform. Actions are ordered: execute them in
@@ -105,6 +110,8 @@ pub enum Action {
         /// Read point: serve the read after applying through this index.
         index: LogIndex,
     },
+    /// A [`Input::ChangeMembership`] was refused; nothing changed.
+    MembershipRefused(crate::ChangeRefused),
     /// A [`Input::ReadIndex`] cannot be served here (not leader, or leadership
     /// was lost before it was confirmed). Retry at `leader_hint`.
     ReadFailed {

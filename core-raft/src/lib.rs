@@ -32,6 +32,7 @@ mod election;
 mod invariants;
 pub mod io;
 mod log;
+pub mod membership;
 pub mod message;
 mod progress;
 mod read;
@@ -43,6 +44,7 @@ pub mod types;
 pub use config::{Config, ConfigError, DEFAULT_TICK_MS};
 pub use durable::{Durable, RestoreError};
 pub use io::{Action, Input};
+pub use membership::{ChangeRefused, Membership, MembershipChange};
 pub use message::{
     AppendEntries, AppendEntriesResponse, Entry, HardState, InstallSnapshot,
     InstallSnapshotResponse, Message, Payload, Reject, RequestVote, RequestVoteResponse, Snapshot,
@@ -82,6 +84,12 @@ pub struct Raft {
     log: RaftLog,
     /// Latest snapshot, kept to send to lagging followers.
     snapshot: Option<Snapshot>,
+    /// The membership as of the snapshot (or, before any snapshot, the one
+    /// the cluster was bootstrapped with: `Config::voters`).
+    base_membership: Membership,
+    /// Membership entries in the log after the snapshot, in index order.
+    /// The last one is in effect (appended is enough: §4.1).
+    membership_log: Vec<(LogIndex, Membership)>,
 
     // Volatile state.
     role: Role,
@@ -123,13 +131,22 @@ impl Raft {
     }
 
     fn build(config: Config, durable: Durable) -> Raft {
-        let mut peers: Vec<NodeId> = config
-            .voters
+        let base_membership = match &durable.snapshot {
+            Some(s) => s.membership.clone(),
+            None => Membership::with_voters(config.voters.iter().copied()),
+        };
+        let membership_log: Vec<(LogIndex, Membership)> = durable
+            .entries
             .iter()
-            .copied()
-            .filter(|v| *v != config.id)
+            .filter_map(|e| match &e.payload {
+                Payload::Membership(m) => Some((e.index, m.clone())),
+                _ => None,
+            })
             .collect();
-        peers.sort();
+        let peers = membership_log
+            .last()
+            .map_or(&base_membership, |(_, m)| m)
+            .others(config.id);
         let (snap_index, snap_term) = durable
             .snapshot
             .as_ref()
@@ -147,6 +164,8 @@ impl Raft {
             vote: durable.hard_state.vote,
             log,
             snapshot: durable.snapshot,
+            base_membership,
+            membership_log,
             role: Role::Follower,
             leader: None,
             commit,
@@ -177,7 +196,9 @@ impl Raft {
             Input::ProposeBatch(batch) => self.propose(batch),
             Input::ReadIndex { id } => self.read_index(id),
             Input::Snapshot { index, data } => self.compact(index, data),
+            Input::ChangeMembership(change) => self.change_membership(change),
         }
+        self.step_down_if_removed();
         self.apply_committed();
         self.check_invariants();
         self.commit_checked = self.commit;
@@ -261,14 +282,81 @@ impl Raft {
         self.log.bytes()
     }
 
-    /// Voters other than this node.
+    /// Every other member (voters and learners) of the membership in effect.
     pub fn peers(&self) -> &[NodeId] {
         &self.peers
     }
 
+    /// The membership in effect: the latest one in the log (committed or
+    /// not), else the snapshot's, else the bootstrap one.
+    pub fn membership(&self) -> &Membership {
+        self.membership_log
+            .last()
+            .map_or(&self.base_membership, |(_, m)| m)
+    }
+
+    /// The membership in effect at `index` (at or after the snapshot).
+    fn membership_at(&self, index: LogIndex) -> &Membership {
+        self.membership_log
+            .iter()
+            .rev()
+            .find(|(i, _)| *i <= index)
+            .map_or(&self.base_membership, |(_, m)| m)
+    }
+
+    /// Leader only: how far `peer`'s log is known to match (to tell when a
+    /// learner has caught up enough to be promoted).
+    pub fn match_index(&self, peer: NodeId) -> Option<LogIndex> {
+        self.progress.get(&peer).map(|p| p.match_index())
+    }
+
     /// Number of votes that make a majority.
     fn quorum(&self) -> usize {
-        self.config.voters.len() / 2 + 1
+        self.membership().quorum()
+    }
+
+    /// Voters that satisfy `counts` (this node, if a voter, always does).
+    fn voters_where(&self, counts: impl Fn(&Progress) -> bool) -> usize {
+        let m = self.membership();
+        let me = usize::from(m.is_voter(self.config.id));
+        me + self
+            .progress
+            .iter()
+            .filter(|(id, p)| m.is_voter(**id) && counts(p))
+            .count()
+    }
+
+    /// The membership changed (appended, truncated, or replaced by a
+    /// snapshot): recompute the peers and, on a leader, their progress.
+    fn refresh_membership(&mut self) {
+        self.peers = self.membership().others(self.config.id);
+        if self.role == Role::Leader {
+            let next = self.log.last_index().next();
+            let peers = self.peers.clone();
+            self.progress.retain(|id, _| peers.contains(id));
+            for p in peers {
+                self.progress
+                    .entry(p)
+                    .or_insert_with(|| Progress::new(next));
+            }
+        }
+    }
+
+    /// A leader that is no longer a voter leads until the membership that
+    /// removed it is committed, without counting itself (thesis §4.2.2),
+    /// then steps down; as a non-voter it never campaigns again.
+    fn step_down_if_removed(&mut self) {
+        if self.role != Role::Leader || self.membership().is_voter(self.config.id) {
+            return;
+        }
+        let decided = self
+            .membership_log
+            .last()
+            .is_none_or(|(index, _)| *index <= self.commit);
+        if decided {
+            tracing::debug!(node = %self.config.id, "removed from the membership; stepping down");
+            self.become_follower(self.term, None);
+        }
     }
 
     fn hard_state(&self) -> HardState {
@@ -307,7 +395,12 @@ impl Raft {
 
     /// Dispatch a peer message after the term rules every message obeys.
     fn receive(&mut self, from: NodeId, msg: Message) {
-        if !self.peers.contains(&from) {
+        // A leader's messages are accepted from a node this one does not
+        // know yet: a node joining as a learner learns the membership from
+        // the log. Anything else from a non-member (a removed node asking
+        // for votes, say) is dropped, so it cannot disrupt the cluster.
+        let from_leader = matches!(msg, Message::AppendEntries(_) | Message::InstallSnapshot(_));
+        if from == self.config.id || (!self.peers.contains(&from) && !from_leader) {
             tracing::debug!(node = %self.config.id, %from, "dropping message from unknown node");
             return;
         }

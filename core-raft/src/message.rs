@@ -14,6 +14,10 @@ pub enum Payload {
     Noop,
     /// An opaque application command.
     Command(Vec<u8>),
+    /// The cluster's new membership (one single-server change from the one
+    /// before). In effect on every node as soon as it is appended. The
+    /// application skips it but must still count its index as applied.
+    Membership(crate::Membership),
 }
 
 /// One replicated log entry.
@@ -33,6 +37,7 @@ impl Entry {
         let body = match &self.payload {
             Payload::Noop => 0,
             Payload::Command(data) => data.len(),
+            Payload::Membership(m) => 8 * (m.voters.len() + m.learners.len()),
         };
         body + 24
     }
@@ -45,6 +50,8 @@ pub struct Snapshot {
     pub index: LogIndex,
     /// Term of the entry at `index`.
     pub term: Term,
+    /// The membership in effect at `index`.
+    pub membership: crate::Membership,
     /// The application's serialized state.
     pub data: Vec<u8>,
 }
@@ -271,6 +278,7 @@ mod tests {
 
     fn snapshot() -> Snapshot {
         Snapshot {
+            membership: Default::default(),
             index: LogIndex(300),
             term: Term(4),
             data: vec![9; 130],

@@ -83,11 +83,8 @@ impl Raft {
     /// the next round if reads are waiting for one.
     pub(crate) fn release_ready_reads(&mut self) {
         while let Some(read) = self.reads.confirming.front() {
-            let acks = 1 + self
-                .progress
-                .values()
-                .filter(|p| p.acked_round >= read.round)
-                .count();
+            let round = read.round;
+            let acks = self.voters_where(|p| p.acked_round >= round);
             if acks < self.quorum() {
                 break;
             }

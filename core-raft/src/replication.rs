@@ -29,11 +29,8 @@ impl Raft {
     /// Whether a majority (this node included) answered since the last sweep;
     /// clears the marks for the next sweep.
     fn quorum_recently_active(&mut self) -> bool {
-        let mut active = 1;
+        let active = self.voters_where(|p| p.recently_active);
         for pr in self.progress.values_mut() {
-            if pr.recently_active {
-                active += 1;
-            }
             pr.recently_active = false;
         }
         active >= self.quorum()
@@ -272,10 +269,20 @@ impl Raft {
     /// Advance the commit index to the highest index stored on a majority,
     /// but only through an entry of the current term (§5.4.2, Figure 8).
     pub(crate) fn maybe_commit(&mut self) {
-        let mut matched: Vec<LogIndex> = self.progress.values().map(|p| p.match_index()).collect();
-        matched.push(self.log.last_index());
+        let m = self.membership();
+        let mut matched: Vec<LogIndex> = self
+            .progress
+            .iter()
+            .filter(|(id, _)| m.is_voter(**id))
+            .map(|(_, p)| p.match_index())
+            .collect();
+        if m.is_voter(self.config.id) {
+            matched.push(self.log.last_index());
+        }
         matched.sort_unstable_by(|a, b| b.cmp(a));
-        let candidate = matched[self.quorum() - 1];
+        let Some(&candidate) = matched.get(self.quorum() - 1) else {
+            return;
+        };
         if candidate > self.commit && self.log.term_at(candidate) == Some(self.term) {
             self.commit = candidate;
             self.on_commit_in_term();
@@ -378,6 +385,8 @@ impl Raft {
                 }
                 Some(_) => {
                     self.log.truncate_from(e.index);
+                    // Memberships in the overwritten suffix are undone.
+                    self.membership_log.retain(|(at, _)| *at < e.index);
                     first_new = i;
                     break;
                 }
@@ -391,10 +400,60 @@ impl Raft {
             let new: Vec<Entry> = entries.into_iter().skip(first_new).collect();
             for e in &new {
                 self.log.push(e.clone());
+                if let Payload::Membership(m) = &e.payload {
+                    self.membership_log.push((e.index, m.clone()));
+                }
             }
             self.out.push(Action::PersistEntries(new));
         }
+        self.refresh_membership();
         true
+    }
+
+    /// Leader: append a single-server membership change, if allowed.
+    pub(crate) fn change_membership(&mut self, change: crate::MembershipChange) {
+        if self.role != Role::Leader {
+            self.out.push(Action::NotLeader {
+                leader_hint: self.leader,
+            });
+            return;
+        }
+        let refused = |r| Action::MembershipRefused(r);
+        if let Some((at, _)) = self.membership_log.last() {
+            if *at > self.commit {
+                self.out
+                    .push(refused(crate::ChangeRefused::ChangeInProgress(*at)));
+                return;
+            }
+        }
+        if self.log.term_at(self.commit) != Some(self.term) {
+            self.out
+                .push(refused(crate::ChangeRefused::TermNotCommitted));
+            return;
+        }
+        let next = match self.membership().changed(change) {
+            Ok(next) => next,
+            Err(e) => {
+                self.out.push(refused(e));
+                return;
+            }
+        };
+        let entry = Entry {
+            index: self.log.last_index().next(),
+            term: self.term,
+            payload: Payload::Membership(next.clone()),
+        };
+        let index = entry.index;
+        self.log.push(entry.clone());
+        self.membership_log.push((index, next));
+        self.refresh_membership();
+        self.out.push(Action::PersistEntries(vec![entry]));
+        self.out.push(Action::Proposed {
+            index,
+            term: self.term,
+        });
+        self.broadcast_append();
+        self.maybe_commit();
     }
 }
 

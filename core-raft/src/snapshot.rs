@@ -19,8 +19,16 @@ impl Raft {
             .log
             .term_at(index)
             .expect("applied entries after the snapshot are in the log");
+        let membership = self.membership_at(index).clone();
         self.log.compact(index, term);
-        let snapshot = Snapshot { index, term, data };
+        self.base_membership = membership.clone();
+        self.membership_log.retain(|(at, _)| *at > index);
+        let snapshot = Snapshot {
+            index,
+            term,
+            membership,
+            data,
+        };
         self.snapshot = Some(snapshot.clone());
         self.out.push(Action::PersistSnapshot {
             snapshot,
@@ -62,7 +70,10 @@ impl Raft {
         }
         self.leader = Some(from);
         self.reset_election_timer();
-        if snapshot.term > term || snapshot.index == LogIndex(0) {
+        if snapshot.term > term
+            || snapshot.index == LogIndex(0)
+            || snapshot.membership.voters.is_empty()
+        {
             tracing::debug!(node = %self.config.id, %from, "malformed InstallSnapshot dropped");
             return;
         }
@@ -74,9 +85,13 @@ impl Raft {
             let keep = self.log.term_at(index) == Some(snapshot.term);
             if keep {
                 self.log.compact(index, snapshot.term);
+                self.membership_log.retain(|(at, _)| *at > index);
             } else {
                 self.log = RaftLog::new(index, snapshot.term, Vec::new());
+                self.membership_log.clear();
             }
+            self.base_membership = snapshot.membership.clone();
+            self.refresh_membership();
             self.commit = index;
             self.applied = index;
             self.snapshot = Some(snapshot.clone());

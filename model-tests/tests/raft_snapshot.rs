@@ -128,6 +128,7 @@ fn install_snapshot_keeps_a_matching_suffix_and_drops_a_conflicting_log() {
     let keep = Message::InstallSnapshot(InstallSnapshot {
         term,
         snapshot: Snapshot {
+            membership: core_raft::Membership::with_voters((1..=3).map(core_raft::NodeId)),
             index: last.prev(),
             term,
             data: b"s".to_vec(),
@@ -156,6 +157,7 @@ fn install_snapshot_keeps_a_matching_suffix_and_drops_a_conflicting_log() {
     let conflict = Message::InstallSnapshot(InstallSnapshot {
         term,
         snapshot: Snapshot {
+            membership: core_raft::Membership::with_voters((1..=3).map(core_raft::NodeId)),
             index: LogIndex(last.0 + 5),
             term,
             data: b"t".to_vec(),

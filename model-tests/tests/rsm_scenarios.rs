@@ -480,6 +480,7 @@ fn corrupt_snapshot(c: &C, leader: core_raft::NodeId) -> Message {
     Message::InstallSnapshot(InstallSnapshot {
         term: r.term(),
         snapshot: Snapshot {
+            membership: core_raft::Membership::with_voters((1..=3).map(core_raft::NodeId)),
             index: LogIndex(r.last_index().0 + 5),
             term: r.term(),
             data: vec![0xff, 0xff, 0xff],

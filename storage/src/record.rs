@@ -38,6 +38,7 @@ impl SnapshotMeta {
         Snapshot {
             index: self.index,
             term: self.term,
+            membership: core_raft::Membership::default(),
             data: Vec::new(),
         }
     }

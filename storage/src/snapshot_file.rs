@@ -18,7 +18,10 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"RAFTSNP1";
+/// Format 2: the snapshot carries the cluster membership at its index.
+const MAGIC: &[u8; 8] = b"RAFTSNP2";
+/// Format 1 (before membership): refused with a message saying so.
+const MAGIC_V1: &[u8; 8] = b"RAFTSNP1";
 const HEADER_BYTES: usize = 8 + 8 + 4;
 /// Suffix of a snapshot file still being written.
 pub(crate) const TEMP_SUFFIX: &str = ".tmp";
@@ -82,6 +85,15 @@ pub(crate) fn read(path: &Path) -> Result<Snapshot, StorageError> {
                 "file has {} bytes, shorter than the {HEADER_BYTES}-byte header",
                 bytes.len()
             ),
+        ));
+    }
+    if &bytes[..8] == MAGIC_V1 {
+        return Err(corrupt(
+            0,
+            "snapshot format 1, written by a version without cluster membership: \
+             this version reads format 2 only. Restore the node from a peer: \
+             move this data directory away and add the node back as a new member"
+                .into(),
         ));
     }
     if &bytes[..8] != MAGIC {

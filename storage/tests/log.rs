@@ -206,3 +206,35 @@ fn execute_writes_each_run_of_persists_before_the_actions_after_it() {
     let (_, recovered, _) = DiskStorage::open(dir.path()).unwrap();
     assert_eq!(recovered.last_index(), LogIndex(3));
 }
+
+/// Snapshot files now carry the cluster membership (format 2). A format-1
+/// file, written before membership existed, is refused with a message that
+/// names the format and says what to do; it is never read as format 2.
+#[test]
+fn a_snapshot_file_of_the_format_before_membership_is_refused_with_advice() {
+    let dir = TempDir::new("snapshot-v1");
+    let mut batches = vec![vec![hard_state(1, Some(1), 0)]];
+    batches.extend((1..=5).map(|i| vec![entries(i, i, 1, 10)]));
+    let (mut disk, mut model) = write(&dir, SMALL, &batches);
+    let mut snap = snapshot(5, 1, b"state", false);
+    if let Action::PersistSnapshot { snapshot, .. } = &mut snap {
+        snapshot.membership = core_raft::Membership::with_voters([core_raft::NodeId(1)]);
+    }
+    model.persist(&snap);
+    disk.persist_batch(&[snap]).unwrap();
+    drop(disk);
+    let (_, recovered) = reopen(&dir, SMALL);
+    assert_eq!(recovered, model, "the membership survives a restart");
+    // Rewrite the file's magic to format 1.
+    let file = dir.files("snapshot-").pop().expect("a snapshot file");
+    let mut bytes = std::fs::read(&file).unwrap();
+    assert_eq!(&bytes[..8], b"RAFTSNP2");
+    bytes[..8].copy_from_slice(b"RAFTSNP1");
+    std::fs::write(&file, bytes).unwrap();
+    let Err(err) = DiskStorage::open_with(dir.path(), SMALL) else {
+        panic!("a format-1 snapshot was accepted")
+    };
+    let err = err.to_string();
+    assert!(err.contains("format 1"), "{err}");
+    assert!(err.contains("add the node back as a new member"), "{err}");
+}

@@ -34,6 +34,7 @@ fn random_action(rng: &mut SplitMix64, model: &Durable) -> Action {
                 .term;
             Action::PersistSnapshot {
                 snapshot: Snapshot {
+                    membership: Default::default(),
                     index: LogIndex(index),
                     term,
                     data: vec![rng.next_u64() as u8; rng.range_inclusive(0, 64) as usize],
@@ -43,6 +44,7 @@ fn random_action(rng: &mut SplitMix64, model: &Durable) -> Action {
         }
         3 if rng.range_inclusive(0, 3) == 0 => Action::PersistSnapshot {
             snapshot: Snapshot {
+                membership: Default::default(),
                 index: LogIndex(snap_index + rng.range_inclusive(1, 20)),
                 term: hs.term,
                 data: b"installed".to_vec(),

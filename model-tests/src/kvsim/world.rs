@@ -1251,6 +1251,7 @@ mod tests {
                 Message::InstallSnapshot(InstallSnapshot {
                     term: t,
                     snapshot: Snapshot {
+                        membership: Default::default(),
                         index: i,
                         term: t,
                         data: vec![1],

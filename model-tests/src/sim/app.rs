@@ -54,7 +54,7 @@ impl LabApp {
                 ));
             }
             self.applied.push(match &e.payload {
-                Payload::Noop => None,
+                Payload::Noop | Payload::Membership(_) => None,
                 Payload::Command(c) => Some(c.clone()),
             });
             if let Some(k) = interval {

@@ -28,9 +28,14 @@ pub struct Checker {
 /// A stable fingerprint of an entry's payload (FNV-1a 64).
 pub fn fingerprint(payload: &Payload) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let membership;
     let bytes: &[u8] = match payload {
         Payload::Noop => b"\x00noop",
         Payload::Command(c) => c,
+        Payload::Membership(m) => {
+            membership = format!("\x00membership {m}");
+            membership.as_bytes()
+        }
     };
     for b in bytes {
         h ^= u64::from(*b);

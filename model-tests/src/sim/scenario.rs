@@ -93,6 +93,30 @@ impl Scenario {
         }
     }
 
+    /// `voters` bootstrapped nodes (ids 1..=voters) plus `joiners` fresh
+    /// nodes that know no membership yet (they join when a leader adds
+    /// them as learners).
+    pub fn with_joiners(voters: u64, joiners: u64, tweak: impl Fn(&mut Config)) -> Scenario {
+        let members = ids(voters);
+        let nodes = ids(voters + joiners)
+            .into_iter()
+            .map(|id| {
+                let boot = if id.0 <= voters {
+                    members.clone()
+                } else {
+                    Vec::new()
+                };
+                let mut cfg = test_config(id, &boot);
+                tweak(&mut cfg);
+                (cfg, Durable::default())
+            })
+            .collect();
+        let config = SimConfig::scenario((voters + joiners) as usize);
+        Scenario {
+            c: Cluster::with_nodes(config, nodes),
+        }
+    }
+
     /// The cluster underneath.
     pub fn cluster(&mut self) -> &mut Cluster {
         &mut self.c
@@ -189,7 +213,7 @@ impl Scenario {
             .flatten()
             .filter_map(|e| match e.payload {
                 Payload::Command(d) => Some(d),
-                Payload::Noop => None,
+                Payload::Noop | Payload::Membership(_) => None,
             })
             .collect()
     }
@@ -343,6 +367,12 @@ impl Scenario {
                 self.c.net.set_link(i, j, false);
             }
         }
+    }
+
+    /// Bring the link between `a` and `b` up, both ways.
+    pub fn heal_between(&mut self, a: NodeId, b: NodeId) {
+        let (i, j) = (self.c.index(a), self.c.index(b));
+        self.c.net.set_link(i, j, true);
     }
 
     /// Bring every link up.

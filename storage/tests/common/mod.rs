@@ -71,6 +71,7 @@ pub fn entries(from: u64, to: u64, term: u64, size: usize) -> Action {
 pub fn snapshot(index: u64, term: u64, data: &[u8], discard_log: bool) -> Action {
     Action::PersistSnapshot {
         snapshot: Snapshot {
+            membership: Default::default(),
             index: LogIndex(index),
             term: Term(term),
             data: data.to_vec(),

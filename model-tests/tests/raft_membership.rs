@@ -1,0 +1,317 @@
+//! Membership changes in `core-raft` (thesis §4.1), driven by hand:
+//! learners catch up and are promoted, one change at a time, only after the
+//! leader has committed an entry of its term, in effect when appended and
+//! undone when overwritten, carried by snapshots, and a removed leader
+//! steps down and never campaigns again. Every step runs under the
+//! simulator's Raft invariants.
+
+use core_raft::{
+    Action, ChangeRefused, Input, LogIndex, Membership, MembershipChange, Message, NodeId, Payload,
+    Role,
+};
+use model_tests::sim::scenario::{n, Scenario};
+
+fn voters(ids: &[u64]) -> Membership {
+    Membership::with_voters(ids.iter().map(|i| NodeId(*i)))
+}
+
+fn change(c: &mut Scenario, leader: NodeId, ch: MembershipChange) -> Vec<Action> {
+    c.step(leader, Input::ChangeMembership(ch))
+}
+
+fn proposed(actions: &[Action]) -> Option<LogIndex> {
+    actions.iter().find_map(|a| match a {
+        Action::Proposed { index, .. } => Some(*index),
+        _ => None,
+    })
+}
+
+fn refused(actions: &[Action]) -> Option<ChangeRefused> {
+    actions.iter().find_map(|a| match a {
+        Action::MembershipRefused(r) => Some(r.clone()),
+        _ => None,
+    })
+}
+
+/// Tick `id` alone `ticks` times, delivering nothing; true if it ever sent
+/// a vote request.
+fn campaigns_when_ticked(c: &mut Scenario, id: NodeId, ticks: u64) -> bool {
+    let mut asked = false;
+    for _ in 0..ticks {
+        let actions = c.tick(id);
+        asked |= actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::Send {
+                    msg: Message::RequestVote(_),
+                    ..
+                }
+            )
+        });
+    }
+    c.drop_where(|_| true);
+    asked
+}
+
+#[test]
+fn a_learner_catches_up_votes_only_once_promoted_and_then_counts() {
+    let mut c = Scenario::with_joiners(3, 1, |_| {});
+    c.elect(n(1));
+    for i in 0..5u8 {
+        c.propose(n(1), &[i]);
+    }
+    c.deliver_all();
+    let a = change(&mut c, n(1), MembershipChange::AddLearner(n(4)));
+    assert!(proposed(&a).is_some(), "{a:?}");
+    c.deliver_all();
+    c.run(3);
+    let mut learners = voters(&[1, 2, 3]);
+    learners.learners.insert(n(4));
+    for id in [n(1), n(2), n(3), n(4)] {
+        assert_eq!(c.node(id).membership(), &learners, "{id}");
+    }
+    // Caught up: the leader reports it, and the learner holds the log.
+    assert_eq!(
+        c.node(n(1)).match_index(n(4)),
+        Some(c.node(n(1)).last_index())
+    );
+    assert_eq!(c.node(n(4)).commit_index(), c.node(n(1)).commit_index());
+    assert!(
+        !campaigns_when_ticked(&mut c, n(4), 200),
+        "a learner never campaigns"
+    );
+    let a = change(&mut c, n(1), MembershipChange::Promote(n(4)));
+    assert!(proposed(&a).is_some(), "{a:?}");
+    c.deliver_all();
+    c.run(3);
+    for id in [n(1), n(2), n(3), n(4)] {
+        assert_eq!(c.node(id).membership(), &voters(&[1, 2, 3, 4]), "{id}");
+    }
+    // Four voters: a quorum is three. The leader and the new voter alone
+    // cannot commit; with one more they can.
+    c.isolate(n(2));
+    c.isolate(n(3));
+    c.heal_between(n(1), n(4));
+    let before = c.node(n(1)).commit_index();
+    c.propose(n(1), b"x");
+    c.deliver_all();
+    assert_eq!(c.node(n(1)).commit_index(), before, "2 of 4 is no quorum");
+    c.heal();
+    c.run(4);
+    assert!(c.node(n(1)).commit_index() > before);
+}
+
+#[test]
+fn a_second_change_waits_until_the_first_is_committed() {
+    let mut c = Scenario::with_joiners(3, 2, |_| {});
+    c.elect(n(1));
+    let a = change(&mut c, n(1), MembershipChange::AddLearner(n(4)));
+    let first = proposed(&a).expect("the first change is appended");
+    let a = change(&mut c, n(1), MembershipChange::AddLearner(n(5)));
+    assert_eq!(refused(&a), Some(ChangeRefused::ChangeInProgress(first)));
+    c.deliver_all();
+    let a = change(&mut c, n(1), MembershipChange::AddLearner(n(5)));
+    assert!(
+        proposed(&a).is_some(),
+        "once committed, the next goes: {a:?}"
+    );
+}
+
+#[test]
+fn a_new_leader_changes_nothing_before_an_entry_of_its_term_commits() {
+    let mut c = Scenario::with_joiners(3, 1, |_| {});
+    // Tick n1 into a campaign and deliver only until it wins: its no-op
+    // is appended but not yet acknowledged.
+    while c.node(n(1)).role() == Role::Follower {
+        c.tick(n(1));
+    }
+    while !c.node(n(1)).is_leader() {
+        c.deliver_one().expect("the campaign's messages");
+    }
+    c.drop_where(|_| true);
+    let a = change(&mut c, n(1), MembershipChange::AddLearner(n(4)));
+    assert_eq!(refused(&a), Some(ChangeRefused::TermNotCommitted));
+    c.run(3);
+    let a = change(&mut c, n(1), MembershipChange::AddLearner(n(4)));
+    assert!(proposed(&a).is_some(), "{a:?}");
+    // Not the leader: told so.
+    let a = change(&mut c, n(2), MembershipChange::Remove(n(3)));
+    assert!(a.iter().any(|x| matches!(x, Action::NotLeader { .. })));
+}
+
+#[test]
+fn invalid_changes_are_refused_and_change_nothing() {
+    let mut c = Scenario::new(3, |_| {});
+    c.elect(n(1));
+    let before = c.node(n(1)).last_index();
+    for (ch, why) in [
+        (
+            MembershipChange::AddLearner(n(2)),
+            ChangeRefused::AlreadyMember(n(2)),
+        ),
+        (
+            MembershipChange::Promote(n(3)),
+            ChangeRefused::NotALearner(n(3)),
+        ),
+        (
+            MembershipChange::Remove(n(9)),
+            ChangeRefused::NotAMember(n(9)),
+        ),
+    ] {
+        assert_eq!(refused(&change(&mut c, n(1), ch)), Some(why));
+    }
+    assert_eq!(c.node(n(1)).last_index(), before);
+}
+
+#[test]
+fn a_removed_leader_steps_down_once_committed_and_never_campaigns() {
+    let mut c = Scenario::new(3, |_| {});
+    c.elect(n(1));
+    let a = change(&mut c, n(1), MembershipChange::Remove(n(1)));
+    let at = proposed(&a).expect("appended");
+    // In effect at once: the leader no longer counts itself, but leads
+    // until the change commits.
+    assert_eq!(c.node(n(1)).membership(), &voters(&[2, 3]));
+    assert!(c.node(n(1)).is_leader());
+    c.deliver_all();
+    assert!(c.node(n(1)).commit_index() >= at);
+    assert_eq!(c.node(n(1)).role(), Role::Follower);
+    assert!(!campaigns_when_ticked(&mut c, n(1), 200));
+    // The other two elect a leader between them.
+    c.run(30);
+    let leader = c.leader().expect("n2 and n3 elect a leader");
+    assert_ne!(leader, n(1));
+    c.propose(leader, b"after");
+    c.deliver_all();
+    c.run(2);
+    for id in [n(2), n(3)] {
+        assert_eq!(c.applied_commands(id).last(), Some(&b"after".to_vec()));
+    }
+    assert!(
+        c.applied_commands(n(1)).last() != Some(&b"after".to_vec()),
+        "the removed node is not replicated to any more"
+    );
+}
+
+#[test]
+fn a_removed_node_cannot_disrupt_the_cluster() {
+    let mut c = Scenario::new(3, |_| {});
+    c.elect(n(1));
+    c.isolate(n(3));
+    let a = change(&mut c, n(1), MembershipChange::Remove(n(3)));
+    assert!(proposed(&a).is_some());
+    c.deliver_all();
+    c.run(3);
+    let term = c.node(n(1)).term();
+    // n3 never heard of its removal and keeps campaigning; the others drop
+    // its requests (it is not a member), so the leader keeps its term.
+    c.heal();
+    for _ in 0..10 {
+        c.run(10);
+    }
+    assert!(c.node(n(1)).is_leader());
+    assert_eq!(c.node(n(1)).term(), term);
+}
+
+#[test]
+fn a_membership_is_in_effect_when_appended_and_undone_when_overwritten() {
+    let mut c = Scenario::with_joiners(5, 1, |_| {});
+    c.elect(n(1));
+    // n1 appends the change; only n2 receives it.
+    let a = change(&mut c, n(1), MembershipChange::AddLearner(n(6)));
+    let at = proposed(&a).expect("appended");
+    let to_n2: Vec<_> = c
+        .take_queue()
+        .into_iter()
+        .filter(|e| e.to == n(2))
+        .collect();
+    for e in to_n2 {
+        c.deliver(e);
+    }
+    c.drop_where(|_| true);
+    assert!(
+        c.node(n(2)).membership().learners.contains(&n(6)),
+        "in effect on append"
+    );
+    assert!(c.node(n(2)).commit_index() < at);
+    // n1 and n2 are cut off; n3..n5 elect one of them, whose log lacks
+    // the change.
+    c.partition(&[n(1), n(2)], &[n(3), n(4), n(5)]);
+    c.run(30);
+    let leader = c.leader().expect("the majority side elects a leader");
+    assert!([n(3), n(4), n(5)].contains(&leader), "{leader}");
+    assert!(c.node(leader).membership().learners.is_empty());
+    c.heal();
+    c.run(5);
+    for id in [n(1), n(2), n(3), n(4), n(5)] {
+        assert_eq!(c.node(id).membership(), &voters(&[1, 2, 3, 4, 5]), "{id}");
+    }
+}
+
+#[test]
+fn snapshots_and_restarts_keep_the_membership() {
+    let mut c = Scenario::with_joiners(3, 1, |_| {});
+    c.elect(n(1));
+    assert!(proposed(&change(&mut c, n(1), MembershipChange::AddLearner(n(4)))).is_some());
+    c.deliver_all();
+    assert!(proposed(&change(&mut c, n(1), MembershipChange::Promote(n(4)))).is_some());
+    c.deliver_all();
+    c.run(3);
+    // Compact every node past the changes, then restart them all.
+    for id in [n(1), n(2), n(3), n(4)] {
+        let applied = c.node(id).applied_index();
+        c.step(
+            id,
+            Input::Snapshot {
+                index: applied,
+                data: vec![],
+            },
+        );
+        let snap = c.durable(id).snapshot.clone().expect("a snapshot");
+        assert_eq!(snap.membership, voters(&[1, 2, 3, 4]), "{id}");
+    }
+    for id in [n(1), n(2), n(3), n(4)] {
+        c.restart(id);
+        assert_eq!(c.node(id).membership(), &voters(&[1, 2, 3, 4]), "{id}");
+    }
+    // A node restarted from a log holding a change (no snapshot) too.
+    let mut d = Scenario::with_joiners(3, 1, |_| {});
+    d.elect(n(1));
+    assert!(proposed(&change(&mut d, n(1), MembershipChange::AddLearner(n(4)))).is_some());
+    d.deliver_all();
+    d.restart(n(2));
+    assert!(d.node(n(2)).membership().learners.contains(&n(4)));
+    let entry = d
+        .durable(n(2))
+        .entries
+        .iter()
+        .any(|e| matches!(e.payload, Payload::Membership(_)));
+    assert!(entry, "the change is an entry in the log");
+}
+
+#[test]
+fn a_learner_added_after_compaction_is_sent_the_snapshot_with_the_membership() {
+    let mut c = Scenario::with_joiners(3, 1, |_| {});
+    c.elect(n(1));
+    for i in 0..10u8 {
+        c.propose(n(1), &[i]);
+    }
+    c.deliver_all();
+    let applied = c.node(n(1)).applied_index();
+    c.step(
+        n(1),
+        Input::Snapshot {
+            index: applied,
+            data: vec![7],
+        },
+    );
+    assert!(proposed(&change(&mut c, n(1), MembershipChange::AddLearner(n(4)))).is_some());
+    c.deliver_all();
+    c.run(5);
+    assert!(
+        c.node(n(4)).snapshot_index() >= applied,
+        "installed the snapshot"
+    );
+    assert!(c.node(n(4)).membership().learners.contains(&n(4)));
+    assert_eq!(c.node(n(4)).last_index(), c.node(n(1)).last_index());
+}
