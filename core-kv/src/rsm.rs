@@ -363,10 +363,12 @@ impl<S: StateMachine> Rsm<S> {
                         self.reply_err(sub, leader_hint);
                     }
                 }
-                // Membership changes are not submitted through the replica.
+                // Membership changes and transfers are not submitted
+                // through the replica.
                 Action::Proposed { .. }
                 | Action::NotLeader { .. }
-                | Action::MembershipRefused(_) => {}
+                | Action::MembershipRefused(_)
+                | Action::TransferRefused(_) => {}
             }
         }
         if log_rewritten {

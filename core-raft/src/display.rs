@@ -110,7 +110,11 @@ impl Display for RequestVote {
             "RequestVote {} last={}/{}",
             self.term, self.last_log_index, self.last_log_term
         )?;
-        pre_vote_suffix(f, self.pre_vote)
+        pre_vote_suffix(f, self.pre_vote)?;
+        if self.transfer {
+            f.write_str(" transfer")?;
+        }
+        Ok(())
     }
 }
 
@@ -193,6 +197,7 @@ impl Display for Message {
             Message::AppendEntriesResponse(m) => m.fmt(f),
             Message::InstallSnapshot(m) => m.fmt(f),
             Message::InstallSnapshotResponse(m) => m.fmt(f),
+            Message::TimeoutNow(m) => write!(f, "TimeoutNow {}", m.term),
         }
     }
 }
@@ -216,6 +221,7 @@ impl Display for Input {
                 write!(f, "snapshot {index} bytes={}", data.len())
             }
             Input::ChangeMembership(change) => write!(f, "change-membership {change:?}"),
+            Input::TransferLeadership { to } => write!(f, "transfer-leadership to={to}"),
         }
     }
 }
@@ -254,6 +260,7 @@ impl Display for Action {
                 write!(f, "read-failed id={id} hint={}", MaybeNode(*leader_hint))
             }
             Action::MembershipRefused(why) => write!(f, "membership-refused: {why}"),
+            Action::TransferRefused(why) => write!(f, "transfer-refused: {why}"),
         }
     }
 }
@@ -332,6 +339,7 @@ mod tests {
             last_log_index: LogIndex(9),
             last_log_term: Term(3),
             pre_vote: true,
+            transfer: false,
         };
         assert_eq!(
             line(Message::RequestVote(vote)),
@@ -459,6 +467,7 @@ mod tests {
             last_log_index: LogIndex(9),
             last_log_term: Term(3),
             pre_vote: false,
+            transfer: false,
         };
         let send = Action::Send {
             to: NodeId(3),

@@ -43,10 +43,20 @@ impl Raft {
     fn become_pre_candidate(&mut self) {
         self.set_role(Role::PreCandidate);
         self.leader = None;
-        self.start_campaign(true);
+        self.start_campaign(true, false);
     }
 
     fn become_candidate(&mut self) {
+        self.campaign_in_next_term(false);
+    }
+
+    /// Leadership transfer: campaign at once, asking voters to set their
+    /// leader lease aside.
+    pub(crate) fn become_candidate_now(&mut self) {
+        self.campaign_in_next_term(true);
+    }
+
+    fn campaign_in_next_term(&mut self, transfer: bool) {
         self.set_role(Role::Candidate);
         self.leader = None;
         self.term = self.term.next();
@@ -54,10 +64,10 @@ impl Raft {
         // The new term and self-vote must be durable before any vote request
         // leaves: otherwise a crash could let this node vote twice in a term.
         self.persist_hard_state();
-        self.start_campaign(false);
+        self.start_campaign(false, transfer);
     }
 
-    fn start_campaign(&mut self, pre_vote: bool) {
+    fn start_campaign(&mut self, pre_vote: bool, transfer: bool) {
         self.votes.clear();
         self.votes.insert(self.config.id, true);
         self.reset_election_timer();
@@ -74,6 +84,7 @@ impl Raft {
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
             pre_vote,
+            transfer,
         });
         let voters: Vec<crate::NodeId> = self
             .membership()
@@ -124,6 +135,7 @@ impl Raft {
             last_log_index,
             last_log_term,
             pre_vote,
+            transfer: _,
         } = m;
         // §5.4.1: only a candidate whose log is at least as up to date as
         // ours may get our vote.

@@ -45,6 +45,17 @@ pub enum Input {
     /// applied, like a command), [`Action::NotLeader`], or
     /// [`Action::MembershipRefused`].
     ChangeMembership(crate::MembershipChange),
+    /// Leader only: hand leadership to voter `to` (thesis §3.10). The leader
+    /// stops accepting proposals (answering `NotLeader` with `to` as the
+    /// hint), brings `to` up to date, and tells it to campaign at once. If
+    /// `to` has not taken over within `election_ticks_max` ticks, the
+    /// leader gives up and serves again. Answered by nothing on success (the
+    /// role change shows), [`Action::NotLeader`], or
+    /// [`Action::TransferRefused`].
+    TransferLeadership {
+        /// The voter to hand leadership to.
+        to: NodeId,
+    },
 }
 
 /// A side effect the caller must perform. Actions are ordered: execute them in
@@ -112,6 +123,8 @@ pub enum Action {
     },
     /// A [`Input::ChangeMembership`] was refused; nothing changed.
     MembershipRefused(crate::ChangeRefused),
+    /// A [`Input::TransferLeadership`] was refused; nothing changed.
+    TransferRefused(crate::TransferRefused),
     /// A [`Input::ReadIndex`] cannot be served here (not leader, or leadership
     /// was lost before it was confirmed). Retry at `leader_hint`.
     ReadFailed {

@@ -39,6 +39,7 @@ mod read;
 mod replication;
 pub mod rng;
 mod snapshot;
+mod transfer;
 pub mod types;
 
 pub use config::{Config, ConfigError, DEFAULT_TICK_MS};
@@ -49,6 +50,7 @@ pub use message::{
     AppendEntries, AppendEntriesResponse, Entry, HardState, InstallSnapshot,
     InstallSnapshotResponse, Message, Payload, Reject, RequestVote, RequestVoteResponse, Snapshot,
 };
+pub use transfer::TransferRefused;
 pub use types::{LogIndex, NodeId, Term};
 
 use log::RaftLog;
@@ -110,6 +112,9 @@ pub struct Raft {
     progress: BTreeMap<NodeId, Progress>,
     /// Leader only: the current heartbeat round.
     round: u64,
+    /// Leader only: a leadership transfer under way, to this voter, given
+    /// up at this tick.
+    transfer: Option<(NodeId, u64)>,
     reads: ReadQueue,
 
     /// Actions produced by the current step.
@@ -178,6 +183,7 @@ impl Raft {
             votes: BTreeMap::new(),
             progress: BTreeMap::new(),
             round: 0,
+            transfer: None,
             reads: ReadQueue::default(),
             out: Vec::new(),
             config,
@@ -197,6 +203,7 @@ impl Raft {
             Input::ReadIndex { id } => self.read_index(id),
             Input::Snapshot { index, data } => self.compact(index, data),
             Input::ChangeMembership(change) => self.change_membership(change),
+            Input::TransferLeadership { to } => self.transfer_leadership(to),
         }
         self.step_down_if_removed();
         self.apply_committed();
@@ -420,6 +427,7 @@ impl Raft {
             Message::AppendEntriesResponse(m) => self.handle_append_response(from, m),
             Message::InstallSnapshot(m) => self.handle_install_snapshot(from, m),
             Message::InstallSnapshotResponse(m) => self.handle_snapshot_response(from, m),
+            Message::TimeoutNow(m) => self.handle_timeout_now(from, m),
         }
     }
 
@@ -434,7 +442,7 @@ impl Raft {
                 // candidate is ignored (thesis §4.2.3). This covers pre-votes
                 // too: granting one would let a rejoining node with an equally
                 // up-to-date log raise its term and depose the leader.
-                Message::RequestVote(_) if self.in_leader_lease() => {
+                Message::RequestVote(m) if self.in_leader_lease() && !m.transfer => {
                     tracing::debug!(node = %self.config.id, %from, "ignoring vote request inside leader lease");
                     return false;
                 }
@@ -504,6 +512,7 @@ impl Raft {
         self.leader = leader;
         self.votes.clear();
         self.progress.clear();
+        self.transfer = None;
         self.reset_election_timer();
         if was_leader {
             self.fail_pending_reads();

@@ -10,6 +10,7 @@ use crate::{Action, Raft, Role};
 impl Raft {
     /// Leader: heartbeats, lost-message recovery and the check-quorum sweep.
     pub(crate) fn tick_leader(&mut self) {
+        self.expire_transfer();
         self.heartbeat_elapsed += 1;
         self.election_elapsed += 1;
         if self.election_elapsed >= self.config.election_ticks_min {
@@ -70,10 +71,11 @@ impl Raft {
 
     /// Leader: append commands to the log and start replicating them.
     pub(crate) fn propose(&mut self, batch: Vec<Vec<u8>>) {
-        if self.role != Role::Leader {
-            self.out.push(Action::NotLeader {
-                leader_hint: self.leader,
-            });
+        if self.role != Role::Leader || self.transfer_target().is_some() {
+            // While handing over, the leader takes nothing new: the
+            // target is about to lead.
+            let leader_hint = self.transfer_target().or(self.leader);
+            self.out.push(Action::NotLeader { leader_hint });
             return;
         }
         if batch.is_empty() {
@@ -216,6 +218,9 @@ impl Raft {
             self.maybe_commit();
         }
         self.send_more(peer);
+        if self.transfer_target() == Some(peer) {
+            self.send_timeout_now_if_caught_up();
+        }
     }
 
     fn on_append_reject(&mut self, peer: NodeId, reject: Reject) {
@@ -412,10 +417,9 @@ impl Raft {
 
     /// Leader: append a single-server membership change, if allowed.
     pub(crate) fn change_membership(&mut self, change: crate::MembershipChange) {
-        if self.role != Role::Leader {
-            self.out.push(Action::NotLeader {
-                leader_hint: self.leader,
-            });
+        if self.role != Role::Leader || self.transfer_target().is_some() {
+            let leader_hint = self.transfer_target().or(self.leader);
+            self.out.push(Action::NotLeader { leader_hint });
             return;
         }
         let refused = |r| Action::MembershipRefused(r);

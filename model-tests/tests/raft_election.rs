@@ -10,6 +10,7 @@ fn vote_request(term: u64, last_index: u64, last_term: u64) -> Message {
         last_log_index: LogIndex(last_index),
         last_log_term: Term(last_term),
         pre_vote: false,
+        transfer: false,
     })
 }
 

@@ -70,6 +70,7 @@ fn messages_from_unknown_nodes_are_dropped() {
             last_log_index: LogIndex(100),
             last_log_term: term.next(),
             pre_vote: false,
+            transfer: false,
         }),
         Message::RequestVoteResponse(RequestVoteResponse {
             term,
@@ -400,6 +401,7 @@ fn random_message(rng: &mut SplitMix64, term: Term, last: LogIndex) -> Message {
             last_log_index: i(pick(li)),
             last_log_term: Term(pick(t.0 + 1)),
             pre_vote: pick(2) == 0,
+            transfer: false,
         }),
         1 => Message::RequestVoteResponse(RequestVoteResponse {
             term: t,

@@ -2,8 +2,8 @@
 //! learners catch up and are promoted, one change at a time, only after the
 //! leader has committed an entry of its term, in effect when appended and
 //! undone when overwritten, carried by snapshots, and a removed leader
-//! steps down and never campaigns again. Every step runs under the
-//! simulator's Raft invariants.
+//! steps down and never campaigns again. Then leadership transfer (§3.10).
+//! Every step runs under the simulator's Raft invariants.
 
 use core_raft::{
     Action, ChangeRefused, Input, LogIndex, Membership, MembershipChange, Message, NodeId, Payload,
@@ -314,4 +314,123 @@ fn a_learner_added_after_compaction_is_sent_the_snapshot_with_the_membership() {
     );
     assert!(c.node(n(4)).membership().learners.contains(&n(4)));
     assert_eq!(c.node(n(4)).last_index(), c.node(n(1)).last_index());
+}
+
+// Leadership transfer (thesis §3.10).
+
+fn transfer(c: &mut Scenario, leader: NodeId, to: NodeId) -> Vec<Action> {
+    c.step(leader, Input::TransferLeadership { to })
+}
+
+#[test]
+fn leadership_moves_to_a_caught_up_voter_at_once_inside_the_lease() {
+    let mut c = Scenario::new(3, |_| {});
+    c.elect(n(1));
+    c.propose(n(1), b"a");
+    c.deliver_all();
+    let term = c.node(n(1)).term();
+    // Check-quorum is on and every voter heard from n1 just now: an
+    // ordinary candidate would be ignored. The transfer is not.
+    let a = transfer(&mut c, n(1), n(2));
+    assert!(
+        a.iter().any(|x| matches!(
+            x,
+            Action::Send {
+                to,
+                msg: Message::TimeoutNow(_),
+            } if *to == n(2)
+        )),
+        "{a:?}"
+    );
+    c.deliver_all();
+    assert!(
+        c.node(n(2)).is_leader(),
+        "no election timeout was waited for"
+    );
+    assert_eq!(c.node(n(2)).term(), core_raft::Term(term.0 + 1));
+    assert_eq!(c.node(n(1)).role(), Role::Follower);
+    c.propose(n(2), b"b");
+    c.deliver_all();
+    c.run(4);
+    for id in [n(1), n(2), n(3)] {
+        assert_eq!(
+            c.applied_commands(id),
+            vec![b"a".to_vec(), b"b".to_vec()],
+            "{id}"
+        );
+    }
+}
+
+#[test]
+fn a_lagging_target_is_caught_up_first_and_proposals_wait_meanwhile() {
+    let mut c = Scenario::new(3, |_| {});
+    c.elect(n(1));
+    c.isolate(n(3));
+    for i in 0..5u8 {
+        c.propose(n(1), &[i]);
+    }
+    c.deliver_all();
+    c.heal();
+    let a = transfer(&mut c, n(1), n(3));
+    assert!(
+        !a.iter().any(|x| matches!(
+            x,
+            Action::Send {
+                msg: Message::TimeoutNow(_),
+                ..
+            }
+        )),
+        "not before n3 holds the whole log"
+    );
+    // The leader takes nothing new while handing over, and names n3.
+    let p = c.propose(n(1), b"late");
+    assert!(
+        p.iter()
+            .any(|x| matches!(x, Action::NotLeader { leader_hint: Some(h) } if *h == n(3))),
+        "{p:?}"
+    );
+    c.deliver_all();
+    assert!(c.node(n(3)).is_leader());
+    assert_eq!(c.applied_commands(n(3)).len(), 5);
+}
+
+#[test]
+fn a_transfer_to_an_unreachable_voter_is_given_up_and_the_leader_serves_again() {
+    let mut c = Scenario::new(3, |_| {});
+    c.elect(n(1));
+    c.isolate(n(3));
+    transfer(&mut c, n(1), n(3));
+    let p = c.propose(n(1), b"x");
+    assert!(p.iter().any(|x| matches!(x, Action::NotLeader { .. })));
+    // Keep n1 and n2 talking so n1 stays leader, past election_ticks_max.
+    c.run(25);
+    assert!(c.node(n(1)).is_leader());
+    let p = c.propose(n(1), b"y");
+    assert!(
+        p.iter().any(|x| matches!(x, Action::Proposed { .. })),
+        "serving again: {p:?}"
+    );
+}
+
+#[test]
+fn a_transfer_to_a_learner_or_to_itself_is_refused() {
+    let mut c = Scenario::with_joiners(3, 1, |_| {});
+    c.elect(n(1));
+    assert!(proposed(&change(&mut c, n(1), MembershipChange::AddLearner(n(4)))).is_some());
+    c.deliver_all();
+    let a = transfer(&mut c, n(1), n(4));
+    assert!(a.iter().any(|x| matches!(
+        x,
+        Action::TransferRefused(core_raft::TransferRefused::NotAVoter(id)) if *id == n(4)
+    )));
+    let a = transfer(&mut c, n(1), n(1));
+    assert!(a.iter().any(|x| matches!(
+        x,
+        Action::TransferRefused(core_raft::TransferRefused::ToSelf(_))
+    )));
+    let a = transfer(&mut c, n(2), n(3));
+    assert!(a.iter().any(|x| matches!(x, Action::NotLeader { .. })));
+    // Nothing changed: n1 still takes proposals.
+    let p = c.propose(n(1), b"z");
+    assert!(p.iter().any(|x| matches!(x, Action::Proposed { .. })));
 }

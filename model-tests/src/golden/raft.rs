@@ -216,13 +216,14 @@ impl Filter {
 }
 
 /// The message kinds, as `kind=` names them.
-const KINDS: [&str; 6] = [
+const KINDS: [&str; 7] = [
     "RequestVote",
     "RequestVoteResponse",
     "AppendEntries",
     "AppendEntriesResponse",
     "InstallSnapshot",
     "InstallSnapshotResponse",
+    "TimeoutNow",
 ];
 
 fn kind(msg: &Message) -> &'static str {
@@ -233,6 +234,7 @@ fn kind(msg: &Message) -> &'static str {
         Message::AppendEntriesResponse(_) => KINDS[3],
         Message::InstallSnapshot(_) => KINDS[4],
         Message::InstallSnapshotResponse(_) => KINDS[5],
+        Message::TimeoutNow(_) => KINDS[6],
     }
 }
 

@@ -1212,6 +1212,7 @@ mod tests {
                     last_log_index: i,
                     last_log_term: t,
                     pre_vote: false,
+                    transfer: false,
                 }),
                 true,
                 false,
