@@ -111,118 +111,129 @@ fn main() -> ExitCode {
 
 fn shard(args: ShardArgs) -> ExitCode {
     use model_tests::shardsim::swarm::{run_shard_swarm, ShardSwarmOptions};
-    let seeds: Vec<u64> = match args.seed {
-        Some(s) => vec![s],
-        None => (args.start..args.start.saturating_add(args.seeds)).collect(),
-    };
-    std::panic::set_hook(Box::new(|_| {}));
-    let interactive = std::io::stderr().is_terminal();
-    let started = Instant::now();
-    let (mut passed, mut failed, mut unknown) = (0u64, Vec::new(), Vec::new());
-    let (mut virtual_ms, mut ops, mut configs, mut moved) = (0u64, 0usize, 0u64, 0usize);
-    for (k, &seed) in seeds.iter().enumerate() {
-        let t = Instant::now();
-        match catch_unwind(AssertUnwindSafe(|| run_shard_swarm(seed, args.chaos_ms))) {
-            Ok(r) => {
-                passed += 1;
-                virtual_ms += r.virtual_ms;
-                ops += r.ops;
-                configs += r.configs;
-                moved += r.shards_moved;
-                if args.seed.is_some() {
-                    println!(
-                        "seed {seed}: ok ({}); {} ops, configuration {} reached, {} shards on a new group, {} ms virtual checked every ms, {:.2} s wall",
-                        ShardSwarmOptions::from_seed(seed),
-                        r.ops,
-                        r.configs,
-                        r.shards_moved,
-                        r.virtual_ms,
-                        t.elapsed().as_secs_f64()
-                    );
-                }
-            }
-            Err(panic) => {
-                let message = panic_message(panic);
-                let is_unknown = message.contains("linearizability unknown");
-                println!(
-                    "seed {seed}: {} ({})",
-                    if is_unknown { "UNKNOWN" } else { "FAILED" },
-                    ShardSwarmOptions::from_seed(seed)
-                );
-                println!("{message}");
-                println!(
-                    "replay: cargo run --release -p model-tests --bin sim -- shard --seed {seed} --chaos-ms {}\n",
-                    args.chaos_ms
-                );
-                if is_unknown {
-                    unknown.push(seed);
-                } else {
-                    failed.push(seed);
-                }
-                if args.fail_fast {
-                    break;
-                }
-            }
-        }
-        if interactive {
-            eprint!(
-                "\r{} / {} seeds, {} failed, {} unknown",
-                k + 1,
-                seeds.len(),
-                failed.len(),
-                unknown.len()
-            );
-            let _ = std::io::stderr().flush();
-        }
-    }
-    if interactive {
-        eprintln!();
-    }
-    let wall = started.elapsed().as_secs_f64();
-    println!(
-        "shard: {passed} passed, {} failed, {} unknown; {ops} client operations, {configs} configurations, {moved} shards ended on a new group; {:.0} simulated s in {wall:.1} wall s",
-        failed.len(),
-        unknown.len(),
-        virtual_ms as f64 / 1000.0
+    let chaos_ms = args.chaos_ms;
+    let totals = run_service_seeds(
+        "shard",
+        seed_range(args.seed, args.start, args.seeds),
+        args.fail_fast,
+        |seed| run_shard_swarm(seed, chaos_ms),
+        |seed| ShardSwarmOptions::from_seed(seed).to_string(),
+        |r, wall| {
+            format!(
+                "{} ops, configuration {} reached, {} shards on a new group, {} ms virtual checked every ms, {wall:.2} s wall",
+                r.ops, r.configs, r.shards_moved, r.virtual_ms
+            )
+        },
+        &format!("shard --chaos-ms {chaos_ms}"),
     );
-    if failed.is_empty() && unknown.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        println!("failing seeds: {failed:?}; undecided seeds: {unknown:?}");
-        ExitCode::FAILURE
-    }
+    let ops: usize = totals.reports.iter().map(|r| r.ops).sum();
+    let configs: u64 = totals.reports.iter().map(|r| r.configs).sum();
+    let moved: usize = totals.reports.iter().map(|r| r.shards_moved).sum();
+    let virtual_ms: u64 = totals.reports.iter().map(|r| r.virtual_ms).sum();
+    totals.finish(&format!(
+        "{ops} client operations, {configs} configurations, {moved} shards ended on a new group; {:.0} simulated s",
+        virtual_ms as f64 / 1000.0
+    ))
 }
 
 fn kv(args: KvArgs) -> ExitCode {
     use model_tests::kvsim::swarm::{run_kv_swarm, KvSwarmOptions};
-    let seeds: Vec<u64> = match args.seed {
+    let chaos_ms = args.chaos_ms;
+    let totals = run_service_seeds(
+        "kv",
+        seed_range(args.seed, args.start, args.seeds),
+        args.fail_fast,
+        |seed| run_kv_swarm(seed, chaos_ms),
+        |seed| KvSwarmOptions::from_seed(seed).to_string(),
+        |r, wall| {
+            format!(
+                "{} ops, {} OK puts, {} retries answered from session tables, {} ms virtual, {wall:.2} s wall",
+                r.ops, r.puts_ok, r.duplicates_avoided, r.virtual_ms
+            )
+        },
+        &format!("kv --chaos-ms {chaos_ms}"),
+    );
+    let ops: usize = totals.reports.iter().map(|r| r.ops).sum();
+    let avoided: u64 = totals.reports.iter().map(|r| r.duplicates_avoided).sum();
+    let virtual_ms: u64 = totals.reports.iter().map(|r| r.virtual_ms).sum();
+    totals.finish(&format!(
+        "{ops} client operations, {avoided} retries answered exactly once from session tables; {:.0} simulated s",
+        virtual_ms as f64 / 1000.0
+    ))
+}
+
+/// `--seed` alone, else `seeds` seeds from `start`.
+fn seed_range(seed: Option<u64>, start: u64, seeds: u64) -> Vec<u64> {
+    match seed {
         Some(s) => vec![s],
-        None => (args.start..args.start.saturating_add(args.seeds)).collect(),
-    };
+        None => (start..start.saturating_add(seeds)).collect(),
+    }
+}
+
+/// What a run of service swarm seeds ended with.
+struct Totals<R> {
+    system: &'static str,
+    reports: Vec<R>,
+    failed: Vec<u64>,
+    unknown: Vec<u64>,
+    started: Instant,
+}
+
+impl<R> Totals<R> {
+    /// Print the summary line (`details` after the counts) and the exit code.
+    fn finish(self, details: &str) -> ExitCode {
+        let wall = self.started.elapsed().as_secs_f64();
+        println!(
+            "{}: {} passed, {} failed, {} unknown; {details} in {wall:.1} wall s",
+            self.system,
+            self.reports.len(),
+            self.failed.len(),
+            self.unknown.len()
+        );
+        if self.failed.is_empty() && self.unknown.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            println!(
+                "failing seeds: {:?}; undecided seeds: {:?}",
+                self.failed, self.unknown
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Run a service swarm over `seeds`: a failing seed prints its options,
+/// the panic and the replay command (`sim <replay> --seed <n>`); an
+/// undecided linearizability check counts apart. With a single seed, its
+/// report is printed.
+fn run_service_seeds<R>(
+    system: &'static str,
+    seeds: Vec<u64>,
+    fail_fast: bool,
+    run: impl Fn(u64) -> R,
+    options: impl Fn(u64) -> String,
+    report: impl Fn(&R, f64) -> String,
+    replay: &str,
+) -> Totals<R> {
     std::panic::set_hook(Box::new(|_| {}));
     let interactive = std::io::stderr().is_terminal();
-    let started = Instant::now();
-    let (mut passed, mut failed, mut unknown) = (0u64, Vec::new(), Vec::new());
-    let (mut virtual_ms, mut ops, mut avoided) = (0u64, 0usize, 0u64);
+    let mut totals = Totals {
+        system,
+        reports: Vec::new(),
+        failed: Vec::new(),
+        unknown: Vec::new(),
+        started: Instant::now(),
+    };
+    let single = seeds.len() == 1;
     for (k, &seed) in seeds.iter().enumerate() {
         let t = Instant::now();
-        match catch_unwind(AssertUnwindSafe(|| run_kv_swarm(seed, args.chaos_ms))) {
+        match catch_unwind(AssertUnwindSafe(|| run(seed))) {
             Ok(r) => {
-                passed += 1;
-                virtual_ms += r.virtual_ms;
-                ops += r.ops;
-                avoided += r.duplicates_avoided;
-                if args.seed.is_some() {
-                    println!(
-                        "seed {seed}: ok ({}); {} ops, {} OK puts, {} retries answered from session tables, {} ms virtual, {:.2} s wall",
-                        KvSwarmOptions::from_seed(seed),
-                        r.ops,
-                        r.puts_ok,
-                        r.duplicates_avoided,
-                        r.virtual_ms,
-                        t.elapsed().as_secs_f64()
-                    );
+                if single {
+                    let wall = t.elapsed().as_secs_f64();
+                    println!("seed {seed}: ok ({}); {}", options(seed), report(&r, wall));
                 }
+                totals.reports.push(r);
             }
             Err(panic) => {
                 let message = panic_message(panic);
@@ -230,16 +241,18 @@ fn kv(args: KvArgs) -> ExitCode {
                 println!(
                     "seed {seed}: {} ({})",
                     if is_unknown { "UNKNOWN" } else { "FAILED" },
-                    KvSwarmOptions::from_seed(seed)
+                    options(seed)
                 );
                 println!("{message}");
-                println!("replay: cargo run --release -p model-tests --bin sim -- kv --seed {seed} --chaos-ms {}\n", args.chaos_ms);
+                println!(
+                    "replay: cargo run --release -p model-tests --bin sim -- {replay} --seed {seed}\n"
+                );
                 if is_unknown {
-                    unknown.push(seed);
+                    totals.unknown.push(seed);
                 } else {
-                    failed.push(seed);
+                    totals.failed.push(seed);
                 }
-                if args.fail_fast {
+                if fail_fast {
                     break;
                 }
             }
@@ -249,8 +262,8 @@ fn kv(args: KvArgs) -> ExitCode {
                 "\r{} / {} seeds, {} failed, {} unknown",
                 k + 1,
                 seeds.len(),
-                failed.len(),
-                unknown.len()
+                totals.failed.len(),
+                totals.unknown.len()
             );
             let _ = std::io::stderr().flush();
         }
@@ -258,19 +271,7 @@ fn kv(args: KvArgs) -> ExitCode {
     if interactive {
         eprintln!();
     }
-    let wall = started.elapsed().as_secs_f64();
-    println!(
-        "kv: {passed} passed, {} failed, {} unknown; {ops} client operations, {avoided} retries answered exactly once from session tables; {:.0} simulated s in {wall:.1} wall s",
-        failed.len(),
-        unknown.len(),
-        virtual_ms as f64 / 1000.0
-    );
-    if failed.is_empty() && unknown.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        println!("failing seeds: {failed:?}; undecided seeds: {unknown:?}");
-        ExitCode::FAILURE
-    }
+    totals
 }
 
 fn raft(args: RaftArgs) -> ExitCode {

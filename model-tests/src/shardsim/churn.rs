@@ -2,12 +2,11 @@
 //! leaves it again, round after round, until told to stop (the testers'
 //! `partitionCtrler` and `concurCtrler` goroutines).
 
+use super::endpoints::DrivenCtrl;
 use super::flavor::Driven;
-use super::world::{parse_server_name, Endpoint, EndpointIo};
+use super::world::{Endpoint, EndpointIo};
 use crate::kvsim::clients::Stop;
-use crate::kvsim::world::server_id;
-use core_kv::{ClerkConfig, ClientId, ClientReply, Seq};
-use core_shard::driven::{Call, CallResult, Controller, CtrlAction, CtrlConfig, CtrlInput};
+use core_shard::driven::{Call, CallResult};
 use core_shard::{GroupId, ShardConfig};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -54,25 +53,12 @@ pub struct Churner {
     /// with `InitController`, as `concurCtrler` does; else one controller
     /// that runs `InitController` once.
     fresh_each_round: bool,
-    ctrl: Controller,
+    ctrl: DrivenCtrl,
     next: Next,
     /// The configuration the next change starts from.
     base: Option<ShardConfig>,
-    busy: bool,
     stop: Stop,
     state: Rc<RefCell<ChurnState>>,
-}
-
-fn controller(client: u64, seed: u64) -> Controller {
-    Controller::new(CtrlConfig {
-        kv: ClerkConfig {
-            client: ClientId(client),
-            servers: vec![server_id(0)],
-            retry_ticks: super::endpoints::RETRY_TICKS,
-            seed,
-        },
-        retry_ticks: super::endpoints::RETRY_TICKS,
-    })
 }
 
 impl Churner {
@@ -97,10 +83,9 @@ impl Churner {
                 client,
                 seed,
                 fresh_each_round,
-                ctrl: controller(client, seed),
+                ctrl: DrivenCtrl::new(client, seed),
                 next: Next::Init,
                 base: None,
-                busy: false,
                 stop,
                 state: state.clone(),
             },
@@ -109,33 +94,12 @@ impl Churner {
     }
 
     fn invoke(&mut self, call: Call, io: &EndpointIo<'_, Driven>) {
-        self.busy = true;
-        let actions = self.ctrl.step(CtrlInput::Invoke(call));
-        self.carry_out(actions, io);
-    }
-
-    fn carry_out(&mut self, actions: Vec<CtrlAction>, io: &EndpointIo<'_, Driven>) {
-        for a in actions {
-            match a {
-                CtrlAction::Kv { to, request } => {
-                    io.send_ctrl(to.0 as usize - 1, request.seq.0, request)
-                }
-                CtrlAction::Group { gid, servers, op } => {
-                    for name in servers {
-                        if let Some((g, i)) = parse_server_name(&name) {
-                            if g == gid {
-                                io.send_group(g, i, 0, op.clone());
-                            }
-                        }
-                    }
-                }
-                CtrlAction::Done(result) => self.on_done(result),
-            }
+        for result in self.ctrl.invoke(call, io) {
+            self.on_done(result);
         }
     }
 
     fn on_done(&mut self, result: CallResult) {
-        self.busy = false;
         let mut st = self.state.borrow_mut();
         st.results.push(result.clone());
         st.phase = Phase::Idle;
@@ -169,7 +133,7 @@ impl Churner {
                 if self.fresh_each_round {
                     self.client += 1;
                     self.seed = self.seed.wrapping_add(1);
-                    self.ctrl = controller(self.client, self.seed);
+                    self.ctrl = DrivenCtrl::new(self.client, self.seed);
                 }
                 self.invoke(Call::InitController, io);
             }
@@ -197,31 +161,15 @@ impl Churner {
 
 impl Endpoint<Driven> for Churner {
     fn step(&mut self, _now_ms: u64, tick: bool, io: &EndpointIo<'_, Driven>) {
-        for (server, id, answer) in io.ctrl_answers() {
-            let reply = ClientReply::new(ClientId(self.client), Seq(id), answer);
-            let actions = self.ctrl.step(CtrlInput::Kv {
-                from: server_id(server),
-                reply,
-            });
-            self.carry_out(actions, io);
+        for result in self.ctrl.poll(tick, io) {
+            self.on_done(result);
         }
-        for (_, _, _, answer) in io.group_answers() {
-            if let Ok(reply) = answer {
-                let actions = self.ctrl.step(CtrlInput::Group(reply));
-                self.carry_out(actions, io);
-            }
-        }
-        if !tick {
-            return;
-        }
-        let actions = self.ctrl.step(CtrlInput::Tick);
-        self.carry_out(actions, io);
-        if !self.busy && !*self.stop.borrow() {
+        if tick && !self.ctrl.busy() && !*self.stop.borrow() {
             self.start_next(io);
         }
     }
 
     fn finished(&self) -> bool {
-        !self.busy && *self.stop.borrow()
+        !self.ctrl.busy() && *self.stop.borrow()
     }
 }

@@ -246,11 +246,92 @@ impl<F: Flavor> Endpoint<F> for CtrlScript<F> {
 /// Results of a [`DrivenAdmin`]'s calls, in order.
 pub type CallResults = Rc<RefCell<Vec<CallResult>>>;
 
+/// One 2025 controller library instance wired to the simulated service:
+/// its key/value requests go to the configuration server, its migration
+/// steps to every server of the group named, and the answers come back to
+/// it. Both endpoints that run controllers ([`DrivenAdmin`] and the
+/// churning controller) drive one.
+pub struct DrivenCtrl {
+    ctrl: Controller,
+    client: ClientId,
+}
+
+impl DrivenCtrl {
+    /// A controller with client id `client` at the configuration store.
+    pub fn new(client: u64, seed: u64) -> DrivenCtrl {
+        DrivenCtrl {
+            ctrl: Controller::new(CtrlConfig {
+                kv: ClerkConfig {
+                    client: ClientId(client),
+                    servers: vec![server_id(0)],
+                    retry_ticks: RETRY_TICKS,
+                    seed,
+                },
+                retry_ticks: RETRY_TICKS,
+            }),
+            client: ClientId(client),
+        }
+    }
+
+    /// True while a call is in progress.
+    pub fn busy(&self) -> bool {
+        self.ctrl.busy()
+    }
+
+    /// Start `call`; returns the calls that finished (at once, if invalid).
+    pub fn invoke(&mut self, call: Call, io: &EndpointIo<'_, Driven>) -> Vec<CallResult> {
+        let actions = self.ctrl.step(CtrlInput::Invoke(call));
+        self.carry_out(actions, io)
+    }
+
+    /// Feed the answers that arrived, and a tick if `tick`; returns the
+    /// calls that finished.
+    pub fn poll(&mut self, tick: bool, io: &EndpointIo<'_, Driven>) -> Vec<CallResult> {
+        let mut done = Vec::new();
+        for (server, id, answer) in io.ctrl_answers() {
+            let reply = ClientReply::new(self.client, Seq(id), answer);
+            let actions = self.ctrl.step(CtrlInput::Kv {
+                from: server_id(server),
+                reply,
+            });
+            done.extend(self.carry_out(actions, io));
+        }
+        for (_, _, _, answer) in io.group_answers() {
+            if let Ok(reply) = answer {
+                let actions = self.ctrl.step(CtrlInput::Group(reply));
+                done.extend(self.carry_out(actions, io));
+            }
+        }
+        if tick {
+            let actions = self.ctrl.step(CtrlInput::Tick);
+            done.extend(self.carry_out(actions, io));
+        }
+        done
+    }
+
+    fn carry_out(
+        &mut self,
+        actions: Vec<CtrlAction>,
+        io: &EndpointIo<'_, Driven>,
+    ) -> Vec<CallResult> {
+        let mut done = Vec::new();
+        for a in actions {
+            match a {
+                CtrlAction::Kv { to, request } => {
+                    io.send_ctrl(to.0 as usize - 1, request.seq.0, request)
+                }
+                CtrlAction::Group { gid, servers, op } => io.broadcast_group(gid, &servers, &op),
+                CtrlAction::Done(result) => done.push(result),
+            }
+        }
+        done
+    }
+}
+
 /// A 2025 controller library instance running administrative calls in
 /// order (one tester-side `ShardCtrler`).
 pub struct DrivenAdmin {
-    ctrl: Controller,
-    client: ClientId,
+    ctrl: DrivenCtrl,
     calls: VecDeque<Call>,
     results: CallResults,
 }
@@ -259,72 +340,25 @@ impl DrivenAdmin {
     /// A controller with its own client id for the configuration store.
     pub fn new(client: u64, seed: u64, calls: Vec<Call>) -> (Self, CallResults) {
         let results = Rc::new(RefCell::new(Vec::new()));
-        let ctrl = Controller::new(CtrlConfig {
-            kv: ClerkConfig {
-                client: ClientId(client),
-                servers: vec![server_id(0)],
-                retry_ticks: RETRY_TICKS,
-                seed,
-            },
-            retry_ticks: RETRY_TICKS,
-        });
         (
             DrivenAdmin {
-                ctrl,
-                client: ClientId(client),
+                ctrl: DrivenCtrl::new(client, seed),
                 calls: calls.into(),
                 results: results.clone(),
             },
             results,
         )
     }
-
-    fn carry_out(&mut self, actions: Vec<CtrlAction>, io: &EndpointIo<'_, Driven>) {
-        for a in actions {
-            match a {
-                CtrlAction::Kv { to, request } => {
-                    io.send_ctrl(to.0 as usize - 1, request.seq.0, request)
-                }
-                CtrlAction::Group { gid, servers, op } => {
-                    for name in servers {
-                        if let Some((g, i)) = parse_server_name(&name) {
-                            if g == gid {
-                                io.send_group(g, i, 0, op.clone());
-                            }
-                        }
-                    }
-                }
-                CtrlAction::Done(result) => self.results.borrow_mut().push(result),
-            }
-        }
-    }
 }
 
 impl Endpoint<Driven> for DrivenAdmin {
     fn step(&mut self, _now_ms: u64, tick: bool, io: &EndpointIo<'_, Driven>) {
-        for (server, id, answer) in io.ctrl_answers() {
-            let reply = ClientReply::new(self.client, Seq(id), answer);
-            let actions = self.ctrl.step(CtrlInput::Kv {
-                from: server_id(server),
-                reply,
-            });
-            self.carry_out(actions, io);
-        }
-        for (_, _, _, answer) in io.group_answers() {
-            if let Ok(reply) = answer {
-                let actions = self.ctrl.step(CtrlInput::Group(reply));
-                self.carry_out(actions, io);
-            }
-        }
-        if !tick {
-            return;
-        }
-        let actions = self.ctrl.step(CtrlInput::Tick);
-        self.carry_out(actions, io);
-        if !self.ctrl.busy() {
+        let done = self.ctrl.poll(tick, io);
+        self.results.borrow_mut().extend(done);
+        if tick && !self.ctrl.busy() {
             if let Some(call) = self.calls.pop_front() {
-                let actions = self.ctrl.step(CtrlInput::Invoke(call));
-                self.carry_out(actions, io);
+                let done = self.ctrl.invoke(call, io);
+                self.results.borrow_mut().extend(done);
             }
         }
     }
@@ -372,15 +406,7 @@ impl AgentHost {
                         );
                     }
                 }
-                AgentAction::Send { gid, servers, op } => {
-                    for name in servers {
-                        if let Some((g, i)) = parse_server_name(&name) {
-                            if g == gid {
-                                io.send_group(g, i, 0, op.clone());
-                            }
-                        }
-                    }
-                }
+                AgentAction::Send { gid, servers, op } => io.broadcast_group(gid, &servers, &op),
                 AgentAction::Submit(op) => io.send_group(self.gid, self.server, 0, op),
             }
         }

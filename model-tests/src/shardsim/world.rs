@@ -96,6 +96,26 @@ impl<F: Flavor> EndpointIo<'_, F> {
         }
     }
 
+    /// Send `op` to every server of group `gid` named in `servers` (names
+    /// of other groups are skipped); only the leader will answer it. For
+    /// migration steps and agent requests, which are safe to deliver twice.
+    pub fn broadcast_group(
+        &self,
+        gid: GroupId,
+        servers: &[String],
+        op: &<F::Group as StateMachine>::Op,
+    ) where
+        <F::Group as StateMachine>::Op: Clone,
+    {
+        for name in servers {
+            if let Some((g, i)) = parse_server_name(name) {
+                if g == gid {
+                    self.send_group(g, i, 0, op.clone());
+                }
+            }
+        }
+    }
+
     /// Answers from the controller service: (server, id, answer).
     pub fn ctrl_answers(&self) -> Vec<(usize, u64, Answer<F::Ctrl>)> {
         self.ports.ctrl.0.borrow_mut().take_answers()
