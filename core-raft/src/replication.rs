@@ -381,6 +381,10 @@ impl Raft {
     /// suffix first. Returns false if that would rewrite a committed entry.
     fn store_entries(&mut self, entries: Vec<Entry>) -> bool {
         let mut first_new = entries.len();
+        // Recomputing the peers allocates; only a membership entry
+        // appended or overwritten calls for it, not every append.
+        let memberships_before = self.membership_log.len();
+        let mut membership_changed = false;
         for (i, e) in entries.iter().enumerate() {
             match self.log.term_at(e.index) {
                 Some(t) if t == e.term => continue,
@@ -392,6 +396,7 @@ impl Raft {
                     self.log.truncate_from(e.index);
                     // Memberships in the overwritten suffix are undone.
                     self.membership_log.retain(|(at, _)| *at < e.index);
+                    membership_changed = self.membership_log.len() != memberships_before;
                     first_new = i;
                     break;
                 }
@@ -407,11 +412,14 @@ impl Raft {
                 self.log.push(e.clone());
                 if let Payload::Membership(m) = &e.payload {
                     self.membership_log.push((e.index, m.clone()));
+                    membership_changed = true;
                 }
             }
             self.out.push(Action::PersistEntries(new));
         }
-        self.refresh_membership();
+        if membership_changed {
+            self.refresh_membership();
+        }
         true
     }
 
