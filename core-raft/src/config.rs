@@ -1,6 +1,8 @@
 //! Tunables of one Raft node. Every duration is a number of ticks.
 
+use crate::membership::Member;
 use crate::types::NodeId;
+use std::collections::BTreeMap;
 use thiserror::Error;
 
 /// Configuration of one Raft node.
@@ -13,6 +15,9 @@ pub struct Config {
     /// changes travel in the log). Empty for a node that joins an existing
     /// cluster: it learns the membership from the leader.
     pub voters: Vec<NodeId>,
+    /// Address and incarnation of bootstrap voters that have them; part of
+    /// the bootstrap membership.
+    pub bootstrap_members: BTreeMap<NodeId, Member>,
     /// Smallest randomized election timeout, in ticks.
     pub election_ticks_min: u64,
     /// Largest randomized election timeout, in ticks (inclusive).
@@ -51,6 +56,7 @@ impl Config {
         Config {
             id,
             voters,
+            bootstrap_members: BTreeMap::new(),
             election_ticks_min: 50,
             election_ticks_max: 100,
             heartbeat_ticks: 10,

@@ -45,7 +45,7 @@ pub mod types;
 pub use config::{Config, ConfigError, DEFAULT_TICK_MS};
 pub use durable::{Durable, RestoreError};
 pub use io::{Action, Input};
-pub use membership::{ChangeRefused, Membership, MembershipChange};
+pub use membership::{ChangeRefused, Member, Membership, MembershipChange};
 pub use message::{
     AppendEntries, AppendEntriesResponse, Entry, HardState, InstallSnapshot,
     InstallSnapshotResponse, Message, Payload, Reject, RequestVote, RequestVoteResponse, Snapshot,
@@ -138,7 +138,10 @@ impl Raft {
     fn build(config: Config, durable: Durable) -> Raft {
         let base_membership = match &durable.snapshot {
             Some(s) => s.membership.clone(),
-            None => Membership::with_voters(config.voters.iter().copied()),
+            None => Membership {
+                members: config.bootstrap_members.clone(),
+                ..Membership::with_voters(config.voters.iter().copied())
+            },
         };
         let membership_log: Vec<(LogIndex, Membership)> = durable
             .entries
@@ -300,6 +303,15 @@ impl Raft {
         self.membership_log
             .last()
             .map_or(&self.base_membership, |(_, m)| m)
+    }
+
+    /// The index of the entry that holds the membership in effect (the
+    /// snapshot's index, or 0, if no entry after it holds one). The change
+    /// is final once this is committed.
+    pub fn membership_index(&self) -> LogIndex {
+        self.membership_log
+            .last()
+            .map_or(self.log.snapshot_index(), |(at, _)| *at)
     }
 
     /// The membership in effect at `index` (at or after the snapshot).

@@ -15,9 +15,23 @@
 
 use crate::types::{LogIndex, NodeId};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use thiserror::Error;
+
+/// Who a member is, beyond its id: where it listens and which life of its
+/// data directory it is. Raft itself only stores these; node shells check
+/// every peer connection against them, so that a node whose disk was
+/// wiped (a new incarnation) cannot speak, and vote, under its old one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Member {
+    /// The address peers and clients reach it at (empty if unknown, as in
+    /// the simulator).
+    pub addr: String,
+    /// A random number created with the member's data directory (0 if
+    /// unknown).
+    pub incarnation: u64,
+}
 
 /// The members of a cluster.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -26,13 +40,18 @@ pub struct Membership {
     pub voters: BTreeSet<NodeId>,
     /// Nodes that receive the log and snapshots but do not vote.
     pub learners: BTreeSet<NodeId>,
+    /// Address and incarnation of each member that has them.
+    pub members: BTreeMap<NodeId, Member>,
+    /// Ids removed from the cluster. A node shell never adds one of these
+    /// back on its own (an operator may, with an explicit change).
+    pub retired: BTreeSet<NodeId>,
 }
 
 /// One single-server change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MembershipChange {
-    /// Add a new node as a learner.
-    AddLearner(NodeId),
+    /// Add a new node as a learner, with its address and incarnation.
+    AddLearner(NodeId, Member),
     /// Make a learner a voter.
     Promote(NodeId),
     /// Remove a voter or a learner.
@@ -67,8 +86,13 @@ impl Membership {
     pub fn with_voters(voters: impl IntoIterator<Item = NodeId>) -> Membership {
         Membership {
             voters: voters.into_iter().collect(),
-            learners: BTreeSet::new(),
+            ..Membership::default()
         }
+    }
+
+    /// The address and incarnation of member `id`, if known.
+    pub fn member(&self, id: NodeId) -> Option<&Member> {
+        self.members.get(&id)
     }
 
     /// True if `id` votes.
@@ -102,11 +126,13 @@ impl Membership {
     pub fn changed(&self, change: MembershipChange) -> Result<Membership, ChangeRefused> {
         let mut next = self.clone();
         match change {
-            MembershipChange::AddLearner(id) => {
+            MembershipChange::AddLearner(id, member) => {
                 if self.contains(id) {
                     return Err(ChangeRefused::AlreadyMember(id));
                 }
                 next.learners.insert(id);
+                next.retired.remove(&id);
+                next.members.insert(id, member);
             }
             MembershipChange::Promote(id) => {
                 if !next.learners.remove(&id) {
@@ -115,16 +141,17 @@ impl Membership {
                 next.voters.insert(id);
             }
             MembershipChange::Remove(id) => {
-                if next.learners.remove(&id) {
-                    return Ok(next);
+                if !next.learners.remove(&id) {
+                    if !next.voters.contains(&id) {
+                        return Err(ChangeRefused::NotAMember(id));
+                    }
+                    if next.voters.len() == 1 {
+                        return Err(ChangeRefused::LastVoter(id));
+                    }
+                    next.voters.remove(&id);
                 }
-                if !next.voters.contains(&id) {
-                    return Err(ChangeRefused::NotAMember(id));
-                }
-                if next.voters.len() == 1 {
-                    return Err(ChangeRefused::LastVoter(id));
-                }
-                next.voters.remove(&id);
+                next.members.remove(&id);
+                next.retired.insert(id);
             }
         }
         Ok(next)
@@ -173,20 +200,50 @@ mod tests {
         Membership {
             voters: voters.iter().map(|v| NodeId(*v)).collect(),
             learners: learners.iter().map(|v| NodeId(*v)).collect(),
+            ..Membership::default()
         }
     }
 
     #[test]
     fn changes_follow_the_single_server_rules() {
         let a = m(&[1, 2, 3], &[]);
-        let b = a.changed(MembershipChange::AddLearner(NodeId(4))).unwrap();
-        assert_eq!(b, m(&[1, 2, 3], &[4]));
-        let c = b.changed(MembershipChange::Promote(NodeId(4))).unwrap();
-        assert_eq!(c, m(&[1, 2, 3, 4], &[]));
-        let d = c.changed(MembershipChange::Remove(NodeId(1))).unwrap();
-        assert_eq!(d, m(&[2, 3, 4], &[]));
+        let four = Member {
+            addr: "h4:7004".into(),
+            incarnation: 44,
+        };
+        let b = a
+            .changed(MembershipChange::AddLearner(NodeId(4), four.clone()))
+            .unwrap();
         assert_eq!(
-            a.changed(MembershipChange::AddLearner(NodeId(2))),
+            (&b.voters, &b.learners),
+            (&a.voters, &m(&[], &[4]).learners)
+        );
+        assert_eq!(b.member(NodeId(4)), Some(&four));
+        let c = b.changed(MembershipChange::Promote(NodeId(4))).unwrap();
+        assert_eq!(c.voters, m(&[1, 2, 3, 4], &[]).voters);
+        assert_eq!(
+            c.member(NodeId(4)),
+            Some(&four),
+            "promotion keeps the identity"
+        );
+        let d = c.changed(MembershipChange::Remove(NodeId(1))).unwrap();
+        assert_eq!(d.voters, m(&[2, 3, 4], &[]).voters);
+        assert!(d.retired.contains(&NodeId(1)));
+        let e = d.changed(MembershipChange::Remove(NodeId(4))).unwrap();
+        assert_eq!(
+            e.member(NodeId(4)),
+            None,
+            "a removed member's identity goes"
+        );
+        let back = e
+            .changed(MembershipChange::AddLearner(NodeId(1), Member::default()))
+            .unwrap();
+        assert!(
+            !back.retired.contains(&NodeId(1)),
+            "an explicit add un-retires"
+        );
+        assert_eq!(
+            a.changed(MembershipChange::AddLearner(NodeId(2), Member::default())),
             Err(ChangeRefused::AlreadyMember(NodeId(2)))
         );
         assert_eq!(

@@ -37,7 +37,10 @@ impl Entry {
         let body = match &self.payload {
             Payload::Noop => 0,
             Payload::Command(data) => data.len(),
-            Payload::Membership(m) => 8 * (m.voters.len() + m.learners.len()),
+            Payload::Membership(m) => {
+                8 * (m.voters.len() + m.learners.len() + m.retired.len())
+                    + m.members.values().map(|i| 16 + i.addr.len()).sum::<usize>()
+            }
         };
         body + 24
     }

@@ -6,8 +6,8 @@
 //! Every step runs under the simulator's Raft invariants.
 
 use core_raft::{
-    Action, ChangeRefused, Input, LogIndex, Membership, MembershipChange, Message, NodeId, Payload,
-    Role,
+    Action, ChangeRefused, Input, LogIndex, Member, Membership, MembershipChange, Message, NodeId,
+    Payload, Role,
 };
 use model_tests::sim::scenario::{n, Scenario};
 
@@ -61,7 +61,11 @@ fn a_learner_catches_up_votes_only_once_promoted_and_then_counts() {
         c.propose(n(1), &[i]);
     }
     c.deliver_all();
-    let a = change(&mut c, n(1), MembershipChange::AddLearner(n(4)));
+    let a = change(
+        &mut c,
+        n(1),
+        MembershipChange::AddLearner(n(4), Member::default()),
+    );
     assert!(proposed(&a).is_some(), "{a:?}");
     c.deliver_all();
     c.run(3);
@@ -105,12 +109,24 @@ fn a_learner_catches_up_votes_only_once_promoted_and_then_counts() {
 fn a_second_change_waits_until_the_first_is_committed() {
     let mut c = Scenario::with_joiners(3, 2, |_| {});
     c.elect(n(1));
-    let a = change(&mut c, n(1), MembershipChange::AddLearner(n(4)));
+    let a = change(
+        &mut c,
+        n(1),
+        MembershipChange::AddLearner(n(4), Member::default()),
+    );
     let first = proposed(&a).expect("the first change is appended");
-    let a = change(&mut c, n(1), MembershipChange::AddLearner(n(5)));
+    let a = change(
+        &mut c,
+        n(1),
+        MembershipChange::AddLearner(n(5), Member::default()),
+    );
     assert_eq!(refused(&a), Some(ChangeRefused::ChangeInProgress(first)));
     c.deliver_all();
-    let a = change(&mut c, n(1), MembershipChange::AddLearner(n(5)));
+    let a = change(
+        &mut c,
+        n(1),
+        MembershipChange::AddLearner(n(5), Member::default()),
+    );
     assert!(
         proposed(&a).is_some(),
         "once committed, the next goes: {a:?}"
@@ -129,10 +145,18 @@ fn a_new_leader_changes_nothing_before_an_entry_of_its_term_commits() {
         c.deliver_one().expect("the campaign's messages");
     }
     c.drop_where(|_| true);
-    let a = change(&mut c, n(1), MembershipChange::AddLearner(n(4)));
+    let a = change(
+        &mut c,
+        n(1),
+        MembershipChange::AddLearner(n(4), Member::default()),
+    );
     assert_eq!(refused(&a), Some(ChangeRefused::TermNotCommitted));
     c.run(3);
-    let a = change(&mut c, n(1), MembershipChange::AddLearner(n(4)));
+    let a = change(
+        &mut c,
+        n(1),
+        MembershipChange::AddLearner(n(4), Member::default()),
+    );
     assert!(proposed(&a).is_some(), "{a:?}");
     // Not the leader: told so.
     let a = change(&mut c, n(2), MembershipChange::Remove(n(3)));
@@ -146,7 +170,7 @@ fn invalid_changes_are_refused_and_change_nothing() {
     let before = c.node(n(1)).last_index();
     for (ch, why) in [
         (
-            MembershipChange::AddLearner(n(2)),
+            MembershipChange::AddLearner(n(2), Member::default()),
             ChangeRefused::AlreadyMember(n(2)),
         ),
         (
@@ -218,7 +242,11 @@ fn a_membership_is_in_effect_when_appended_and_undone_when_overwritten() {
     let mut c = Scenario::with_joiners(5, 1, |_| {});
     c.elect(n(1));
     // n1 appends the change; only n2 receives it.
-    let a = change(&mut c, n(1), MembershipChange::AddLearner(n(6)));
+    let a = change(
+        &mut c,
+        n(1),
+        MembershipChange::AddLearner(n(6), Member::default()),
+    );
     let at = proposed(&a).expect("appended");
     let to_n2: Vec<_> = c
         .take_queue()
@@ -252,7 +280,12 @@ fn a_membership_is_in_effect_when_appended_and_undone_when_overwritten() {
 fn snapshots_and_restarts_keep_the_membership() {
     let mut c = Scenario::with_joiners(3, 1, |_| {});
     c.elect(n(1));
-    assert!(proposed(&change(&mut c, n(1), MembershipChange::AddLearner(n(4)))).is_some());
+    assert!(proposed(&change(
+        &mut c,
+        n(1),
+        MembershipChange::AddLearner(n(4), Member::default())
+    ))
+    .is_some());
     c.deliver_all();
     assert!(proposed(&change(&mut c, n(1), MembershipChange::Promote(n(4)))).is_some());
     c.deliver_all();
@@ -277,7 +310,12 @@ fn snapshots_and_restarts_keep_the_membership() {
     // A node restarted from a log holding a change (no snapshot) too.
     let mut d = Scenario::with_joiners(3, 1, |_| {});
     d.elect(n(1));
-    assert!(proposed(&change(&mut d, n(1), MembershipChange::AddLearner(n(4)))).is_some());
+    assert!(proposed(&change(
+        &mut d,
+        n(1),
+        MembershipChange::AddLearner(n(4), Member::default())
+    ))
+    .is_some());
     d.deliver_all();
     d.restart(n(2));
     assert!(d.node(n(2)).membership().learners.contains(&n(4)));
@@ -305,7 +343,12 @@ fn a_learner_added_after_compaction_is_sent_the_snapshot_with_the_membership() {
             data: vec![7],
         },
     );
-    assert!(proposed(&change(&mut c, n(1), MembershipChange::AddLearner(n(4)))).is_some());
+    assert!(proposed(&change(
+        &mut c,
+        n(1),
+        MembershipChange::AddLearner(n(4), Member::default())
+    ))
+    .is_some());
     c.deliver_all();
     c.run(5);
     assert!(
@@ -416,7 +459,12 @@ fn a_transfer_to_an_unreachable_voter_is_given_up_and_the_leader_serves_again() 
 fn a_transfer_to_a_learner_or_to_itself_is_refused() {
     let mut c = Scenario::with_joiners(3, 1, |_| {});
     c.elect(n(1));
-    assert!(proposed(&change(&mut c, n(1), MembershipChange::AddLearner(n(4)))).is_some());
+    assert!(proposed(&change(
+        &mut c,
+        n(1),
+        MembershipChange::AddLearner(n(4), Member::default())
+    ))
+    .is_some());
     c.deliver_all();
     let a = transfer(&mut c, n(1), n(4));
     assert!(a.iter().any(|x| matches!(

@@ -26,6 +26,15 @@ pub enum StorageError {
         #[source]
         source: io::Error,
     },
+    /// The data directory's identity file is missing where it must exist,
+    /// damaged, or names another node, cluster or data format.
+    #[error("data directory identity {path}: {what}")]
+    Identity {
+        /// The identity file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        what: String,
+    },
     /// A log record before the end of the log failed its check. Only the
     /// final record of the final segment may be torn by a crash; damage
     /// anywhere else means the disk or someone else changed the file.

@@ -42,6 +42,7 @@
 
 mod disk;
 mod error;
+pub mod identity;
 mod mem;
 pub mod record;
 mod recovery;
@@ -51,6 +52,7 @@ mod writer;
 
 pub use disk::DiskStorage;
 pub use error::StorageError;
+pub use identity::{NodeIdentity, DATA_FORMAT};
 pub use mem::{is_persist, MemStorage, Storage};
 pub use writer::{Batch, DiskWriter};
 

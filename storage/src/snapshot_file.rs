@@ -19,9 +19,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Format 2: the snapshot carries the cluster membership at its index.
-const MAGIC: &[u8; 8] = b"RAFTSNP2";
+const MAGIC: &[u8; 8] = b"RAFTSNP3";
 /// Format 1 (before membership): refused with a message saying so.
 const MAGIC_V1: &[u8; 8] = b"RAFTSNP1";
+/// Format 2: memberships without addresses and incarnations.
+const MAGIC_V2: &[u8; 8] = b"RAFTSNP2";
 const HEADER_BYTES: usize = 8 + 8 + 4;
 /// Suffix of a snapshot file still being written.
 pub(crate) const TEMP_SUFFIX: &str = ".tmp";
@@ -87,14 +89,26 @@ pub(crate) fn read(path: &Path) -> Result<Snapshot, StorageError> {
             ),
         ));
     }
-    if &bytes[..8] == MAGIC_V1 {
-        return Err(corrupt(
-            0,
-            "snapshot format 1, written by a version without cluster membership: \
-             this version reads format 2 only. Restore the node from a peer: \
-             move this data directory away and add the node back as a new member"
-                .into(),
-        ));
+    for (old, what) in [
+        (
+            MAGIC_V1,
+            "format 1, written by a version without cluster membership",
+        ),
+        (
+            MAGIC_V2,
+            "format 2, written by a version without node identities",
+        ),
+    ] {
+        if &bytes[..8] == old {
+            return Err(corrupt(
+                0,
+                format!(
+                    "snapshot {what}: this version reads format 3 only. Restore the node \
+                     from a peer: move this data directory away and add the node back as \
+                     a new member"
+                ),
+            ));
+        }
     }
     if &bytes[..8] != MAGIC {
         return Err(corrupt(0, format!("expected magic {MAGIC:?}")));

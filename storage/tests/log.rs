@@ -225,16 +225,19 @@ fn a_snapshot_file_of_the_format_before_membership_is_refused_with_advice() {
     drop(disk);
     let (_, recovered) = reopen(&dir, SMALL);
     assert_eq!(recovered, model, "the membership survives a restart");
-    // Rewrite the file's magic to format 1.
+    // Rewrite the file's magic to each older format.
     let file = dir.files("snapshot-").pop().expect("a snapshot file");
-    let mut bytes = std::fs::read(&file).unwrap();
-    assert_eq!(&bytes[..8], b"RAFTSNP2");
-    bytes[..8].copy_from_slice(b"RAFTSNP1");
-    std::fs::write(&file, bytes).unwrap();
-    let Err(err) = DiskStorage::open_with(dir.path(), SMALL) else {
-        panic!("a format-1 snapshot was accepted")
-    };
-    let err = err.to_string();
-    assert!(err.contains("format 1"), "{err}");
-    assert!(err.contains("add the node back as a new member"), "{err}");
+    let current = std::fs::read(&file).unwrap();
+    assert_eq!(&current[..8], b"RAFTSNP3");
+    for (magic, named) in [(b"RAFTSNP1", "format 1"), (b"RAFTSNP2", "format 2")] {
+        let mut bytes = current.clone();
+        bytes[..8].copy_from_slice(magic);
+        std::fs::write(&file, bytes).unwrap();
+        let Err(err) = DiskStorage::open_with(dir.path(), SMALL) else {
+            panic!("a {named} snapshot was accepted")
+        };
+        let err = err.to_string();
+        assert!(err.contains(named), "{err}");
+        assert!(err.contains("add the node back as a new member"), "{err}");
+    }
 }
