@@ -102,7 +102,8 @@ impl World {
                 RsmAction::Reply { id: handle, result } => {
                     self.answers.insert(handle, result);
                 }
-                RsmAction::Observed(_) => {}
+                // This example submits no cluster changes; observations are off.
+                RsmAction::Changed { .. } | RsmAction::Observed(_) => {}
             }
         }
     }

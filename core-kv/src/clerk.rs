@@ -143,6 +143,14 @@ impl<O: ClerkOp<Out>, Out> Clerk<O, Out> {
         self.leader.map(|i| self.config.servers[i])
     }
 
+    /// Also try `server` from now on (a client that learned a new member's
+    /// address). Known servers are not added twice.
+    pub fn add_server(&mut self, server: NodeId) {
+        if !self.config.servers.contains(&server) {
+            self.config.servers.push(server);
+        }
+    }
+
     /// Feed one input; returns the actions to perform.
     pub fn step(&mut self, input: ClerkInput<O, Out>) -> Vec<ClerkAction<O, Out>> {
         match input {

@@ -36,7 +36,10 @@ pub use clerk::{Clerk, ClerkAction, ClerkConfig, ClerkInput, ClerkOp};
 pub use core_raft::LogIndex;
 pub use lock::{Lock, LockStep};
 pub use op::{ClientReply, Op, Outcome, Response};
-pub use rsm::{NotLeader, Rsm, RsmAction, RsmConfig, RsmError, RsmInput, StateMachine};
+pub use rsm::{
+    ChangeOutcome, ClusterChange, NotLeader, Rsm, RsmAction, RsmConfig, RsmError, RsmInput,
+    StateMachine,
+};
 pub use server::{KvServer, ServerAction, ServerInput};
 pub use session::{
     Admission, ClientRequest, SessionOutput, SessionRequest, Sessioned, Sessions, Stale,
@@ -52,4 +55,4 @@ pub type KvReplica = Rsm<KvStore>;
 /// request ids instead of whole requests echoed in replies. 3: Raft
 /// snapshots carry the membership and log entries may hold one. A node or
 /// client of another version is refused with a message naming both.
-pub const KV_PROTOCOL_VERSION: u32 = 3;
+pub const KV_PROTOCOL_VERSION: u32 = 4;

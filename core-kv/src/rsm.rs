@@ -11,8 +11,8 @@
 //! commit under the next leader.
 
 use core_raft::{
-    Action, Config, Durable, Entry, Input, LogIndex, Message, NodeId, Payload, Raft, RestoreError,
-    Snapshot, Term,
+    Action, ChangeRefused, Config, Durable, Entry, Input, LogIndex, Message, NodeId, Payload, Raft,
+    RestoreError, Snapshot, Term,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -125,6 +125,50 @@ pub enum RsmInput<Op> {
         /// The operation.
         op: Op,
     },
+    /// An operator's request to change the cluster (a membership change or
+    /// a leadership transfer); `id` is echoed in the [`RsmAction::Changed`]
+    /// that answers it.
+    Change {
+        /// Caller's handle.
+        id: u64,
+        /// What to change.
+        change: ClusterChange,
+    },
+}
+
+/// A change to the cluster itself rather than to the state machine.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ClusterChange {
+    /// One single-server membership change.
+    Membership(core_raft::MembershipChange),
+    /// Hand leadership to this voter.
+    TransferLeadership(NodeId),
+}
+
+/// How the leader took a [`ClusterChange`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ChangeOutcome {
+    /// The membership entry is appended at `index` in `term`; it is final
+    /// once committed (see `Raft::membership_index` and the commit index).
+    Proposed {
+        /// Its log index.
+        index: LogIndex,
+        /// Its term.
+        term: Term,
+    },
+    /// The transfer has started; the target campaigns once caught up.
+    TransferStarted,
+    /// This replica does not lead; ask the leader.
+    NotLeader(NotLeader),
+    /// The leader refused; `reason` says why. `retry` is true when the same
+    /// request can succeed shortly (an earlier change is not committed yet,
+    /// or the new leader has not committed an entry of its term).
+    Refused {
+        /// Why.
+        reason: String,
+        /// Whether retrying soon can succeed.
+        retry: bool,
+    },
 }
 
 /// This replica cannot serve the submission; retry at `leader_hint`. The
@@ -157,6 +201,13 @@ pub enum RsmAction<Out> {
         /// Its output, or where to retry.
         result: Result<Out, NotLeader>,
     },
+    /// The answer to a [`RsmInput::Change`].
+    Changed {
+        /// The request's handle.
+        id: u64,
+        /// How the leader took it.
+        outcome: ChangeOutcome,
+    },
 }
 
 impl<Out> RsmAction<Out> {
@@ -184,7 +235,7 @@ impl<Out> RsmAction<Out> {
             // An observation is for checkers, at the moment the replica
             // applies; it reveals nothing to anyone.
             RsmAction::Observed(_) => false,
-            RsmAction::Reply { .. } => true,
+            RsmAction::Reply { .. } | RsmAction::Changed { .. } => true,
         }
     }
 }
@@ -237,6 +288,14 @@ impl<S: StateMachine> Rsm<S> {
         &self.raft
     }
 
+    /// Found a cluster with `membership` (see `Raft::bootstrap`).
+    pub fn bootstrap(
+        &mut self,
+        membership: core_raft::Membership,
+    ) -> Result<(), core_raft::BootstrapRefused> {
+        self.raft.bootstrap(membership)
+    }
+
     /// The state machine (read-only).
     pub fn state(&self) -> &S {
         &self.sm
@@ -262,8 +321,13 @@ impl<S: StateMachine> Rsm<S> {
     /// Feed one input; returns the actions to perform, in order.
     pub fn step(&mut self, input: RsmInput<S::Op>) -> Vec<RsmAction<S::Output>> {
         if self.failure.is_some() {
-            if let RsmInput::Submit { id, .. } = input {
-                self.reply_err(id, None);
+            match input {
+                RsmInput::Submit { id, .. } => self.reply_err(id, None),
+                RsmInput::Change { id, .. } => self.out.push(RsmAction::Changed {
+                    id,
+                    outcome: ChangeOutcome::NotLeader(NotLeader { leader_hint: None }),
+                }),
+                _ => {}
             }
             return std::mem::take(&mut self.out);
         }
@@ -271,6 +335,7 @@ impl<S: StateMachine> Rsm<S> {
             RsmInput::Tick => self.raft_step(Input::Tick),
             RsmInput::Receive { from, msg } => self.raft_step(Input::Receive { from, msg }),
             RsmInput::Submit { id, op } => self.submit(id, op),
+            RsmInput::Change { id, change } => self.change(id, change),
         }
         self.maybe_snapshot();
         std::mem::take(&mut self.out)
@@ -303,6 +368,50 @@ impl<S: StateMachine> Rsm<S> {
             }
         }
         self.execute(actions);
+    }
+
+    fn change(&mut self, id: u64, change: ClusterChange) {
+        let input = match change {
+            ClusterChange::Membership(m) => Input::ChangeMembership(m),
+            ClusterChange::TransferLeadership(to) => Input::TransferLeadership { to },
+        };
+        let transfer = matches!(input, Input::TransferLeadership { .. });
+        let actions = self.raft.step(input);
+        let mut outcome = None;
+        for a in &actions {
+            outcome = outcome.or(match a {
+                Action::Proposed { index, term } => Some(ChangeOutcome::Proposed {
+                    index: *index,
+                    term: *term,
+                }),
+                Action::NotLeader { leader_hint } => Some(ChangeOutcome::NotLeader(NotLeader {
+                    leader_hint: *leader_hint,
+                })),
+                Action::MembershipRefused(why) => Some(ChangeOutcome::Refused {
+                    reason: why.to_string(),
+                    retry: matches!(
+                        why,
+                        ChangeRefused::ChangeInProgress(_) | ChangeRefused::TermNotCommitted
+                    ),
+                }),
+                Action::TransferRefused(why) => Some(ChangeOutcome::Refused {
+                    reason: why.to_string(),
+                    retry: false,
+                }),
+                _ => None,
+            });
+        }
+        // A transfer that starts says nothing more.
+        let outcome = outcome.unwrap_or(if transfer {
+            ChangeOutcome::TransferStarted
+        } else {
+            ChangeOutcome::Refused {
+                reason: "the leader neither took nor refused the change".into(),
+                retry: false,
+            }
+        });
+        self.execute(actions);
+        self.out.push(RsmAction::Changed { id, outcome });
     }
 
     fn raft_step(&mut self, input: Input) {

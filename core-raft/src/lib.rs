@@ -72,6 +72,11 @@ pub enum Role {
     Leader,
 }
 
+/// [`Raft::bootstrap`] on a node that already has state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("only a node that has never belonged to a cluster can bootstrap one")]
+pub struct BootstrapRefused;
+
 /// One Raft node.
 #[derive(Debug)]
 pub struct Raft {
@@ -303,6 +308,30 @@ impl Raft {
         self.membership_log
             .last()
             .map_or(&self.base_membership, |(_, m)| m)
+    }
+
+    /// Make a node that has never belonged to a cluster (no term, no log,
+    /// no snapshot, no members) the founder of one with `membership`, as
+    /// if it had been started with it as its bootstrap configuration. A
+    /// node shell calls this once it has made sure no cluster exists yet;
+    /// the membership is not written to the log, so the node must be
+    /// restarted with the same bootstrap configuration (`Config::voters`
+    /// and `Config::bootstrap_members`) until the log holds a membership.
+    pub fn bootstrap(&mut self, membership: Membership) -> Result<(), BootstrapRefused> {
+        let fresh = self.term == Term(0)
+            && self.log.last_index() == LogIndex(0)
+            && self.snapshot.is_none()
+            && self.membership().voters.is_empty()
+            && self.membership().learners.is_empty();
+        if !fresh {
+            return Err(BootstrapRefused);
+        }
+        self.config.voters = membership.voters.iter().copied().collect();
+        self.config.bootstrap_members = membership.members.clone();
+        self.base_membership = membership;
+        self.refresh_membership();
+        self.check_invariants();
+        Ok(())
     }
 
     /// The index of the entry that holds the membership in effect (the

@@ -5,7 +5,9 @@
 //! * [`node::run_node`]: a replica of *any* `core_kv::StateMachine` on a
 //!   mio loop with a disk thread (a user's own machine, or the key/value
 //!   store: [`kv::run_kv_node`]).
-//! * [`client::Client`]: a blocking client of such a cluster.
+//! * [`client::Client`]: a blocking client of such a cluster, and
+//!   [`admin::AdminClient`] for its operators (status, membership,
+//!   leadership transfer).
 //! * [`mr`]: the MapReduce coordinator on a mio loop, and a whole job in
 //!   one process. Task execution and the worker come from `mr-exec`.
 //!
@@ -13,12 +15,14 @@
 //! `driver-tokio` at run time; both speak one wire format.
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod client;
 pub mod kv;
 pub mod mr;
 pub mod net;
 pub mod node;
 
+pub use admin::{AdminClient, AdminError};
 pub use client::{Client, ClientError, KvClient};
 pub use node::{run_node, NodeError};
 /// How to run a node (shared with `driver-tokio`).

@@ -17,7 +17,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use node_shell::{ConnId, NodeAction, NodeInput, NodeOptions, OptionsError, ReplicaNode};
 use std::collections::BTreeMap;
 use std::io::{self, Read};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -28,7 +28,8 @@ use storage::{DiskStorage, DiskWriter, StorageError};
 const MAX_QUEUED_BYTES: usize = 32 << 20;
 
 const LISTENER: Token = Token(0);
-/// Outbound peer connections use `Token(peer id)`; accepted ones start here.
+/// Outbound peer connections get tokens below this one (a fresh token per
+/// peer address); accepted ones start here.
 const FIRST_ACCEPTED: usize = 1 << 20;
 /// The disk thread wakes the loop with this token when a batch is durable.
 const DISK_DONE: Token = Token(FIRST_ACCEPTED - 1);
@@ -64,7 +65,8 @@ struct Conn {
 
 /// The outbound connection to one peer.
 struct Outbound {
-    addr: SocketAddr,
+    addr: String,
+    token: Token,
     stream: Option<TcpStream>,
     out: Vec<u8>,
     retry_at: Instant,
@@ -77,8 +79,10 @@ struct Io {
     listener: TcpListener,
     disk: DiskWriter,
     durable: mpsc::Receiver<Result<u64, StorageError>>,
-    hello: Vec<u8>,
     outbound: BTreeMap<NodeId, Outbound>,
+    /// Which peer each outbound token belongs to.
+    outbound_tokens: BTreeMap<Token, NodeId>,
+    next_outbound_token: usize,
     conns: BTreeMap<Token, Conn>,
     next_token: usize,
 }
@@ -92,13 +96,23 @@ pub fn run_node<S: StateMachine>(
     stop: &AtomicBool,
 ) -> Result<S, NodeError> {
     opts.validate()?;
+    let (identity, created) =
+        storage::identity::load_or_create(&opts.data_dir, opts.cluster, opts.id)?;
+    if created {
+        tracing::info!(
+            id = opts.id,
+            "new data directory, incarnation {:016x}",
+            identity.incarnation
+        );
+    }
     let (disk, durable, report) = DiskStorage::open(&opts.data_dir)?;
     if let Some(torn) = &report.torn_tail {
         tracing::warn!("recovered after a crash: {torn}");
     }
     let seed = opts.id ^ u64::from(std::process::id()) ^ clock_nanos();
-    let mut node = ReplicaNode::restore(opts.node_config(), opts.rsm_config(seed), durable, sm)?;
-    let mut io = Io::open(&opts, disk, node.hello())?;
+    let config = opts.node_config(identity.incarnation);
+    let mut node = ReplicaNode::restore(config, opts.rsm_config(seed), durable, sm)?;
+    let mut io = Io::open(&opts, disk)?;
     tracing::info!(id = opts.id, addr = %opts.address(), "serving (threads runtime)");
     let mut clock = Clock::new(Duration::from_millis(opts.tick_ms));
     let mut events = Events::with_capacity(1024);
@@ -150,7 +164,7 @@ impl Io {
         events: &mut Events,
         clock: &mut Clock,
     ) -> Result<(), NodeError> {
-        self.reconnect_peers();
+        self.reconnect_peers(node);
         let timeout = clock.next.saturating_duration_since(Instant::now());
         if let Err(e) = self.poll.poll(events, Some(timeout)) {
             if e.kind() != io::ErrorKind::Interrupted {
@@ -174,9 +188,9 @@ impl Io {
         Ok(())
     }
 
-    /// Bind the listener, start the disk thread, and prepare a connection
-    /// slot per peer.
-    fn open(opts: &NodeOptions, disk: DiskStorage, hello: Vec<u8>) -> Result<Io, NodeError> {
+    /// Bind the listener and start the disk thread. Peers are dialed as the
+    /// shell names them.
+    fn open(opts: &NodeOptions, disk: DiskStorage) -> Result<Io, NodeError> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), DISK_DONE)?);
         let (tx, durable) = mpsc::channel();
@@ -187,51 +201,66 @@ impl Io {
         let mut listener = TcpListener::bind(opts.address())?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let outbound = opts
-            .peers()
-            .into_iter()
-            .map(|(peer, addr)| {
-                let slot = Outbound {
-                    addr,
-                    stream: None,
-                    out: Vec::new(),
-                    retry_at: Instant::now(),
-                    backoff: Duration::from_millis(20),
-                };
-                (peer, slot)
-            })
-            .collect();
         Ok(Io {
             poll,
             listener,
             disk,
             durable,
-            hello,
-            outbound,
+            outbound: BTreeMap::new(),
+            outbound_tokens: BTreeMap::new(),
+            next_outbound_token: 1,
             conns: BTreeMap::new(),
             next_token: FIRST_ACCEPTED,
         })
     }
 
+    /// Keep a connection to `peer` at `addr` from now on, replacing one to
+    /// another address.
+    fn dial(&mut self, peer: NodeId, addr: String) {
+        if self.outbound.get(&peer).is_some_and(|ob| ob.addr == addr) {
+            return;
+        }
+        if let Some(mut old) = self.outbound.remove(&peer) {
+            drop_outbound(&self.poll, &mut old);
+            self.outbound_tokens.remove(&old.token);
+        }
+        let token = Token(self.next_outbound_token);
+        // Tokens of dropped slots are not reused: peers change rarely.
+        self.next_outbound_token = (self.next_outbound_token + 1).min(FIRST_ACCEPTED - 2);
+        self.outbound_tokens.insert(token, peer);
+        tracing::debug!(%peer, %addr, "dialing");
+        self.outbound.insert(
+            peer,
+            Outbound {
+                addr,
+                token,
+                stream: None,
+                out: Vec::new(),
+                retry_at: Instant::now(),
+                backoff: Duration::from_millis(20),
+            },
+        );
+    }
+
     /// (Re)connect peers whose backoff expired; a new connection starts
-    /// with the hello.
-    fn reconnect_peers(&mut self) {
+    /// with the shell's hello as of now.
+    fn reconnect_peers<S: StateMachine>(&mut self, node: &ReplicaNode<S>) {
         let now = Instant::now();
         for (peer, ob) in self.outbound.iter_mut() {
             if ob.stream.is_some() || now < ob.retry_at {
                 continue;
             }
-            if let Ok(mut s) = TcpStream::connect(ob.addr) {
+            let addr = ob.addr.to_socket_addrs().ok().and_then(|mut a| a.next());
+            if let Some(Ok(mut s)) = addr.map(TcpStream::connect) {
                 let interest = Interest::READABLE | Interest::WRITABLE;
-                let token = Token(peer.0 as usize);
                 if self
                     .poll
                     .registry()
-                    .register(&mut s, token, interest)
+                    .register(&mut s, ob.token, interest)
                     .is_ok()
                 {
                     let _ = s.set_nodelay(true);
-                    ob.out = self.hello.clone();
+                    ob.out = node.hello(*peer);
                     ob.stream = Some(s);
                     continue;
                 }
@@ -264,7 +293,11 @@ impl Io {
                 )?;
             }
             DISK_DONE => {}
-            Token(t) if t < FIRST_ACCEPTED => self.peer_event(NodeId(t as u64), event),
+            Token(t) if t < FIRST_ACCEPTED => {
+                if let Some(peer) = self.outbound_tokens.get(&Token(t)).copied() {
+                    self.peer_event(peer, event);
+                }
+            }
             token => self.read_conn(token, inputs),
         }
         Ok(())
@@ -348,6 +381,7 @@ impl Io {
                     }
                     self.remove_conn(token);
                 }
+                NodeAction::Dial { to, addr } => self.dial(to, addr),
                 NodeAction::Stop { reason } => return Err(NodeError::Replica(reason)),
                 NodeAction::Observed(_) => {} // Only with observe_applies (left off here).
             }

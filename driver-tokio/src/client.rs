@@ -26,7 +26,7 @@ const READ_BYTES: usize = 16 * 1024;
 #[non_exhaustive]
 pub enum ClientError {
     /// No replica answered within the deadline.
-    #[error("no answer from the cluster within {0:?} (is a majority of the {1} replicas up and reachable?)")]
+    #[error("no answer from the cluster within {0:?} (is a majority of its replicas up and reachable? this client knows {1} of their addresses)")]
     Timeout(Duration, usize),
     /// The address list is empty.
     #[error("no replica addresses given")]
@@ -40,7 +40,6 @@ where
     S::Op: SessionRequest,
     S::Output: SessionOutput,
 {
-    servers: Vec<SocketAddr>,
     shell: ClientShell<S>,
     conns: BTreeMap<u64, TcpStream>,
     /// One read buffer for the client's life (a read is in flight on at
@@ -52,7 +51,8 @@ where
 pub type KvClient = Client<KvStore>;
 
 impl KvClient {
-    /// A key/value client for the replicas at `servers` (ids 1..=n in order).
+    /// A key/value client for the replicas at `servers` (any members of the
+    /// cluster; it learns the leader's address from them).
     pub fn for_cluster(servers: Vec<SocketAddr>, cluster: u64) -> Result<KvClient, ClientError> {
         Client::new(servers, cluster, KV_PROTOCOL_VERSION)
     }
@@ -65,24 +65,25 @@ where
     S::Output: SessionOutput,
     Command<S>: ClerkOp<Answer<S>>,
 {
-    /// A client for the replicas at `servers` (ids 1..=n in order) of
-    /// cluster `cluster`, speaking the service's `protocol` version.
+    /// A client for the replicas at `servers` (any members; it learns the
+    /// leader's address from their refusals) of cluster `cluster`,
+    /// speaking the service's `protocol` version.
     pub fn new(servers: Vec<SocketAddr>, cluster: u64, protocol: u32) -> Result<Self, ClientError> {
         if servers.is_empty() {
             return Err(ClientError::NoServers);
         }
-        let n = servers.len() as u64;
+        let addrs = servers.iter().map(SocketAddr::to_string).collect();
         let id = ClientId(fresh_client_id());
-        let shell = ClientShell::new(id, n, cluster, protocol, DEFAULT_MAX_FRAME_BYTES);
+        let shell = ClientShell::new(id, addrs, cluster, protocol, DEFAULT_MAX_FRAME_BYTES);
         Ok(Client {
-            servers,
             shell,
             conns: BTreeMap::new(),
             buf: vec![0; READ_BYTES],
         })
     }
 
-    /// The replica (1-based id) this client believes leads, if known.
+    /// The replica this client believes leads, if known, as the client
+    /// numbers them (1, 2, ... in the order it learned their addresses).
     pub fn leader(&self) -> Option<u64> {
         self.shell.leader()
     }
@@ -111,7 +112,7 @@ where
                 }
             }
             if started.elapsed() > deadline {
-                return Err(ClientError::Timeout(deadline, self.servers.len()));
+                return Err(ClientError::Timeout(deadline, self.shell.known()));
             }
             let target = self.shell.target();
             tokio::select! {
@@ -165,7 +166,7 @@ where
     }
 
     async fn connect(&self, server: u64) -> Option<TcpStream> {
-        let addr = self.servers[(server - 1) as usize];
+        let addr = self.shell.address(server)?;
         let connect = TcpStream::connect(addr);
         let mut stream = tokio::time::timeout(Duration::from_millis(500), connect)
             .await

@@ -5,8 +5,9 @@
 //!
 //! * One task per accepted connection reads bytes and forwards them to the
 //!   node's loop; one task per connection writes what the loop queues.
-//! * One task per peer keeps an outbound connection (reconnecting with
-//!   backoff up to 1 s) and writes this node's Raft messages to it.
+//! * One task per peer the shell dials keeps an outbound connection
+//!   (reconnecting with backoff up to 1 s, starting each with the shell's
+//!   hello as of the last tick) and writes this node's Raft messages to it.
 //! * Persists go to a `storage::DiskWriter` thread, so the loop keeps
 //!   serving while an fsync runs; every batch that queued meanwhile shares
 //!   the next fsync.
@@ -18,6 +19,7 @@ use node_shell::{ConnId, NodeAction, NodeInput, NodeOptions, OptionsError, Repli
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use storage::{DiskStorage, DiskWriter, StorageError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -91,12 +93,22 @@ where
     S: StateMachine + Send + 'static,
 {
     opts.validate()?;
+    let (identity, created) =
+        storage::identity::load_or_create(&opts.data_dir, opts.cluster, opts.id)?;
+    if created {
+        tracing::info!(
+            id = opts.id,
+            "new data directory, incarnation {:016x}",
+            identity.incarnation
+        );
+    }
     let (disk, durable, report) = DiskStorage::open(&opts.data_dir)?;
     if let Some(torn) = &report.torn_tail {
         tracing::warn!("recovered after a crash: {torn}");
     }
     let seed = opts.id ^ u64::from(std::process::id()) ^ clock_nanos();
-    let mut node = ReplicaNode::restore(opts.node_config(), opts.rsm_config(seed), durable, sm)?;
+    let config = opts.node_config(identity.incarnation);
+    let mut node = ReplicaNode::restore(config, opts.rsm_config(seed), durable, sm)?;
     let listener = TcpListener::bind(opts.address())
         .await
         .map_err(|source| NodeError::Listen {
@@ -110,7 +122,9 @@ where
         let _ = durable_tx.send(Event::Durable(r));
     });
     tokio::spawn(accept_loop(listener, events_tx));
-    let peers = start_peer_writers(&opts, node.hello());
+    let mut peers = Peers {
+        links: BTreeMap::new(),
+    };
     let mut conns: BTreeMap<ConnId, Conn> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(opts.tick_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -118,19 +132,24 @@ where
     let stopped = loop {
         let input = tokio::select! {
             _ = &mut shutdown => break Ok(()),
-            _ = tick.tick() => NodeInput::Tick,
+            _ = tick.tick() => {
+                // The hellos say whether the node belongs to a cluster yet.
+                peers.refresh_hellos(&node);
+                NodeInput::Tick
+            }
             Some(event) = events.recv() => match event_input(event, &mut conns) {
                 Ok(Some(input)) => input,
                 Ok(None) => continue,
                 Err(e) => break Err(NodeError::Storage(e)),
             },
         };
-        if let Err(e) = carry_out(node.step(input), &mut disk, &peers, &mut conns) {
+        let actions = node.step(input);
+        if let Err(e) = carry_out(&node, actions, &mut disk, &mut peers, &mut conns) {
             break Err(e);
         }
         // Step whatever else is already waiting before handing the turn's
         // persist batches to the disk thread together: they share an fsync.
-        if let Err(e) = drain_queued(&mut node, &mut events, &mut disk, &peers, &mut conns) {
+        if let Err(e) = drain_queued(&mut node, &mut events, &mut disk, &mut peers, &mut conns) {
             break Err(e);
         }
         disk.flush();
@@ -175,7 +194,7 @@ fn drain_queued<S: StateMachine>(
     node: &mut ReplicaNode<S>,
     events: &mut mpsc::UnboundedReceiver<Event>,
     disk: &mut DiskWriter,
-    peers: &BTreeMap<NodeId, mpsc::Sender<Vec<u8>>>,
+    peers: &mut Peers,
     conns: &mut BTreeMap<ConnId, Conn>,
 ) -> Result<(), NodeError> {
     for _ in 0..EVENTS_PER_TURN {
@@ -183,28 +202,31 @@ fn drain_queued<S: StateMachine>(
             return Ok(());
         };
         if let Some(input) = event_input(event, conns)? {
-            carry_out(node.step(input), disk, peers, conns)?;
+            let actions = node.step(input);
+            carry_out(node, actions, disk, peers, conns)?;
         }
     }
     Ok(())
 }
 
 /// Carry out the shell's actions in order.
-fn carry_out(
+fn carry_out<S: StateMachine>(
+    node: &ReplicaNode<S>,
     actions: Vec<NodeAction>,
     disk: &mut DiskWriter,
-    peers: &BTreeMap<NodeId, mpsc::Sender<Vec<u8>>>,
+    peers: &mut Peers,
     conns: &mut BTreeMap<ConnId, Conn>,
 ) -> Result<(), NodeError> {
     for action in actions {
         match action {
             NodeAction::Persist { batch, actions } => disk.queue(batch, actions),
             NodeAction::Send { to, bytes } => {
-                if let Some(tx) = peers.get(&to) {
+                if let Some(link) = peers.links.get(&to) {
                     // A full queue means the peer is slow or gone; Raft retries.
-                    let _ = tx.try_send(bytes);
+                    let _ = link.queue.try_send(bytes);
                 }
             }
+            NodeAction::Dial { to, addr } => peers.dial(node, to, addr),
             NodeAction::Write { conn, bytes } => {
                 if let Some(c) = conns.get(&conn) {
                     let _ = c.writer.try_send(bytes);
@@ -275,28 +297,49 @@ async fn accept_loop(listener: TcpListener, events: mpsc::UnboundedSender<Event>
     }
 }
 
-/// One writer task per peer; returns the queues the loop feeds them with.
-fn start_peer_writers(
-    opts: &NodeOptions,
-    hello: Vec<u8>,
-) -> BTreeMap<NodeId, mpsc::Sender<Vec<u8>>> {
-    opts.peers()
-        .into_iter()
-        .map(|(peer, addr)| {
-            let (tx, rx) = mpsc::channel(QUEUED_FRAMES);
-            tokio::spawn(peer_writer(addr, hello.clone(), rx));
-            (peer, tx)
-        })
-        .collect()
+/// The outbound links: one writer task per dialed peer.
+struct Peers {
+    /// Each peer's address, the queue its writer takes frames from, and
+    /// the hello each new connection to it starts with (refreshed every
+    /// tick).
+    links: BTreeMap<NodeId, Link>,
+}
+
+/// One peer's outbound link.
+struct Link {
+    addr: String,
+    queue: mpsc::Sender<Vec<u8>>,
+    hello: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Peers {
+    /// Keep a connection to `peer` at `addr`, replacing one to another
+    /// address (dropping the old queue ends the old writer).
+    fn dial<S: StateMachine>(&mut self, node: &ReplicaNode<S>, peer: NodeId, addr: String) {
+        if self.links.get(&peer).is_some_and(|l| l.addr == addr) {
+            return;
+        }
+        tracing::debug!(%peer, %addr, "dialing");
+        let (queue, rx) = mpsc::channel(QUEUED_FRAMES);
+        let hello = Arc::new(Mutex::new(node.hello(peer)));
+        tokio::spawn(peer_writer(addr.clone(), hello.clone(), rx));
+        self.links.insert(peer, Link { addr, queue, hello });
+    }
+
+    fn refresh_hellos<S: StateMachine>(&self, node: &ReplicaNode<S>) {
+        for (peer, link) in &self.links {
+            *link.hello.lock().expect("no writer panics holding it") = node.hello(*peer);
+        }
+    }
 }
 
 /// Keep a connection to one peer, reconnecting with backoff, and write the
 /// frames queued for it. Frames that cannot be written are dropped: Raft
 /// retransmits.
-async fn peer_writer(addr: SocketAddr, hello: Vec<u8>, mut queue: mpsc::Receiver<Vec<u8>>) {
+async fn peer_writer(addr: String, hello: Arc<Mutex<Vec<u8>>>, mut queue: mpsc::Receiver<Vec<u8>>) {
     let mut backoff = Duration::from_millis(20);
     loop {
-        let mut stream = match TcpStream::connect(addr).await {
+        let mut stream = match TcpStream::connect(addr.as_str()).await {
             Ok(s) => s,
             Err(_) => {
                 tokio::time::sleep(backoff).await;
@@ -311,6 +354,7 @@ async fn peer_writer(addr: SocketAddr, hello: Vec<u8>, mut queue: mpsc::Receiver
         };
         let _ = stream.set_nodelay(true);
         backoff = Duration::from_millis(20);
+        let hello = hello.lock().expect("no writer panics holding it").clone();
         if stream.write_all(&hello).await.is_err() {
             continue;
         }

@@ -12,8 +12,14 @@
 //!    sequence (wall clock, process id and a counter, say).
 //! 2. Feed [`ClientInput::Invoke`] with an operation; carry out the actions.
 //! 3. [`ClientAction::Send`]: write the bytes to that replica, first opening
-//!    a connection and writing [`ClientShell::hello`] on it if there is
-//!    none. If that fails, feed [`ClientInput::Closed`].
+//!    a connection to [`ClientShell::address`] and writing
+//!    [`ClientShell::hello`] on it if there is none. If that fails, feed
+//!    [`ClientInput::Closed`].
+//!
+//! Replicas are numbered by the client, 1, 2, ... in the order it learns
+//! their addresses: first the ones it was given, then any leader a replica
+//! names by address in a refusal. So a client given one member's address
+//! finds the leader, and keeps working as members come and go.
 //! 4. Feed [`ClientInput::Received`] with bytes read from a replica
 //!    (any chunking), [`ClientInput::Closed`] when its connection ends, and
 //!    [`ClientInput::Tick`] every [`CLIENT_TICK_MS`].
@@ -46,7 +52,7 @@ pub type Answer<S> = <<S as StateMachine>::Output as SessionOutput>::Answer;
 pub enum ClientInput<C> {
     /// Run this operation (operations run one at a time, in order).
     Invoke(C),
-    /// Bytes arrived from replica `server` (1-based).
+    /// Bytes arrived from replica `server` (the client's own numbering).
     Received {
         /// The replica.
         server: u64,
@@ -91,6 +97,8 @@ where
     S::Output: SessionOutput,
 {
     clerk: Clerk<Command<S>, Answer<S>>,
+    /// Replica `i` listens at `addresses[i - 1]`.
+    addresses: Vec<String>,
     hello: Vec<u8>,
     max_frame_bytes: u32,
     decoders: BTreeMap<u64, Decoder>,
@@ -105,24 +113,25 @@ where
     S::Output: SessionOutput,
     Command<S>: ClerkOp<Answer<S>>,
 {
-    /// A client `client` of replicas 1..=`servers` of cluster `cluster`,
-    /// speaking `protocol`.
+    /// A client `client` of the replicas at `addresses` (at least one; any
+    /// members of the cluster) of cluster `cluster`, speaking `protocol`.
     pub fn new(
         client: ClientId,
-        servers: u64,
+        addresses: Vec<String>,
         cluster: u64,
         protocol: u32,
         max_frame_bytes: u32,
     ) -> Self {
-        assert!(servers > 0, "a client needs at least one replica");
+        assert!(!addresses.is_empty(), "a client needs at least one replica");
         let hello = Hello::new(protocol, cluster, CLIENT_NODE);
         ClientShell {
             clerk: Clerk::new(ClerkConfig {
                 client,
-                servers: (1..=servers).map(NodeId).collect(),
+                servers: (1..=addresses.len() as u64).map(NodeId).collect(),
                 retry_ticks: RETRY_TICKS,
                 seed: client.0,
             }),
+            addresses,
             hello: encode_frame(&hello, max_frame_bytes).expect("a hello fits in any frame"),
             max_frame_bytes,
             decoders: BTreeMap::new(),
@@ -141,7 +150,29 @@ where
         self.target
     }
 
-    /// The replica (1-based) this client believes leads, if known.
+    /// Where replica `server` listens.
+    pub fn address(&self, server: u64) -> Option<&str> {
+        let i = usize::try_from(server.checked_sub(1)?).ok()?;
+        self.addresses.get(i).map(String::as_str)
+    }
+
+    /// How many replicas the client knows the address of.
+    pub fn known(&self) -> usize {
+        self.addresses.len()
+    }
+
+    /// The client's number for the replica at `addr`, learning it if new.
+    fn number(&mut self, addr: String) -> NodeId {
+        if let Some(i) = self.addresses.iter().position(|a| *a == addr) {
+            return NodeId(i as u64 + 1);
+        }
+        self.addresses.push(addr);
+        let id = NodeId(self.addresses.len() as u64);
+        self.clerk.add_server(id);
+        id
+    }
+
+    /// The replica this client believes leads, if known.
     pub fn leader(&self) -> Option<u64> {
         self.clerk.leader().map(|n| n.0)
     }
@@ -178,9 +209,14 @@ where
             let Some(decoder) = self.decoders.get_mut(&server) else {
                 return;
             };
-            let (id, result) = match decoder.next_message::<Frame<S::Op, S::Output>>() {
+            let (id, result, leader_addr) = match decoder.next_message::<Frame<S::Op, S::Output>>()
+            {
                 Ok(None) => return,
-                Ok(Some(Frame::Reply { id, result })) => (id, result),
+                Ok(Some(Frame::Reply {
+                    id,
+                    result,
+                    leader_addr,
+                })) => (id, result, leader_addr),
                 Ok(Some(_)) | Err(_) => {
                     self.decoders.remove(&server);
                     out.push(ClientAction::Close { server });
@@ -194,7 +230,11 @@ where
                     Some(answer) => Ok(answer),
                     None => continue,
                 },
-                Err(not_leader) => Err(not_leader),
+                // The replica's ids mean nothing to this client; the
+                // leader's address does.
+                Err(_) => Err(core_kv::NotLeader {
+                    leader_hint: leader_addr.map(|a| self.number(a)),
+                }),
             };
             let reply = ClientReply::new(self.clerk.client(), Seq(id), result);
             let from = NodeId(server);
@@ -239,11 +279,20 @@ mod tests {
     use core_kv::{KvStore, NotLeader, Op, Outcome};
 
     fn shell() -> ClientShell<KvStore> {
-        ClientShell::new(ClientId(7), 3, 1, 2, 1 << 20)
+        let addrs = ["a:1", "a:2", "a:3"].map(String::from).to_vec();
+        ClientShell::new(ClientId(7), addrs, 1, 2, 1 << 20)
     }
 
     fn reply(id: u64, result: Result<Outcome, NotLeader>) -> Vec<u8> {
-        let frame: Frame<core_kv::ClientRequest, Outcome> = Frame::Reply { id, result };
+        reply_at(id, result, None)
+    }
+
+    fn reply_at(id: u64, result: Result<Outcome, NotLeader>, leader: Option<&str>) -> Vec<u8> {
+        let frame: Frame<core_kv::ClientRequest, Outcome> = Frame::Reply {
+            id,
+            result,
+            leader_addr: leader.map(String::from),
+        };
         encode_frame(&frame, 1 << 20).unwrap()
     }
 
@@ -255,11 +304,14 @@ mod tests {
         let [ClientAction::Send { server: s1, .. }] = first.as_slice() else {
             panic!("{first:?}")
         };
-        let refused = reply(
+        // The replica's id for the leader (9) is not the client's number
+        // for it: the address is what counts.
+        let refused = reply_at(
             1,
             Err(NotLeader {
-                leader_hint: Some(NodeId(3)),
+                leader_hint: Some(NodeId(9)),
             }),
+            Some("a:3"),
         );
         let next = c.step(ClientInput::Received {
             server: *s1,
@@ -284,6 +336,33 @@ mod tests {
         });
         assert_eq!(done, vec![ClientAction::Done(Outcome::ErrNoKey)]);
         assert_eq!(c.leader(), Some(3));
+    }
+
+    #[test]
+    fn a_leader_named_at_a_new_address_is_learned_and_followed() {
+        let mut c = shell();
+        let first = c.step(ClientInput::Invoke(Op::Get { key: "k".into() }));
+        let [ClientAction::Send { server, .. }] = first.as_slice() else {
+            panic!("{first:?}")
+        };
+        let refused = reply_at(
+            1,
+            Err(NotLeader {
+                leader_hint: Some(NodeId(4)),
+            }),
+            Some("b:4"),
+        );
+        let next = c.step(ClientInput::Received {
+            server: *server,
+            bytes: refused,
+        });
+        assert!(
+            next.iter()
+                .any(|a| matches!(a, ClientAction::Send { server: 4, .. })),
+            "follows the hint to the new member: {next:?}"
+        );
+        assert_eq!(c.address(4), Some("b:4"));
+        assert_eq!(c.known(), 4);
     }
 
     #[test]

@@ -8,16 +8,20 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod client;
 pub mod frame;
 pub mod gate;
 pub mod mr;
 pub mod options;
+pub mod peers;
 pub mod replica;
 
-pub use frame::{Frame, CLIENT_NODE, DEFAULT_MAX_FRAME_BYTES};
+pub use admin::{AdminReply, AdminRequest, NodeStatus};
+pub use frame::{Frame, PeerIdentity, CLIENT_NODE, DEFAULT_MAX_FRAME_BYTES};
 pub use gate::{BatchId, Gated, PersistGate};
 pub use options::{NodeOptions, OptionsError, DEFAULT_CLUSTER};
+pub use peers::Bootstrap;
 pub use replica::{NodeAction, NodeConfig, NodeInput, ReplicaNode};
 
 use serde::{Deserialize, Serialize};

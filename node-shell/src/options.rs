@@ -2,9 +2,11 @@
 //! shell and replica configurations derived from them.
 
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
+use crate::peers::Bootstrap;
 use crate::replica::NodeConfig;
 use core_kv::RsmConfig;
-use core_raft::{Config, NodeId};
+use core_raft::{Config, Member, NodeId};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use thiserror::Error;
@@ -15,10 +17,17 @@ pub const DEFAULT_CLUSTER: u64 = 6824;
 /// Settings of one replica node, the same for both drivers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeOptions {
-    /// This replica's id, 1-based: its address is `servers[id - 1]`.
+    /// This replica's id (not 0). It names the node in the cluster's
+    /// membership for as long as the node is a member.
     pub id: u64,
-    /// Every replica's address, in id order.
-    pub servers: Vec<SocketAddr>,
+    /// The address it listens on (and gives peers and clients).
+    pub listen: SocketAddr,
+    /// The bootstrap peers, id → address, this node included: the first
+    /// start of these nodes forms a cluster (see [`Bootstrap::Peers`]).
+    /// Empty for a node started to join an existing cluster, which waits
+    /// until an operator adds it. Once the log holds a membership, the log
+    /// wins over this list.
+    pub peers: BTreeMap<u64, SocketAddr>,
     /// Where the Raft log and snapshots live.
     pub data_dir: PathBuf,
     /// Cluster id checked in every handshake.
@@ -28,7 +37,8 @@ pub struct NodeOptions {
     /// rather than misreading frames. The library's own services use
     /// numbers below 100 (MapReduce 1, the key/value service
     /// `core_kv::KV_PROTOCOL_VERSION`); an embedded state machine picks its
-    /// own from 100 up and bumps it when its operations change shape.
+    /// own from 100 up and bumps it when its operations change shape, or
+    /// when it upgrades to a release of this library whose frames changed.
     pub protocol: u32,
     /// Milliseconds per Raft tick.
     pub tick_ms: u64,
@@ -42,16 +52,26 @@ pub struct NodeOptions {
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum OptionsError {
-    /// No addresses were given.
-    #[error("no replica addresses given")]
-    NoServers,
-    /// The id is not a position in the address list.
-    #[error("replica id {id} is not in 1..={n} (the position of this node's address in the list)")]
+    /// Node id 0 marks clients.
+    #[error("node id 0 is reserved for clients; ids start at 1")]
+    ZeroId,
+    /// The id is not among the peers.
+    #[error("node id {id} is not among the peers given ({ids})")]
     BadId {
         /// The id given.
         id: u64,
-        /// How many addresses were given.
-        n: usize,
+        /// The peers' ids.
+        ids: String,
+    },
+    /// The listening address differs from the one the peers list gives.
+    #[error("node {id} listens on {listen} but the peers list gives it {listed}")]
+    AddressMismatch {
+        /// The id.
+        id: u64,
+        /// Its listening address.
+        listen: SocketAddr,
+        /// The address in the peers list.
+        listed: SocketAddr,
     },
     /// An address appears twice.
     #[error("address {0} is listed twice")]
@@ -62,13 +82,40 @@ pub enum OptionsError {
 }
 
 impl NodeOptions {
-    /// Replica `id` of the cluster at `servers`, storing its state in
-    /// `data_dir`, speaking `protocol`; default cluster id, 10 ms ticks, a
-    /// snapshot per MiB of log.
+    /// Replica `id` of a cluster whose bootstrap peers are `servers`,
+    /// numbered 1, 2, ... in list order (a shorthand for
+    /// [`NodeOptions::with_peers`]), storing its state in `data_dir`,
+    /// speaking `protocol`; default cluster id, 10 ms ticks, a snapshot
+    /// per MiB of log.
     pub fn new(id: u64, servers: Vec<SocketAddr>, data_dir: PathBuf, protocol: u32) -> Self {
+        let peers = (1..).zip(servers).collect();
+        Self::with_peers(id, peers, data_dir, protocol)
+    }
+
+    /// Replica `id` among the bootstrap peers `peers` (id → address).
+    pub fn with_peers(
+        id: u64,
+        peers: BTreeMap<u64, SocketAddr>,
+        data_dir: PathBuf,
+        protocol: u32,
+    ) -> Self {
+        let listen = peers
+            .get(&id)
+            .copied()
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        NodeOptions {
+            peers,
+            ..Self::joining(id, listen, data_dir, protocol)
+        }
+    }
+
+    /// Replica `id` listening on `listen`, started to join an existing
+    /// cluster: it waits until an operator adds it.
+    pub fn joining(id: u64, listen: SocketAddr, data_dir: PathBuf, protocol: u32) -> Self {
         NodeOptions {
             id,
-            servers,
+            listen,
+            peers: BTreeMap::new(),
             data_dir,
             cluster: DEFAULT_CLUSTER,
             protocol,
@@ -80,18 +127,29 @@ impl NodeOptions {
 
     /// Check for mistakes a user can fix.
     pub fn validate(&self) -> Result<(), OptionsError> {
-        if self.servers.is_empty() {
-            return Err(OptionsError::NoServers);
+        if self.id == 0 {
+            return Err(OptionsError::ZeroId);
         }
-        if self.id == 0 || self.id > self.servers.len() as u64 {
-            return Err(OptionsError::BadId {
-                id: self.id,
-                n: self.servers.len(),
-            });
-        }
-        for (i, a) in self.servers.iter().enumerate() {
-            if self.servers[..i].contains(a) {
-                return Err(OptionsError::DuplicateAddress(*a));
+        if !self.peers.is_empty() {
+            let Some(listed) = self.peers.get(&self.id) else {
+                let ids: Vec<String> = self.peers.keys().map(u64::to_string).collect();
+                return Err(OptionsError::BadId {
+                    id: self.id,
+                    ids: ids.join(", "),
+                });
+            };
+            if *listed != self.listen {
+                return Err(OptionsError::AddressMismatch {
+                    id: self.id,
+                    listen: self.listen,
+                    listed: *listed,
+                });
+            }
+            let addrs: Vec<&SocketAddr> = self.peers.values().collect();
+            for (i, a) in addrs.iter().enumerate() {
+                if addrs[..i].contains(a) {
+                    return Err(OptionsError::DuplicateAddress(**a));
+                }
             }
         }
         if self.tick_ms == 0 {
@@ -100,30 +158,30 @@ impl NodeOptions {
         Ok(())
     }
 
-    /// This node's listening address. Call after [`NodeOptions::validate`].
+    /// This node's listening address.
     pub fn address(&self) -> SocketAddr {
-        self.servers[(self.id - 1) as usize]
+        self.listen
     }
 
-    /// Every other replica with its address.
-    pub fn peers(&self) -> Vec<(NodeId, SocketAddr)> {
-        self.members()
-            .into_iter()
-            .zip(self.servers.iter().copied())
-            .filter(|(id, _)| id.0 != self.id)
-            .collect()
-    }
-
-    /// Every replica's id, in order.
-    pub fn members(&self) -> Vec<NodeId> {
-        (1..=self.servers.len() as u64).map(NodeId).collect()
-    }
-
-    /// The shell's configuration.
-    pub fn node_config(&self) -> NodeConfig {
+    /// The shell's configuration, for the data directory's `incarnation`.
+    pub fn node_config(&self, incarnation: u64) -> NodeConfig {
+        let bootstrap = if self.peers.is_empty() {
+            Bootstrap::Join
+        } else {
+            Bootstrap::Peers(
+                self.peers
+                    .iter()
+                    .map(|(id, a)| (NodeId(*id), a.to_string()))
+                    .collect(),
+            )
+        };
         NodeConfig {
             id: NodeId(self.id),
-            members: self.members(),
+            identity: Member {
+                addr: self.listen.to_string(),
+                incarnation,
+            },
+            bootstrap,
             cluster: self.cluster,
             protocol: self.protocol,
             max_frame_bytes: self.max_frame_bytes,
@@ -132,8 +190,10 @@ impl NodeOptions {
 
     /// The replica's configuration with Raft's defaults. `rng_seed` feeds
     /// election jitter; drivers pass something that differs between runs.
+    /// Its voters are left empty: the shell decides them (see
+    /// [`Bootstrap`]).
     pub fn rsm_config(&self, rng_seed: u64) -> RsmConfig {
-        let mut raft = Config::new(NodeId(self.id), self.members());
+        let mut raft = Config::new(NodeId(self.id), Vec::new());
         raft.rng_seed = rng_seed;
         RsmConfig {
             max_raft_state: self.max_raft_state,
@@ -153,27 +213,46 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_positions_in_the_address_list() {
+    fn a_plain_list_numbers_the_peers_in_order() {
         let o = NodeOptions::new(2, addrs(3), PathBuf::from("d"), 1);
         o.validate().unwrap();
         assert_eq!(o.address(), addrs(3)[1]);
-        let peers: Vec<u64> = o.peers().iter().map(|(id, _)| id.0).collect();
-        assert_eq!(peers, vec![1, 3]);
-        assert_eq!(o.node_config().members.len(), 3);
+        let c = o.node_config(77);
+        assert_eq!(c.identity.incarnation, 77);
+        assert_eq!(c.identity.addr, addrs(3)[1].to_string());
+        let Bootstrap::Peers(peers) = c.bootstrap else {
+            panic!("{:?}", c.bootstrap)
+        };
+        assert_eq!(peers.keys().map(|p| p.0).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert_eq!(o.rsm_config(7).raft.id, NodeId(2));
+        let j = NodeOptions::joining(9, addrs(1)[0], PathBuf::from("d"), 1);
+        j.validate().unwrap();
+        assert_eq!(j.node_config(1).bootstrap, Bootstrap::Join);
     }
 
     #[test]
     fn mistakes_are_named() {
         let bad = NodeOptions::new(4, addrs(3), PathBuf::from("d"), 1);
-        assert_eq!(bad.validate(), Err(OptionsError::BadId { id: 4, n: 3 }));
+        assert_eq!(
+            bad.validate(),
+            Err(OptionsError::BadId {
+                id: 4,
+                ids: "1, 2, 3".into()
+            })
+        );
         let mut dup = NodeOptions::new(1, addrs(2), PathBuf::from("d"), 1);
-        dup.servers[1] = dup.servers[0];
+        dup.peers.insert(2, addrs(1)[0]);
         assert!(matches!(
             dup.validate(),
             Err(OptionsError::DuplicateAddress(_))
         ));
-        let none = NodeOptions::new(1, vec![], PathBuf::from("d"), 1);
-        assert_eq!(none.validate(), Err(OptionsError::NoServers));
+        let zero = NodeOptions::joining(0, addrs(1)[0], PathBuf::from("d"), 1);
+        assert_eq!(zero.validate(), Err(OptionsError::ZeroId));
+        let mut moved = NodeOptions::new(1, addrs(2), PathBuf::from("d"), 1);
+        moved.listen = addrs(3)[2];
+        assert!(matches!(
+            moved.validate(),
+            Err(OptionsError::AddressMismatch { .. })
+        ));
     }
 }

@@ -12,10 +12,12 @@
 //! 2. For every accepted connection, feed [`NodeInput::Accepted`], then
 //!    [`NodeInput::Received`] with its bytes as they arrive (any chunking),
 //!    and [`NodeInput::Closed`] when it ends.
-//! 3. Keep one outbound connection to each peer; write [`ReplicaNode::hello`]
-//!    first on each new one, then the bytes of every [`NodeAction::Send`]
-//!    for that peer. A send to a peer that is not connected may be dropped:
-//!    Raft retransmits.
+//! 3. Keep one outbound connection to each peer the shell names with
+//!    [`NodeAction::Dial`] (again, to the new address, when it names a peer
+//!    a second time); write [`ReplicaNode::hello`], fetched anew for each
+//!    connection, first on each new one, then the bytes of every
+//!    [`NodeAction::Send`] for that peer. A send to a peer that is not
+//!    connected may be dropped: Raft retransmits.
 //! 4. Feed [`NodeInput::Tick`] every `tick_ms`.
 //! 5. Write every [`NodeAction::Persist`] batch to storage and sync it, in
 //!    batch order (several batches may share one sync), then feed
@@ -25,22 +27,38 @@
 //! 7. On [`NodeAction::Stop`], stop the node and report the reason:
 //!    restarting from storage is safe.
 
-use crate::frame::{Frame, CLIENT_NODE};
+use crate::admin::{AdminReply, AdminRequest, NodeStatus};
+use crate::frame::{Frame, PeerIdentity, CLIENT_NODE};
 use crate::gate::{BatchId, PersistGate};
+use crate::peers::{Bootstrap, PeerBook};
 use crate::ConnId;
-use core_kv::{NotLeader, Rsm, RsmAction, RsmConfig, RsmError, RsmInput, StateMachine};
-use core_raft::{Action, Durable, NodeId};
-use std::collections::BTreeMap;
+use core_kv::{
+    ChangeOutcome, ClusterChange, NotLeader, Rsm, RsmAction, RsmConfig, RsmError, RsmInput,
+    StateMachine,
+};
+use core_raft::{Action, Durable, Member, Membership, MembershipChange, NodeId, Role as RaftRole};
+use std::collections::{BTreeMap, BTreeSet};
 use wire::{encode_frame, Decoder, Hello};
+
+/// Ticks between "still waiting" log lines of a node that is not yet in a
+/// cluster (5 s at 10 ms ticks).
+const WAITING_LOG_TICKS: u64 = 500;
+
+/// Submission ids from this one up are the shell's own membership changes
+/// (the automatic additions of bootstrap peers), whose answers go to no
+/// client.
+const OWN_CHANGES: u64 = u64::MAX / 2;
 
 /// Who a replica node is and what it accepts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeConfig {
     /// This replica's id.
     pub id: NodeId,
-    /// Every replica's id (this one included): the node ids a peer
-    /// connection may claim.
-    pub members: Vec<NodeId>,
+    /// Where it listens and its data directory's incarnation (both empty
+    /// in the simulator, which checks no identities).
+    pub identity: Member,
+    /// How it comes to belong to a cluster.
+    pub bootstrap: Bootstrap,
     /// Cluster id; every handshake must carry the same one.
     pub cluster: u64,
     /// The service's protocol version; every handshake must carry the same
@@ -104,6 +122,14 @@ pub enum NodeAction {
         /// The frame.
         bytes: Vec<u8>,
     },
+    /// Keep an outbound connection to peer `to` at `addr` (replacing any
+    /// to another address), starting with [`ReplicaNode::hello`].
+    Dial {
+        /// The peer.
+        to: NodeId,
+        /// Its address.
+        addr: String,
+    },
     /// Close an accepted connection; log `reason`.
     Close {
         /// The connection.
@@ -128,6 +154,8 @@ pub enum NodeAction {
 enum Role {
     /// No handshake yet.
     Unknown,
+    /// A replica that sent its hello, not yet its identity.
+    PeerHello(NodeId),
     /// A replica of this cluster.
     Peer(NodeId),
     /// A client.
@@ -147,32 +175,84 @@ pub struct ReplicaNode<S: StateMachine> {
     conns: BTreeMap<ConnId, Conn>,
     /// Submissions in flight: submission id -> (connection, client's id).
     pending: BTreeMap<u64, (ConnId, u64)>,
+    /// Operators' changes in flight, likewise.
+    changes: BTreeMap<u64, (ConnId, u64)>,
     next_submission: u64,
+    next_own_change: u64,
     gate: PersistGate<RsmAction<S::Output>>,
     stopped: bool,
     out: Vec<NodeAction>,
+    book: PeerBook,
+    /// Only on the bootstrap peer with the lowest id, before it founds the
+    /// cluster: the peers that have not yet said they belong to none.
+    forming: Option<BTreeSet<NodeId>>,
+    /// With bootstrap peers: whether the committed membership has come to
+    /// hold every one of them as a voter (or has moved on since). Until
+    /// then clients are turned away, so that a cluster never acknowledges
+    /// a write while it has fewer voters than it was started with.
+    bootstrapped: bool,
+    ticks: u64,
 }
 
 impl<S: StateMachine> ReplicaNode<S> {
     /// Start from durable state (empty for a new node), restoring `sm` from
     /// the stored snapshot. `rsm.raft.id` must be `config.id`.
+    ///
+    /// With [`Bootstrap::Peers`] or [`Bootstrap::Join`] the shell decides
+    /// the Raft bootstrap configuration itself (`rsm.raft.voters` is
+    /// ignored): the lowest-id peer founds the cluster, everyone else
+    /// waits to be added.
     pub fn restore(
         config: NodeConfig,
-        rsm: RsmConfig,
+        mut rsm: RsmConfig,
         durable: Durable,
         sm: S,
     ) -> Result<Self, RsmError> {
         assert_eq!(config.id, rsm.raft.id, "node and Raft ids differ");
-        Ok(ReplicaNode {
+        let fresh = durable.hard_state == Default::default()
+            && durable.entries.is_empty()
+            && durable.snapshot.is_none();
+        let mut forming = None;
+        match &config.bootstrap {
+            Bootstrap::Static => {}
+            Bootstrap::Join => {
+                rsm.raft.voters.clear();
+                rsm.raft.bootstrap_members.clear();
+            }
+            Bootstrap::Peers(peers) => {
+                rsm.raft.voters.clear();
+                rsm.raft.bootstrap_members.clear();
+                if peers.keys().next() == Some(&config.id) {
+                    if fresh {
+                        forming = Some(peers.keys().copied().filter(|p| *p != config.id).collect());
+                    } else {
+                        // It founded the cluster in an earlier life.
+                        rsm.raft.voters = vec![config.id];
+                        rsm.raft
+                            .bootstrap_members
+                            .insert(config.id, config.identity.clone());
+                    }
+                }
+            }
+        }
+        let mut node = ReplicaNode {
             replica: Rsm::restore(rsm, durable, sm)?,
+            book: PeerBook::new(&config.bootstrap),
             config,
             conns: BTreeMap::new(),
             pending: BTreeMap::new(),
+            changes: BTreeMap::new(),
             next_submission: 0,
+            next_own_change: OWN_CHANGES,
             gate: PersistGate::new(),
             stopped: false,
             out: Vec::new(),
-        })
+            forming,
+            bootstrapped: false,
+            ticks: 0,
+        };
+        node.found_if_ready();
+        Ok(node)
     }
 
     /// The replica (read-only), for status and checks.
@@ -200,16 +280,94 @@ impl<S: StateMachine> ReplicaNode<S> {
         self.gate.in_flight()
     }
 
-    /// The handshake frame to write first on every outbound connection.
-    pub fn hello(&self) -> Vec<u8> {
+    /// The frames to write first on every outbound connection to `peer`:
+    /// the hello and this node's identity. Fetch them for each new
+    /// connection: they say whether the node belongs to a cluster yet, and
+    /// which incarnation of `peer` the membership knows.
+    pub fn hello(&self, peer: NodeId) -> Vec<u8> {
         let hello = Hello::new(self.config.protocol, self.config.cluster, self.config.id.0);
-        encode_frame(&hello, self.config.max_frame_bytes).expect("a hello fits in any frame")
+        let mut bytes =
+            encode_frame(&hello, self.config.max_frame_bytes).expect("a hello fits in any frame");
+        let identity: Frame<S::Op, S::Output> = Frame::PeerIdentity(PeerIdentity {
+            incarnation: self.config.identity.incarnation,
+            addr: self.config.identity.addr.clone(),
+            formed: self.formed(),
+            expected: self
+                .replica
+                .raft()
+                .membership()
+                .member(peer)
+                .map_or(0, |m| m.incarnation),
+        });
+        bytes.extend(
+            encode_frame(&identity, self.config.max_frame_bytes)
+                .expect("an identity fits in any frame"),
+        );
+        bytes
+    }
+
+    /// Whether this node belongs to a cluster (it has a term or members).
+    pub fn formed(&self) -> bool {
+        let raft = self.replica.raft();
+        raft.term().0 > 0 || !raft.membership().voters.is_empty()
+    }
+
+    /// This node's status, as `kv status` shows it.
+    pub fn status(&self) -> NodeStatus {
+        let raft = self.replica.raft();
+        let membership = raft.membership();
+        let role = match raft.role() {
+            RaftRole::Leader => "leader",
+            RaftRole::Candidate => "candidate",
+            RaftRole::PreCandidate => "pre-candidate",
+            RaftRole::Follower if membership.is_voter(raft.id()) => "follower",
+            RaftRole::Follower if membership.contains(raft.id()) => "learner",
+            RaftRole::Follower => "not a member",
+        };
+        let leader = raft.leader_hint();
+        NodeStatus {
+            id: raft.id(),
+            incarnation: self.config.identity.incarnation,
+            addr: self.config.identity.addr.clone(),
+            role: role.to_string(),
+            term: raft.term(),
+            leader,
+            leader_addr: leader.and_then(|l| self.address_of(l)),
+            commit: raft.commit_index(),
+            applied: raft.applied_index(),
+            last_index: raft.last_index(),
+            snapshot_index: raft.snapshot_index(),
+            log_bytes: raft.log_bytes() as u64,
+            membership: membership.clone(),
+            membership_index: raft.membership_index(),
+            replication: raft
+                .peers()
+                .iter()
+                .filter_map(|p| raft.match_index(*p).map(|m| (*p, m)))
+                .collect(),
+            formed: self.formed(),
+        }
+    }
+
+    /// Where peer `id` listens, if this node knows (itself included).
+    pub fn address_of(&self, id: NodeId) -> Option<String> {
+        if id == self.config.id {
+            return Some(self.config.identity.addr.clone()).filter(|a| !a.is_empty());
+        }
+        self.book.address(id, self.replica.raft().membership())
     }
 
     /// Feed one input; returns the actions to carry out, in order.
     pub fn step(&mut self, input: NodeInput) -> Vec<NodeAction> {
         match input {
-            NodeInput::Tick => self.replica_step(RsmInput::Tick),
+            NodeInput::Tick => {
+                self.ticks += 1;
+                self.replica_step(RsmInput::Tick);
+                self.check_own_identity();
+                self.change_membership_on_its_own();
+                self.dial_new_peers();
+                self.log_if_waiting();
+            }
             NodeInput::Accepted { conn } => {
                 let decoder = Decoder::new(self.config.max_frame_bytes);
                 let fresh = Conn {
@@ -245,6 +403,7 @@ impl<S: StateMachine> ReplicaNode<S> {
             };
             let next = match c.role {
                 Role::Unknown => self.handshake(conn),
+                Role::PeerHello(from) => self.peer_identity(conn, from),
                 Role::Peer(from) => self.peer_frame(conn, from),
                 Role::Client => self.client_frame(conn),
             };
@@ -268,17 +427,82 @@ impl<S: StateMachine> ReplicaNode<S> {
             Err(e) => return Err(format!("bad handshake frame: {e}")),
         };
         let ours = Hello::new(self.config.protocol, self.config.cluster, self.config.id.0);
-        let members = &self.config.members;
-        ours.check(&hello, |n| {
-            n == CLIENT_NODE || (n != self.config.id.0 && members.contains(&NodeId(n)))
-        })
-        .map_err(|e| format!("refused: {e}"))?;
+        // Any id may be a peer: a member this node has not heard of yet
+        // (it lags), or the leader adding it. Raft ignores all but a
+        // leader's messages from non-members; identities are checked next.
+        ours.check(&hello, |n| n != self.config.id.0)
+            .map_err(|e| format!("refused: {e}"))?;
         c.role = if hello.node == CLIENT_NODE {
             Role::Client
         } else {
-            Role::Peer(NodeId(hello.node))
+            Role::PeerHello(NodeId(hello.node))
         };
         Ok(true)
+    }
+
+    /// The identity a peer sends after its hello.
+    fn peer_identity(&mut self, conn: ConnId, from: NodeId) -> Result<bool, String> {
+        let c = self.conns.get_mut(&conn).expect("caller checked");
+        let identity = match c.decoder.next_message::<Frame<S::Op, S::Output>>() {
+            Ok(None) => return Ok(false),
+            Ok(Some(Frame::PeerIdentity(identity))) => identity,
+            Ok(Some(_)) => {
+                return Err(format!(
+                    "replica {from} sent no identity after its hello (an older release?)"
+                ))
+            }
+            Err(e) => return Err(format!("undecodable identity from replica {from}: {e}")),
+        };
+        if let Some(why) = self.wrong_incarnation(from, identity.incarnation) {
+            return Err(why);
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.role = Role::Peer(from);
+        }
+        let (formed, expected) = (identity.formed, identity.expected);
+        let mine = self.config.identity.incarnation;
+        if expected != 0 && mine != 0 && expected != mine {
+            self.stop(format!(
+                "node {} knows this node (node {}) as incarnation {expected:016x}, but this \
+                 data directory has incarnation {mine:016x}: it was wiped or copied, and the \
+                 cluster refuses it under its old identity. Remove node {} (`kv member remove \
+                 {}`) and start this node again with --join to add it back as a new member",
+                from.0, self.config.id.0, self.config.id.0, self.config.id.0
+            ));
+            return Ok(false);
+        }
+        self.book.saw(from, identity);
+        self.dial_new_peers();
+        if let Some(waiting) = &mut self.forming {
+            if formed {
+                self.stop(format!(
+                    "node {} already belongs to a cluster, but this node's data directory \
+                     is new, so it must not found another one. If its disk was wiped or \
+                     replaced, remove node {} from the cluster (`kv member remove {}`) and \
+                     start it again with --join to add it back as a new member",
+                    from.0, self.config.id.0, self.config.id.0
+                ));
+                return Ok(false);
+            }
+            waiting.remove(&from);
+            self.found_if_ready();
+        }
+        Ok(true)
+    }
+
+    /// Why a peer claiming to be `peer` with `incarnation` must be refused:
+    /// the membership knows that member under another incarnation.
+    fn wrong_incarnation(&self, peer: NodeId, incarnation: u64) -> Option<String> {
+        let member = self.replica.raft().membership().member(peer)?;
+        (member.incarnation != 0 && member.incarnation != incarnation).then(|| {
+            format!(
+                "refused: node {peer} is a member with incarnation {:016x}, but this \
+                 connection presents incarnation {incarnation:016x}: its data directory was \
+                 wiped or replaced, and a node that forgot its votes must not vote again. \
+                 Remove it (`kv member remove {}`) and add it back as a new member",
+                member.incarnation, peer.0
+            )
+        })
     }
 
     /// One frame from a peer: only Raft messages are expected.
@@ -287,6 +511,11 @@ impl<S: StateMachine> ReplicaNode<S> {
         match c.decoder.next_message::<Frame<S::Op, S::Output>>() {
             Ok(None) => Ok(false),
             Ok(Some(Frame::Raft(msg))) => {
+                // The membership may have changed since the handshake.
+                let incarnation = self.book.seen(from).map_or(0, |s| s.incarnation);
+                if let Some(why) = self.wrong_incarnation(from, incarnation) {
+                    return Err(why);
+                }
                 self.replica_step(RsmInput::Receive { from, msg });
                 Ok(true)
             }
@@ -300,6 +529,15 @@ impl<S: StateMachine> ReplicaNode<S> {
         let c = self.conns.get_mut(&conn).expect("caller checked");
         match c.decoder.next_message::<Frame<S::Op, S::Output>>() {
             Ok(None) => Ok(false),
+            Ok(Some(Frame::Request { id, .. })) if !self.open_for_clients() => {
+                // Not "not leader" with a hint: the client should wait and
+                // try again, not chase anyone.
+                self.next_submission += 1;
+                let sub = self.next_submission;
+                self.pending.insert(sub, (conn, id));
+                self.reply(sub, Err(NotLeader { leader_hint: None }));
+                Ok(true)
+            }
             Ok(Some(Frame::Request { id, op })) => {
                 self.next_submission += 1;
                 let sub = self.next_submission;
@@ -307,8 +545,176 @@ impl<S: StateMachine> ReplicaNode<S> {
                 self.replica_step(RsmInput::Submit { id: sub, op });
                 Ok(true)
             }
+            Ok(Some(Frame::Admin { id, request })) => {
+                self.admin(conn, id, request);
+                Ok(true)
+            }
             Ok(Some(_)) => Err("a client sent a frame that is not a request".into()),
             Err(e) => Err(format!("undecodable frame from a client: {e}")),
+        }
+    }
+
+    /// An operator's request: the status at once, a change through Raft.
+    fn admin(&mut self, conn: ConnId, id: u64, request: AdminRequest) {
+        match request {
+            AdminRequest::Status => {
+                let reply = AdminReply::Status(Box::new(self.status()));
+                self.write_admin_reply(conn, id, reply);
+            }
+            AdminRequest::Change(change) => {
+                self.next_submission += 1;
+                let sub = self.next_submission;
+                self.changes.insert(sub, (conn, id));
+                self.replica_step(RsmInput::Change { id: sub, change });
+            }
+        }
+    }
+
+    fn write_admin_reply(&mut self, conn: ConnId, id: u64, reply: AdminReply) {
+        let frame: Frame<S::Op, S::Output> = Frame::AdminReply { id, reply };
+        if let Some(bytes) = self.encode(&frame) {
+            self.out.push(NodeAction::Write { conn, bytes });
+        }
+    }
+
+    /// Whether clients may be served: always, except while a cluster
+    /// started from bootstrap peers is still adding them.
+    fn open_for_clients(&mut self) -> bool {
+        if self.bootstrapped {
+            return true;
+        }
+        let Some(peers) = self.config.bootstrap.peers() else {
+            self.bootstrapped = true;
+            return true;
+        };
+        let raft = self.replica.raft();
+        let m = raft.membership();
+        let complete = peers.keys().all(|p| m.is_voter(*p))
+            || !m.retired.is_empty()
+            || m.voters
+                .iter()
+                .chain(&m.learners)
+                .any(|id| !peers.contains_key(id));
+        // A snapshot or a log that starts past the membership entries
+        // (index > 0 but no entry holding one) comes from a formed cluster.
+        self.bootstrapped = complete && raft.membership_index() <= raft.commit_index();
+        self.bootstrapped
+    }
+
+    /// Found the cluster once no bootstrap peer is left to hear from.
+    fn found_if_ready(&mut self) {
+        if !self.forming.as_ref().is_some_and(|w| w.is_empty()) {
+            return;
+        }
+        self.forming = None;
+        let me = self.config.id;
+        let mut membership = Membership::with_voters([me]);
+        membership.members.insert(me, self.config.identity.clone());
+        match self.replica.bootstrap(membership) {
+            Ok(()) => tracing::info!(
+                node = %me,
+                "no peer belongs to a cluster: founding a new one with this node as its \
+                 first voter; the other peers join as learners and are promoted"
+            ),
+            Err(e) => self.stop(format!("cannot found the cluster: {e}")),
+        }
+    }
+
+    /// While a cluster started from bootstrap peers is being formed, its
+    /// leader adds each of them that has connected as a learner, and
+    /// promotes each learner among them that holds every committed entry:
+    /// one change at a time, each once the previous one is committed. Once
+    /// all are voters, membership is the operator's alone.
+    fn change_membership_on_its_own(&mut self) {
+        if self.open_for_clients() {
+            return;
+        }
+        let Some(peers) = self.config.bootstrap.peers() else {
+            return;
+        };
+        let raft = self.replica.raft();
+        if !raft.is_leader() || raft.membership_index() > raft.commit_index() {
+            return;
+        }
+        let m = raft.membership();
+        let change = peers.keys().find_map(|&p| {
+            if m.learners.contains(&p) {
+                let caught_up = raft.match_index(p)? >= raft.commit_index();
+                return caught_up.then_some(MembershipChange::Promote(p));
+            }
+            if m.contains(p) || m.retired.contains(&p) {
+                return None;
+            }
+            let seen = self.book.seen(p)?;
+            let addr = self.book.address(p, m)?;
+            Some(MembershipChange::AddLearner(
+                p,
+                Member {
+                    addr,
+                    incarnation: seen.incarnation,
+                },
+            ))
+        });
+        if let Some(change) = change {
+            tracing::info!(node = %raft.id(), "bootstrap peer: {change:?}");
+            self.next_own_change += 1;
+            let id = self.next_own_change;
+            self.replica_step(RsmInput::Change {
+                id,
+                change: ClusterChange::Membership(change),
+            });
+        }
+    }
+
+    /// A node that finds itself in the membership under another
+    /// incarnation is a copy or a wiped former self: it stops.
+    fn check_own_identity(&mut self) {
+        let me = self.config.id;
+        let mine = self.config.identity.incarnation;
+        let Some(listed) = self.replica.raft().membership().member(me) else {
+            return;
+        };
+        if mine != 0 && listed.incarnation != 0 && listed.incarnation != mine && !self.stopped {
+            self.stop(format!(
+                "the cluster lists node {me} with incarnation {:016x}, but this data \
+                 directory has incarnation {mine:016x}: it was wiped or copied. Remove node \
+                 {} (`kv member remove {}`) and add this node back as a new member",
+                listed.incarnation, me.0, me.0
+            ));
+        }
+    }
+
+    fn dial_new_peers(&mut self) {
+        let me = self.config.id;
+        let dials = self.book.new_dials(me, self.replica.raft().membership());
+        for (to, addr) in dials {
+            self.out.push(NodeAction::Dial { to, addr });
+        }
+    }
+
+    fn log_if_waiting(&self) {
+        if !self.ticks.is_multiple_of(WAITING_LOG_TICKS) {
+            return;
+        }
+        if let Some(waiting) = &self.forming {
+            let ids: Vec<String> = waiting.iter().map(|p| p.0.to_string()).collect();
+            tracing::info!(
+                node = %self.config.id,
+                "waiting for bootstrap peers {} to start before founding the cluster",
+                ids.join(", ")
+            );
+        } else if !self.formed() && self.config.bootstrap != Bootstrap::Static {
+            tracing::info!(
+                node = %self.config.id,
+                "not yet a member: waiting for the cluster's leader to add this node"
+            );
+        }
+    }
+
+    fn stop(&mut self, reason: String) {
+        if !self.stopped {
+            self.stopped = true;
+            self.out.push(NodeAction::Stop { reason });
         }
     }
 
@@ -334,11 +740,9 @@ impl<S: StateMachine> ReplicaNode<S> {
             self.out.push(NodeAction::Persist { batch, actions });
         }
         self.carry_out(admitted.ready);
-        if let (Some(why), false) = (self.replica.failure(), self.stopped) {
-            self.stopped = true;
-            self.out.push(NodeAction::Stop {
-                reason: why.to_string(),
-            });
+        if let Some(why) = self.replica.failure() {
+            let why = why.to_string();
+            self.stop(why);
         }
     }
 
@@ -353,6 +757,7 @@ impl<S: StateMachine> ReplicaNode<S> {
                     }
                 }
                 RsmAction::Reply { id, result } => self.reply(id, result),
+                RsmAction::Changed { id, outcome } => self.changed(id, outcome),
                 RsmAction::Observed(a) => self.out.push(NodeAction::Observed(a)),
                 // Persists went to their batch.
                 RsmAction::Raft(_) => {}
@@ -367,10 +772,49 @@ impl<S: StateMachine> ReplicaNode<S> {
         if !self.conns.contains_key(&conn) {
             return; // The client left; it will retry elsewhere.
         }
-        let frame: Frame<S::Op, S::Output> = Frame::Reply { id, result };
+        let leader_addr = match &result {
+            Err(NotLeader {
+                leader_hint: Some(l),
+            }) => self.address_of(*l),
+            _ => None,
+        };
+        let frame: Frame<S::Op, S::Output> = Frame::Reply {
+            id,
+            result,
+            leader_addr,
+        };
         if let Some(bytes) = self.encode(&frame) {
             self.out.push(NodeAction::Write { conn, bytes });
         }
+    }
+
+    fn changed(&mut self, submission: u64, outcome: ChangeOutcome) {
+        if submission > OWN_CHANGES {
+            if let ChangeOutcome::Refused { reason, .. } = &outcome {
+                tracing::debug!("bootstrap peer change refused: {reason}");
+            }
+            return;
+        }
+        let Some((conn, id)) = self.changes.remove(&submission) else {
+            return;
+        };
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
+        let leader_addr = match &outcome {
+            ChangeOutcome::NotLeader(NotLeader {
+                leader_hint: Some(l),
+            }) => self.address_of(*l),
+            _ => None,
+        };
+        self.write_admin_reply(
+            conn,
+            id,
+            AdminReply::Changed {
+                outcome,
+                leader_addr,
+            },
+        );
     }
 
     fn encode(&self, frame: &Frame<S::Op, S::Output>) -> Option<Vec<u8>> {

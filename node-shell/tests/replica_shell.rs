@@ -3,9 +3,15 @@
 //! client's request goes the whole way (decode, submit, persist, apply,
 //! reply) without peers; a three-replica shell shows the handshake rules.
 
-use core_kv::{ClientId, ClientRequest, KvStore, Op, Outcome, RsmConfig, Seq, KV_PROTOCOL_VERSION};
-use core_raft::{Config, Durable, NodeId};
-use node_shell::{ConnId, Frame, NodeAction, NodeConfig, NodeInput, ReplicaNode, CLIENT_NODE};
+use core_kv::{
+    ChangeOutcome, ClientId, ClientRequest, ClusterChange, KvStore, Op, Outcome, RsmConfig, Seq,
+    KV_PROTOCOL_VERSION,
+};
+use core_raft::{Config, Durable, Member, MembershipChange, NodeId};
+use node_shell::{
+    AdminReply, AdminRequest, Bootstrap, ConnId, Frame, NodeAction, NodeConfig, NodeInput,
+    PeerIdentity, ReplicaNode, CLIENT_NODE,
+};
 use wire::{encode_frame, Hello};
 
 const MAX: u32 = 1 << 20;
@@ -15,7 +21,8 @@ fn node(id: u64, members: u64) -> ReplicaNode<KvStore> {
     let ids: Vec<NodeId> = (1..=members).map(NodeId).collect();
     let config = NodeConfig {
         id: NodeId(id),
-        members: ids.clone(),
+        identity: Member::default(),
+        bootstrap: Bootstrap::Static,
         cluster: CLUSTER,
         protocol: KV_PROTOCOL_VERSION,
         max_frame_bytes: MAX,
@@ -26,6 +33,31 @@ fn node(id: u64, members: u64) -> ReplicaNode<KvStore> {
 
 fn hello(protocol: u32, cluster: u64, node: u64) -> Vec<u8> {
     encode_frame(&Hello::new(protocol, cluster, node), MAX).unwrap()
+}
+
+/// What peer `node` writes first on a connection: hello, then identity.
+fn peer_hello(node: u64, incarnation: u64, addr: &str, formed: bool) -> Vec<u8> {
+    peer_hello_expecting(node, incarnation, addr, formed, 0)
+}
+
+/// The same, from a peer whose membership lists the receiver with
+/// incarnation `expected`.
+fn peer_hello_expecting(
+    node: u64,
+    incarnation: u64,
+    addr: &str,
+    formed: bool,
+    expected: u64,
+) -> Vec<u8> {
+    let identity: Frame<ClientRequest, Outcome> = Frame::PeerIdentity(PeerIdentity {
+        incarnation,
+        addr: addr.into(),
+        formed,
+        expected,
+    });
+    let mut bytes = hello(KV_PROTOCOL_VERSION, CLUSTER, node);
+    bytes.extend(encode_frame(&identity, MAX).unwrap());
+    bytes
 }
 
 fn request(seq: u64, op: Op) -> Vec<u8> {
@@ -119,7 +151,8 @@ fn a_reply_waits_for_its_batch_and_goes_back_on_its_connection() {
         frame,
         Frame::Reply {
             id: 1,
-            result: Ok(Outcome::Ok)
+            result: Ok(Outcome::Ok),
+            leader_addr: None,
         }
     );
     assert_eq!(n.pending(), 0);
@@ -138,12 +171,17 @@ fn handshakes_are_checked_and_refusals_name_the_reason() {
             "cluster id mismatch",
         ),
         (
-            hello(KV_PROTOCOL_VERSION, CLUSTER, 7),
-            "node 7 is not a member",
-        ),
-        (
             hello(KV_PROTOCOL_VERSION, CLUSTER, 2),
             "node 2 is not a member",
+        ),
+        // A peer's hello must be followed by its identity.
+        (
+            [
+                hello(KV_PROTOCOL_VERSION, CLUSTER, 1),
+                request(1, Op::Get { key: "k".into() }),
+            ]
+            .concat(),
+            "sent no identity",
         ),
         (vec![0, 0, 0, 2, 0xff, 0xff], "bad handshake frame"),
         (vec![0xff, 0xff, 0xff, 0xff], "exceeds the maximum"),
@@ -169,7 +207,7 @@ fn handshakes_are_checked_and_refusals_name_the_reason() {
     n.step(NodeInput::Accepted { conn: peer });
     n.step(NodeInput::Received {
         conn: peer,
-        bytes: hello(KV_PROTOCOL_VERSION, CLUSTER, 1),
+        bytes: peer_hello(1, 0, "", true),
     });
     let out = n.step(NodeInput::Received {
         conn: peer,
@@ -224,4 +262,361 @@ fn an_answer_for_a_closed_connection_is_dropped() {
         "{out:?}"
     );
     assert_eq!(n.pending(), 0, "the submission was answered, to no one");
+}
+
+/// Node `id` of a cluster started from bootstrap peers 1..=`peers` at
+/// `h:<id>`, with incarnation `100 + id`.
+fn peer_node(id: u64, peers: u64) -> ReplicaNode<KvStore> {
+    let config = NodeConfig {
+        id: NodeId(id),
+        identity: Member {
+            addr: format!("h:{id}"),
+            incarnation: 100 + id,
+        },
+        bootstrap: Bootstrap::Peers((1..=peers).map(|p| (NodeId(p), format!("h:{p}"))).collect()),
+        cluster: CLUSTER,
+        protocol: KV_PROTOCOL_VERSION,
+        max_frame_bytes: MAX,
+    };
+    let rsm = RsmConfig::new(Config::new(NodeId(id), Vec::new()));
+    ReplicaNode::restore(config, rsm, Durable::default(), KvStore::default()).unwrap()
+}
+
+/// A follower's answer that it holds everything the leader has.
+fn ack_all(leader: &core_raft::Raft) -> core_raft::Message {
+    core_raft::Message::AppendEntriesResponse(core_raft::AppendEntriesResponse {
+        term: leader.term(),
+        match_index: leader.last_index(),
+        reject: None,
+        round: 0,
+    })
+}
+
+fn admin(id: u64, request: AdminRequest) -> Vec<u8> {
+    let frame: Frame<ClientRequest, Outcome> = Frame::Admin { id, request };
+    encode_frame(&frame, MAX).unwrap()
+}
+
+/// The admin replies written on `conn`, in order.
+fn admin_replies(actions: &[NodeAction], conn: ConnId) -> Vec<AdminReply> {
+    let mut out = Vec::new();
+    for a in actions {
+        if let NodeAction::Write { conn: c, bytes } = a {
+            if *c == conn {
+                let mut d = wire::Decoder::new(MAX);
+                d.push(bytes);
+                if let Some(Frame::AdminReply { reply, .. }) =
+                    d.next_message::<Frame<ClientRequest, Outcome>>().unwrap()
+                {
+                    out.push(reply);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn admin_reply(actions: &[NodeAction], conn: ConnId) -> AdminReply {
+    match admin_replies(actions, conn).as_slice() {
+        [one] => one.clone(),
+        other => panic!("not one admin reply on {conn}: {other:?} in {actions:?}"),
+    }
+}
+
+fn stop_reason(actions: &[NodeAction]) -> Option<&str> {
+    actions.iter().find_map(|a| match a {
+        NodeAction::Stop { reason } => Some(reason.as_str()),
+        _ => None,
+    })
+}
+
+/// Connect peer `from` to `n` with the given identity; returns the
+/// connection and the actions.
+fn connect_peer(
+    n: &mut ReplicaNode<KvStore>,
+    conn: u64,
+    from: u64,
+    incarnation: u64,
+    formed: bool,
+) -> Vec<NodeAction> {
+    let conn = ConnId(conn);
+    n.step(NodeInput::Accepted { conn });
+    n.step(NodeInput::Received {
+        conn,
+        bytes: peer_hello(from, incarnation, &format!("h:{from}"), formed),
+    })
+}
+
+#[test]
+fn the_lowest_peer_founds_the_cluster_only_once_every_peer_says_none_exists() {
+    let mut n = peer_node(1, 3);
+    for _ in 0..200 {
+        let actions = n.step(NodeInput::Tick);
+        persist_all(&mut n, actions);
+    }
+    assert!(!n.formed(), "it waits for peers 2 and 3");
+    assert!(n.replica().raft().membership().voters.is_empty());
+    connect_peer(&mut n, 1, 2, 102, false);
+    assert!(!n.formed(), "peer 3 has not spoken yet");
+    connect_peer(&mut n, 2, 3, 103, false);
+    assert!(
+        n.formed(),
+        "founded once both said they belong to no cluster"
+    );
+    let m = n.replica().raft().membership().clone();
+    assert_eq!(m.voters.iter().map(|v| v.0).collect::<Vec<_>>(), vec![1]);
+    assert_eq!(m.member(NodeId(1)).unwrap().incarnation, 101);
+    // It elects itself, then adds the peers one at a time as learners with
+    // the identities they presented, and promotes each once caught up.
+    elected(&mut n);
+    let mut seen = Vec::new();
+    for _ in 0..400 {
+        let actions = n.step(NodeInput::Tick);
+        for a in &actions {
+            if let NodeAction::Send { to, .. } = a {
+                if !seen.contains(to) {
+                    seen.push(*to);
+                }
+            }
+        }
+        persist_all(&mut n, actions);
+        // Stand in for the learners: acknowledge everything at once.
+        let raft = n.replica().raft();
+        let ack = ack_all(raft);
+        for peer in raft.peers().to_vec() {
+            let frame: Frame<ClientRequest, Outcome> = Frame::Raft(ack.clone());
+            let conn = ConnId(peer.0 - 1);
+            let out = n.step(NodeInput::Received {
+                conn,
+                bytes: encode_frame(&frame, MAX).unwrap(),
+            });
+            persist_all(&mut n, out);
+        }
+    }
+    let m = n.replica().raft().membership().clone();
+    assert_eq!(
+        m.voters.iter().map(|v| v.0).collect::<Vec<_>>(),
+        vec![1, 2, 3],
+        "both peers promoted: {m}"
+    );
+    assert_eq!(m.member(NodeId(3)).unwrap().incarnation, 103);
+    assert_eq!(m.member(NodeId(2)).unwrap().addr, "h:2");
+    assert!(seen.contains(&NodeId(2)) && seen.contains(&NodeId(3)));
+}
+
+#[test]
+fn a_founder_whose_disk_was_wiped_refuses_to_found_a_second_cluster() {
+    let mut n = peer_node(1, 3);
+    let out = connect_peer(&mut n, 1, 2, 102, true);
+    let why = stop_reason(&out).expect("it stops");
+    assert!(why.contains("already belongs to a cluster"), "{why}");
+    assert!(why.contains("--join"), "{why}");
+    assert!(!n.formed());
+}
+
+#[test]
+fn a_wiped_member_is_refused_under_its_old_id_and_stops_itself() {
+    // Node 1 founds a cluster that lists node 2 with incarnation 102.
+    let mut n = peer_node(1, 2);
+    connect_peer(&mut n, 1, 2, 102, false);
+    elected(&mut n);
+    let mut promoted = false;
+    for _ in 0..400 {
+        let actions = n.step(NodeInput::Tick);
+        persist_all(&mut n, actions);
+        if n.replica().raft().membership().is_voter(NodeId(2)) {
+            promoted = true;
+            break;
+        }
+        let raft = n.replica().raft();
+        let ack = ack_all(raft);
+        if raft.membership().contains(NodeId(2)) {
+            let frame: Frame<ClientRequest, Outcome> = Frame::Raft(ack);
+            let out = n.step(NodeInput::Received {
+                conn: ConnId(1),
+                bytes: encode_frame(&frame, MAX).unwrap(),
+            });
+            persist_all(&mut n, out);
+        }
+    }
+    assert!(promoted, "{}", n.replica().raft().membership());
+    // Node 2 comes back with a wiped disk: a new incarnation.
+    let out = connect_peer(&mut n, 9, 2, 999, false);
+    let reason = out
+        .iter()
+        .find_map(|a| match a {
+            NodeAction::Close { conn, reason } if *conn == ConnId(9) => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("the connection is refused");
+    assert!(reason.contains("incarnation"), "{reason}");
+    assert!(reason.contains("kv member remove 2"), "{reason}");
+    // Its vote would not count: nothing from it reaches Raft.
+    assert!(n.replica().raft().is_leader());
+    // The old connection, still open, keeps working.
+    let raft = n.replica().raft();
+    let ack = ack_all(raft);
+    let frame: Frame<ClientRequest, Outcome> = Frame::Raft(ack);
+    let out = n.step(NodeInput::Received {
+        conn: ConnId(1),
+        bytes: encode_frame(&frame, MAX).unwrap(),
+    });
+    assert!(
+        !out.iter().any(|a| matches!(a, NodeAction::Close { .. })),
+        "{out:?}"
+    );
+
+    // The wiped node itself, once it learns the membership, stops.
+    let wiped = NodeConfig {
+        id: NodeId(2),
+        identity: Member {
+            addr: "h:2".into(),
+            incarnation: 999,
+        },
+        bootstrap: Bootstrap::Join,
+        cluster: CLUSTER,
+        protocol: KV_PROTOCOL_VERSION,
+        max_frame_bytes: MAX,
+    };
+    let durable = Durable {
+        snapshot: Some(core_raft::Snapshot {
+            index: core_raft::LogIndex(1),
+            term: core_raft::Term(1),
+            membership: n.replica().raft().membership().clone(),
+            data: {
+                let mut bytes = Vec::new();
+                let mut reader = core_kv::StateMachine::snapshot(&KvStore::default());
+                std::io::Read::read_to_end(&mut reader, &mut bytes).unwrap();
+                bytes
+            },
+        }),
+        hard_state: core_raft::HardState {
+            term: core_raft::Term(1),
+            ..Default::default()
+        },
+        ..Durable::default()
+    };
+    let rsm = RsmConfig::new(Config::new(NodeId(2), Vec::new()));
+    let mut w = ReplicaNode::restore(wiped, rsm, durable, KvStore::default()).unwrap();
+    let out = w.step(NodeInput::Tick);
+    let why = stop_reason(&out).expect("the wiped node stops");
+    assert!(why.contains("incarnation"), "{why}");
+}
+
+#[test]
+fn operators_get_status_changes_and_leader_addresses() {
+    let mut n = peer_node(1, 1);
+    assert!(n.formed(), "a single peer founds at once");
+    let client = ConnId(50);
+    n.step(NodeInput::Accepted { conn: client });
+    n.step(NodeInput::Received {
+        conn: client,
+        bytes: hello(KV_PROTOCOL_VERSION, CLUSTER, CLIENT_NODE),
+    });
+    // Before it leads, a change is refused with "not leader".
+    let out = n.step(NodeInput::Received {
+        conn: client,
+        bytes: admin(
+            1,
+            AdminRequest::Change(ClusterChange::Membership(MembershipChange::Remove(NodeId(
+                5,
+            )))),
+        ),
+    });
+    let AdminReply::Changed { outcome, .. } = admin_reply(&out, client) else {
+        panic!("{out:?}")
+    };
+    assert!(
+        matches!(outcome, ChangeOutcome::NotLeader(_)),
+        "{outcome:?}"
+    );
+    elected(&mut n);
+    let out = n.step(NodeInput::Received {
+        conn: client,
+        bytes: admin(2, AdminRequest::Status),
+    });
+    let AdminReply::Status(status) = admin_reply(&out, client) else {
+        panic!()
+    };
+    assert_eq!(status.role, "leader");
+    assert_eq!(status.incarnation, 101);
+    assert_eq!(status.leader_addr.as_deref(), Some("h:1"));
+    assert!(status.to_string().contains("voters=[n1]"), "{status}");
+    // A learner is added; its identity travels in the entry.
+    let add = MembershipChange::AddLearner(
+        NodeId(4),
+        Member {
+            addr: "h:4".into(),
+            incarnation: 104,
+        },
+    );
+    let mut out = n.step(NodeInput::Received {
+        conn: client,
+        bytes: admin(3, AdminRequest::Change(ClusterChange::Membership(add))),
+    });
+    assert_eq!(
+        n.replica()
+            .raft()
+            .membership()
+            .member(NodeId(4))
+            .unwrap()
+            .incarnation,
+        104,
+        "in effect once appended"
+    );
+    // A change the rules forbid is refused, with the reason.
+    let again = MembershipChange::AddLearner(NodeId(1), Member::default());
+    out.extend(n.step(NodeInput::Received {
+        conn: client,
+        bytes: admin(4, AdminRequest::Change(ClusterChange::Membership(again))),
+    }));
+    assert!(
+        admin_replies(&out, client).is_empty(),
+        "answers wait for the persist"
+    );
+    let out = persist_all(&mut n, out);
+    let replies = admin_replies(&out, client);
+    let [AdminReply::Changed { outcome: first, .. }, AdminReply::Changed {
+        outcome: second, ..
+    }] = replies.as_slice()
+    else {
+        panic!("{replies:?}")
+    };
+    assert!(matches!(first, ChangeOutcome::Proposed { .. }), "{first:?}");
+    assert!(
+        matches!(second, ChangeOutcome::Refused { reason, retry: false } if reason.contains("already a member")),
+        "{second:?}"
+    );
+    // Node 4 is dialed at the address in the membership.
+    let out = n.step(NodeInput::Tick);
+    assert!(
+        out.iter().any(
+            |a| matches!(a, NodeAction::Dial { to, addr } if *to == NodeId(4) && addr == "h:4")
+        ),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_wiped_node_learns_it_from_the_first_peer_that_dials_it() {
+    // Node 2 restarted on an empty disk (incarnation 102 now); the leader,
+    // whose membership lists node 2 as incarnation 55, dials it.
+    let mut n = peer_node(2, 3);
+    let conn = ConnId(1);
+    n.step(NodeInput::Accepted { conn });
+    let out = n.step(NodeInput::Received {
+        conn,
+        bytes: peer_hello_expecting(1, 101, "h:1", true, 55),
+    });
+    let why = stop_reason(&out).expect("it stops");
+    assert!(why.contains("wiped or copied"), "{why}");
+    assert!(why.contains("kv member remove 2"), "{why}");
+    // The same dial to the node it expects is fine.
+    let mut ok = peer_node(2, 3);
+    ok.step(NodeInput::Accepted { conn });
+    let out = ok.step(NodeInput::Received {
+        conn,
+        bytes: peer_hello_expecting(1, 101, "h:1", true, 102),
+    });
+    assert_eq!(stop_reason(&out), None, "{out:?}");
 }

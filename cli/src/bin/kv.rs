@@ -6,21 +6,28 @@ use cli::common::{init_logging, stop_flag, stopped, tokio_runtime, Runtime};
 use core_kv::{Op, Outcome, Version};
 use driver_tokio::kv::KvClient;
 use node_shell::NodeOptions;
+use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The replicated key/value service (MIT 6.5840 lab 4) over TCP, with Raft
 /// state on disk (CRC-checked, fsynced log and snapshots).
 ///
 /// Start a 3-node cluster on one machine:
-///   kv serve --id 1 --peers 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 --data-dir /tmp/kv1 &
-///   kv serve --id 2 --peers 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 --data-dir /tmp/kv2 &
-///   kv serve --id 3 --peers 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 --data-dir /tmp/kv3 &
+///   P=1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003
+///   kv serve --id 1 --peers $P --data-dir /tmp/kv1 &
+///   kv serve --id 2 --peers $P --data-dir /tmp/kv2 &
+///   kv serve --id 3 --peers $P --data-dir /tmp/kv3 &
 /// then:
-///   kv put greeting hello --cluster 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
-///   kv get greeting --cluster ...
+///   kv put greeting hello --cluster 127.0.0.1:7001
+///   kv get greeting --cluster 127.0.0.1:7001
+///   kv member list --cluster 127.0.0.1:7001
+/// Grow it with a fourth node:
+///   kv serve --id 4 --listen 127.0.0.1:7004 --join 127.0.0.1:7001 --data-dir /tmp/kv4 &
 #[derive(Parser)]
 #[command(name = "kv", version)]
 struct Cli {
@@ -31,13 +38,44 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one replica until SIGINT or SIGTERM.
+    ///
+    /// A new cluster is bootstrapped once, from --peers: the peer with the
+    /// lowest id founds it as its only voter once every other peer has
+    /// started and said it belongs to no cluster; it then adds each other
+    /// peer as a learner and promotes it once it has caught up. From then
+    /// on the cluster's membership lives in the Raft log (and snapshots),
+    /// and the log wins over the command line: add and remove nodes with
+    /// `kv member` or `kv serve --join`, not by editing --peers.
+    ///
+    /// Each data directory has an identity file holding a random
+    /// incarnation. A node whose directory was wiped gets a new one, and
+    /// the cluster refuses it under its old id (it forgot its votes, and
+    /// could elect a second leader): remove the old member and add it back
+    /// with --join.
     Serve {
-        /// This replica's id: its position (1-based) in --peers.
+        /// This replica's id (1 or more); it names the node in the cluster's
+        /// membership.
         #[arg(long)]
         id: u64,
-        /// Every replica's address, in id order, comma-separated.
-        #[arg(long, value_delimiter = ',', required = true)]
-        peers: Vec<SocketAddr>,
+        /// The bootstrap peers, comma-separated: `ID=ADDR` each (for example
+        /// 1=127.0.0.1:7001,2=127.0.0.1:7002), or plain addresses, which
+        /// are numbered 1, 2, ... in order. This node's own entry is its
+        /// listening address.
+        #[arg(long, value_delimiter = ',', value_parser = parse_peer, conflicts_with = "join", required_unless_present = "join")]
+        peers: Vec<PeerArg>,
+        /// Join an existing cluster through any of its members
+        /// (comma-separated addresses): the node adds itself as a learner,
+        /// waits until it has caught up, and promotes itself to voter.
+        /// Needs --listen.
+        #[arg(long, value_delimiter = ',', requires = "listen")]
+        join: Vec<String>,
+        /// The address to listen on (and give the cluster); with --peers it
+        /// defaults to this node's entry there.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// With --join: stay a learner (do not promote).
+        #[arg(long, requires = "join")]
+        learner: bool,
         /// Directory for the Raft log and snapshots (created if missing).
         #[arg(long)]
         data_dir: PathBuf,
@@ -107,6 +145,27 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Show and change the cluster's membership.
+    Member {
+        #[command(subcommand)]
+        action: MemberAction,
+    },
+    /// Hand leadership to another voter (thesis §3.10): the leader brings
+    /// it up to date and lets it campaign at once. Use it before restarting
+    /// or removing the leader.
+    TransferLeader {
+        /// The new leader (default: the most up-to-date other voter).
+        #[arg(long)]
+        to: Option<u64>,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Print each node's status: role, term, log indexes, and the
+    /// membership as it sees it.
+    Status {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
     /// Read a key: prints `value` and its version, or reports a missing key.
     Get {
         /// The key.
@@ -137,6 +196,119 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum MemberAction {
+    /// The members, their addresses, roles and how far each has caught up.
+    List {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Add the node listening at ADDR (started with `kv serve --id ID
+    /// --listen ADDR --join ...`, or waiting to be added) as a learner,
+    /// wait until it has caught up, then promote it to voter.
+    Add {
+        /// Its id.
+        id: u64,
+        /// Its address.
+        addr: String,
+        /// Leave it a learner.
+        #[arg(long)]
+        learner: bool,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Make a learner a voter.
+    Promote {
+        /// Its id.
+        id: u64,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Remove a node (a leader hands over leadership first).
+    Remove {
+        /// Its id.
+        id: u64,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+}
+
+impl MemberAction {
+    fn target(&self) -> &AdminTarget {
+        match self {
+            MemberAction::List { target }
+            | MemberAction::Add { target, .. }
+            | MemberAction::Promote { target, .. }
+            | MemberAction::Remove { target, .. } => target,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct AdminTarget {
+    /// Addresses of any members, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true, env = "KV_CLUSTER")]
+    cluster: Vec<String>,
+    /// Cluster id (must match the servers').
+    #[arg(long, default_value_t = 6824)]
+    cluster_id: u64,
+    /// Give up waiting after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout_s: u64,
+}
+
+impl AdminTarget {
+    fn operator(&self) -> cli::kv::member::Operator {
+        let client = driver_threads::admin::AdminClient::new(
+            self.cluster.clone(),
+            self.cluster_id,
+            core_kv::KV_PROTOCOL_VERSION,
+        );
+        cli::kv::member::Operator::new(client, Duration::from_secs(self.timeout_s))
+    }
+}
+
+/// One `--peers` entry.
+#[derive(Clone, Debug)]
+struct PeerArg {
+    id: Option<u64>,
+    addr: SocketAddr,
+}
+
+fn parse_peer(s: &str) -> Result<PeerArg, String> {
+    let (id, addr) = match s.split_once('=') {
+        Some((id, addr)) => {
+            let id = id
+                .trim()
+                .parse::<u64>()
+                .map_err(|e| format!("bad id in {s:?}: {e}"))?;
+            (Some(id), addr)
+        }
+        None => (None, s),
+    };
+    let addr = addr
+        .trim()
+        .parse()
+        .map_err(|e| format!("bad address in {s:?}: {e} (expected ID=IP:PORT or IP:PORT)"))?;
+    Ok(PeerArg { id, addr })
+}
+
+/// The peers as id → address; plain addresses are numbered in order.
+fn peer_map(peers: &[PeerArg]) -> Result<BTreeMap<u64, SocketAddr>, String> {
+    let explicit = peers.iter().filter(|p| p.id.is_some()).count();
+    if explicit != 0 && explicit != peers.len() {
+        return Err("--peers mixes ID=ADDR entries and plain addresses; use one form".into());
+    }
+    let mut map = BTreeMap::new();
+    for (i, p) in peers.iter().enumerate() {
+        let id = p.id.unwrap_or(i as u64 + 1);
+        if map.insert(id, p.addr).is_some() {
+            return Err(format!("--peers lists node {id} twice"));
+        }
+    }
+    Ok(map)
+}
+
 #[derive(clap::Args)]
 struct Target {
     /// The cluster's replica addresses, comma-separated, in id order.
@@ -157,20 +329,60 @@ fn main() -> ExitCode {
         Command::Serve {
             id,
             peers,
+            join,
+            listen,
+            learner,
             data_dir,
             cluster_id,
             tick_ms,
             max_raft_state,
             runtime,
         } => {
+            let protocol = core_kv::KV_PROTOCOL_VERSION;
+            let base = if join.is_empty() {
+                let peers = match peer_map(&peers) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        eprintln!("kv serve: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                let mut o = NodeOptions::with_peers(id, peers, data_dir, protocol);
+                if let Some(l) = listen {
+                    o.listen = l;
+                }
+                o
+            } else {
+                let listen = listen.expect("clap requires --listen with --join");
+                NodeOptions::joining(id, listen, data_dir, protocol)
+            };
             let opts = NodeOptions {
                 cluster: cluster_id,
                 tick_ms,
                 max_raft_state: Some(max_raft_state),
-                ..NodeOptions::new(id, peers, data_dir, core_kv::KV_PROTOCOL_VERSION)
+                ..base
             };
-            serve(opts, runtime)
+            if let Err(e) = opts.validate() {
+                eprintln!("kv serve: {e}");
+                return ExitCode::FAILURE;
+            }
+            let join = (!join.is_empty()).then_some(JoinPlan {
+                seeds: join,
+                learner,
+            });
+            serve(opts, runtime, join)
         }
+        Command::Member { action } => member(action),
+        Command::TransferLeader { to, target } => {
+            match target.operator().transfer(to.map(core_raft::NodeId)) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("kv transfer-leader: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Status { target } => status(&target),
         command => match tokio_runtime() {
             Ok(rt) => rt.block_on(run_async(command)),
             Err(e) => {
@@ -181,9 +393,74 @@ fn main() -> ExitCode {
     }
 }
 
+/// How a node started with --join adds itself.
+struct JoinPlan {
+    seeds: Vec<String>,
+    learner: bool,
+}
+
+/// Run `kv member ...`.
+fn member(action: MemberAction) -> ExitCode {
+    use core_raft::NodeId;
+    let mut op = action.target().operator();
+    let result = match action {
+        MemberAction::List { .. } => op.list().map(|table| println!("{table}")),
+        MemberAction::Add {
+            id, addr, learner, ..
+        } => op.add_running(NodeId(id), &addr, learner),
+        MemberAction::Promote { id, .. } => op.promote(NodeId(id)),
+        MemberAction::Remove { id, .. } => op.remove(NodeId(id)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kv member: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Run `kv status`: every given node, then every member they name.
+fn status(target: &AdminTarget) -> ExitCode {
+    let mut op = target.operator();
+    let mut addrs = target.cluster.clone();
+    let mut shown = 0;
+    let mut i = 0;
+    while i < addrs.len() {
+        let addr = addrs[i].clone();
+        i += 1;
+        match op.status_of(&addr) {
+            Ok(s) => {
+                for m in s.membership.members.values() {
+                    if !m.addr.is_empty() && !addrs.contains(&m.addr) {
+                        addrs.push(m.addr.clone());
+                    }
+                }
+                // A closed pipe (`kv status | head`) ends the listing quietly.
+                if writeln!(std::io::stdout(), "{s}").is_err() {
+                    return ExitCode::SUCCESS;
+                }
+                shown += 1;
+            }
+            Err(e) => {
+                if writeln!(std::io::stdout(), "{addr}: unreachable ({e})").is_err() {
+                    return ExitCode::SUCCESS;
+                }
+            }
+        }
+    }
+    if shown == 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 /// Run one replica until SIGINT or SIGTERM. The threads runtime runs its
-/// event loop on this thread and starts no tokio runtime.
-fn serve(opts: NodeOptions, runtime: Runtime) -> ExitCode {
+/// event loop on this thread and starts no tokio runtime. With a join
+/// plan, a helper thread adds the node to the cluster once it runs; if
+/// that fails for good, the node stops.
+fn serve(opts: NodeOptions, runtime: Runtime, join: Option<JoinPlan>) -> ExitCode {
     let stop = match stop_flag() {
         Ok(f) => f,
         Err(e) => {
@@ -191,6 +468,32 @@ fn serve(opts: NodeOptions, runtime: Runtime) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let join_failed = Arc::new(Mutex::new(None::<String>));
+    if let Some(plan) = join {
+        let identity =
+            match storage::identity::load_or_create(&opts.data_dir, opts.cluster, opts.id) {
+                Ok((identity, _)) => identity,
+                Err(e) => {
+                    eprintln!("kv serve: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+        let (stop, failed) = (Arc::clone(&stop), Arc::clone(&join_failed));
+        let (id, addr, cluster) = (opts.id, opts.listen.to_string(), opts.cluster);
+        std::thread::spawn(move || {
+            let client = driver_threads::admin::AdminClient::new(
+                plan.seeds,
+                cluster,
+                core_kv::KV_PROTOCOL_VERSION,
+            );
+            let mut op = cli::kv::member::Operator::new(client, Duration::from_secs(600));
+            let node = core_raft::NodeId(id);
+            if let Err(e) = op.add(node, &addr, identity.incarnation, plan.learner) {
+                *failed.lock().expect("not poisoned") = Some(format!("joining failed: {e}"));
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    }
     let result = match runtime {
         Runtime::Threads => driver_threads::kv::run_kv_node(opts, &stop).map_err(|e| e.to_string()),
         Runtime::Tokio => match tokio_runtime() {
@@ -200,6 +503,10 @@ fn serve(opts: NodeOptions, runtime: Runtime) -> ExitCode {
             Err(e) => Err(format!("cannot start the tokio runtime: {e}")),
         },
     };
+    if let Some(why) = join_failed.lock().expect("not poisoned").take() {
+        eprintln!("kv serve: {why}");
+        return ExitCode::FAILURE;
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -212,7 +519,10 @@ fn serve(opts: NodeOptions, runtime: Runtime) -> ExitCode {
 /// The commands that run on a tokio runtime (clients, local clusters).
 async fn run_async(command: Command) -> ExitCode {
     match command {
-        Command::Serve { .. } => unreachable!("serve picks its own runtime"),
+        Command::Serve { .. }
+        | Command::Member { .. }
+        | Command::TransferLeader { .. }
+        | Command::Status { .. } => unreachable!("these run without tokio"),
         Command::Demo {
             data_dir,
             clients,

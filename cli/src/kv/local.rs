@@ -1,6 +1,7 @@
 //! A cluster of `kv serve` child processes on loopback, for `kv demo`,
 //! `kv cluster` and tests. Every node is killed when the value is dropped.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -10,7 +11,7 @@ pub struct LocalCluster {
     /// `--runtime` passed to every node.
     runtime: String,
     addrs: Vec<SocketAddr>,
-    children: Vec<Option<Child>>,
+    children: BTreeMap<usize, Child>,
     exe: PathBuf,
     dir: PathBuf,
 }
@@ -19,7 +20,7 @@ impl LocalCluster {
     /// A cluster (not started) of `addrs.len()` nodes run with `exe` on
     /// `runtime` (`tokio` or `threads`).
     pub fn new(exe: PathBuf, dir: PathBuf, addrs: Vec<SocketAddr>, runtime: &str) -> LocalCluster {
-        let children = addrs.iter().map(|_| None).collect();
+        let children = BTreeMap::new();
         LocalCluster {
             runtime: runtime.to_string(),
             addrs,
@@ -34,34 +35,74 @@ impl LocalCluster {
         &self.addrs
     }
 
-    /// Start node `id` (1-based); its stderr goes to `node<id>.log`.
+    /// Node `id`'s data directory.
+    pub fn node_dir(&self, id: usize) -> PathBuf {
+        self.dir.join(format!("node{id}"))
+    }
+
+    /// Node `id`'s log file.
+    pub fn log_path(&self, id: usize) -> PathBuf {
+        self.dir.join(format!("node{id}.log"))
+    }
+
+    /// Start bootstrap peer `id` (1-based, of the addresses given to
+    /// [`LocalCluster::new`]); its stderr goes to `node<id>.log`.
     pub fn start(&mut self, id: usize) -> std::io::Result<()> {
-        let peers: Vec<String> = self.addrs.iter().map(|a| a.to_string()).collect();
+        let peers: Vec<String> = (1..)
+            .zip(&self.addrs)
+            .map(|(i, a)| format!("{i}={a}"))
+            .collect();
+        let args = [
+            "--id".to_string(),
+            id.to_string(),
+            "--peers".into(),
+            peers.join(","),
+        ];
+        self.spawn(id, &args)
+    }
+
+    /// Start a new node `id` listening at `listen` that joins the cluster
+    /// through `seeds` (it adds itself as a learner and promotes itself
+    /// once caught up).
+    pub fn start_joining(
+        &mut self,
+        id: usize,
+        listen: SocketAddr,
+        seeds: &[SocketAddr],
+    ) -> std::io::Result<()> {
+        let seeds: Vec<String> = seeds.iter().map(SocketAddr::to_string).collect();
+        let args = [
+            "--id".to_string(),
+            id.to_string(),
+            "--listen".into(),
+            listen.to_string(),
+            "--join".into(),
+            seeds.join(","),
+        ];
+        self.spawn(id, &args)
+    }
+
+    fn spawn(&mut self, id: usize, args: &[String]) -> std::io::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join(format!("node{id}.log")))?;
+            .open(self.log_path(id))?;
         let child = Command::new(&self.exe)
-            .args([
-                "serve",
-                "--id",
-                &id.to_string(),
-                "--peers",
-                &peers.join(","),
-            ])
+            .arg("serve")
+            .args(args)
             .args(["--runtime", &self.runtime])
             .arg("--data-dir")
-            .arg(self.dir.join(format!("node{id}")))
+            .arg(self.node_dir(id))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
-        self.children[id - 1] = Some(child);
+        self.children.insert(id, child);
         Ok(())
     }
 
     /// SIGKILL node `id` and wait for it.
     pub fn kill(&mut self, id: usize) {
-        if let Some(mut c) = self.children[id - 1].take() {
+        if let Some(mut c) = self.children.remove(&id) {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -69,21 +110,19 @@ impl LocalCluster {
 
     /// Whether some node exited on its own (its status), e.g. after an error.
     pub fn exited(&mut self) -> Option<(usize, std::process::ExitStatus)> {
-        for (i, c) in self.children.iter_mut().enumerate() {
-            if let Some(child) = c {
-                if let Ok(Some(status)) = child.try_wait() {
-                    *c = None;
-                    return Some((i + 1, status));
-                }
-            }
-        }
-        None
+        let (id, status) = self
+            .children
+            .iter_mut()
+            .find_map(|(id, c)| c.try_wait().ok().flatten().map(|s| (*id, s)))?;
+        self.children.remove(&id);
+        Some((id, status))
     }
 }
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
-        for id in 1..=self.children.len() {
+        let ids: Vec<usize> = self.children.keys().copied().collect();
+        for id in ids {
             self.kill(id);
         }
     }

@@ -3,3 +3,5 @@
 pub mod bench;
 pub mod demo;
 pub mod local;
+pub mod member;
+pub mod workload;

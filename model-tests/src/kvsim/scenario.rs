@@ -130,6 +130,9 @@ where
                 self.submit(id, op);
                 return Vec::new();
             }
+            RsmInput::Change { .. } => {
+                panic!("scenario replicas take no cluster changes: they have no admin connection")
+            }
         };
         self.after(id, &actions);
         actions

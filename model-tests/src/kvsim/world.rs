@@ -22,10 +22,10 @@ use crate::sim::queue::EventQueue;
 use crate::sim::rng::SimRng;
 use crate::sim::trace::{Trace, TraceMode};
 use core_kv::{NotLeader, Rsm, RsmConfig, StateMachine};
-use core_raft::{Action, Config, Entry, LogIndex, Message, NodeId};
+use core_raft::{Action, Config, Entry, LogIndex, Member, Message, NodeId};
 use node_shell::{
-    ConnId, Frame, NodeAction, NodeConfig, NodeInput, ReplicaNode, CLIENT_NODE,
-    DEFAULT_MAX_FRAME_BYTES,
+    Bootstrap, ConnId, Frame, NodeAction, NodeConfig, NodeInput, PeerIdentity, ReplicaNode,
+    CLIENT_NODE, DEFAULT_MAX_FRAME_BYTES,
 };
 use std::collections::BTreeMap;
 use wire::{encode_frame, Hello};
@@ -468,7 +468,7 @@ where
         let members: Vec<NodeId> = (0..n).map(server_id).collect();
         let mut raft = self.config.raft.clone();
         raft.id = server_id(i);
-        raft.voters = members.clone();
+        raft.voters = members;
         raft.rng_seed = match self.config.delivery {
             Delivery::Timed => self.rng.next_u64(),
             // By hand, a server's jitter depends only on the run's seed and
@@ -483,7 +483,8 @@ where
         };
         let node = NodeConfig {
             id: server_id(i),
-            members,
+            identity: Member::default(),
+            bootstrap: Bootstrap::Static,
             cluster: CLUSTER,
             protocol: PROTOCOL,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
@@ -540,6 +541,7 @@ where
             let frame: Frame<S::Op, S::Output> = Frame::Reply {
                 id,
                 result: Err(NotLeader { leader_hint: None }),
+                leader_addr: None,
             };
             let bytes = encode_frame(&frame, DEFAULT_MAX_FRAME_BYTES).expect("a reply fits");
             self.answer(client, i, bytes);
@@ -811,7 +813,18 @@ where
         self.slots[to].remotes.insert(conn, remote);
         self.server_step(to, NodeInput::Accepted { conn });
         let hello = Hello::new(PROTOCOL, CLUSTER, node);
-        let bytes = encode_frame(&hello, DEFAULT_MAX_FRAME_BYTES).expect("a hello fits");
+        let mut bytes = encode_frame(&hello, DEFAULT_MAX_FRAME_BYTES).expect("a hello fits");
+        if node != CLIENT_NODE {
+            // Simulated replicas have no data directories: incarnation 0
+            // ("unknown") is never checked.
+            let identity: Frame<S::Op, S::Output> = Frame::PeerIdentity(PeerIdentity {
+                incarnation: 0,
+                addr: String::new(),
+                formed: true,
+                expected: 0,
+            });
+            bytes.extend(encode_frame(&identity, DEFAULT_MAX_FRAME_BYTES).expect("it fits"));
+        }
         self.server_step(to, NodeInput::Received { conn, bytes });
         conn
     }
@@ -879,6 +892,7 @@ where
                 let frame: Frame<S::Op, S::Output> = Frame::Reply {
                     id,
                     result: Ok(output),
+                    leader_addr: None,
                 };
                 let reply = encode_frame(&frame, DEFAULT_MAX_FRAME_BYTES).expect("a reply fits");
                 self.answer(client, server, reply);
@@ -900,7 +914,8 @@ where
 
     fn answer(&mut self, client: usize, server: usize, bytes: Vec<u8>) {
         if self.config.delivery == Delivery::Manual {
-            let Ok(Frame::Reply { id, result }) = decode_frame::<Frame<S::Op, S::Output>>(&bytes)
+            let Ok(Frame::Reply { id, result, .. }) =
+                decode_frame::<Frame<S::Op, S::Output>>(&bytes)
             else {
                 self.fail(format!(
                     "server {server} answered with a frame that is not a reply"
@@ -931,7 +946,8 @@ where
         if !self.reaches(client, from) {
             return;
         }
-        let Ok(Frame::Reply { id, result }) = decode_frame::<Frame<S::Op, S::Output>>(bytes) else {
+        let Ok(Frame::Reply { id, result, .. }) = decode_frame::<Frame<S::Op, S::Output>>(bytes)
+        else {
             self.fail(format!(
                 "server {from} sent client {client} a frame that is not a reply"
             ));
@@ -1006,6 +1022,8 @@ where
             NodeAction::Close { conn, reason } => {
                 self.fail(format!("s{i} closed {conn}: {reason}"));
             }
+            // Simulated links need no dialing: the world routes by id.
+            NodeAction::Dial { .. } => {}
             // By hand, a test may break a replica on purpose and look at
             // what it does next; in virtual time a stopped replica is a bug.
             NodeAction::Stop { reason } if self.config.delivery == Delivery::Manual => {
@@ -1282,6 +1300,7 @@ mod tests {
         let reply: Frame<u8, u8> = Frame::Reply {
             id: 0,
             result: Ok(0),
+            leader_addr: None,
         };
         assert!(!frame_is_request(&encode_frame(&reply, 1024).unwrap()));
     }

@@ -1,0 +1,207 @@
+//! A recording workload against a running `kv` cluster: clients doing
+//! versioned Puts and Gets on a few keys, each call and return timed, and
+//! the history checked for linearizability. `kv demo` and the real-process
+//! tests run it while they kill, restart, add and remove nodes.
+
+use core_kv::{Op, Outcome, Version};
+use driver_tokio::kv::KvClient;
+use linearizability::kv::{versioned_history, Recorded};
+use linearizability::models::VersionedKvModel;
+use linearizability::{check, CheckOptions, Verdict};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Keys the clients use.
+pub const KEYS: usize = 3;
+
+/// The recording clients, running until stopped.
+pub struct Workload {
+    t0: Instant,
+    history: Arc<Mutex<Vec<Recorded>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workload {
+    /// Start `clients` recording clients of the cluster at `addrs`.
+    pub fn start(clients: usize, addrs: &[SocketAddr]) -> Workload {
+        let t0 = Instant::now();
+        let micros = move || t0.elapsed().as_micros() as u64;
+        let history: Arc<Mutex<Vec<Recorded>>> = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks = (0..clients)
+            .map(|c| {
+                let (addrs, history, stop) = (addrs.to_vec(), history.clone(), stop.clone());
+                tokio::spawn(client_loop(c as u64 + 1, addrs, history, stop, micros))
+            })
+            .collect();
+        Workload {
+            t0,
+            history,
+            stop,
+            tasks,
+        }
+    }
+
+    /// Microseconds since the workload started (the history's clock).
+    pub fn now(&self) -> u64 {
+        self.t0.elapsed().as_micros() as u64
+    }
+
+    /// When the first Put invoked at or after `since` was acknowledged.
+    pub fn first_write_acked_after(&self, since: u64) -> Option<u64> {
+        let history = self.history.lock().unwrap();
+        history
+            .iter()
+            .filter(|r| {
+                r.call >= since && r.outcome == Some(Outcome::Ok) && matches!(r.op, Op::Put { .. })
+            })
+            .filter_map(|r| r.ret)
+            .min()
+    }
+
+    /// Stop every client (an operation in flight stays in the history
+    /// without a return) and hand back the history.
+    pub async fn stop(self) -> Vec<Recorded> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let history = self.history.lock().unwrap();
+        history.clone()
+    }
+
+    /// Operations acknowledged so far.
+    pub fn acknowledged(&self) -> usize {
+        let history = self.history.lock().unwrap();
+        history.iter().filter(|r| r.ret.is_some()).count()
+    }
+
+    /// Stop the clients, then read every key once more (recorded, so a
+    /// lost acknowledged write shows up as a stale read) and hand back the
+    /// history.
+    pub async fn stop_and_read_back(self, addrs: &[SocketAddr]) -> Vec<Recorded> {
+        let t0 = self.t0;
+        let mut recorded = self.stop().await;
+        if let Ok(mut client) = KvClient::for_cluster(addrs.to_vec(), 6824) {
+            for k in 0..KEYS {
+                let op = Op::Get {
+                    key: format!("k{k}"),
+                };
+                let call = t0.elapsed().as_micros() as u64;
+                let outcome = client.run(op.clone(), Duration::from_secs(30)).await.ok();
+                let ret = outcome.as_ref().map(|_| t0.elapsed().as_micros() as u64);
+                recorded.push(Recorded {
+                    client: 0,
+                    call,
+                    ret,
+                    op,
+                    outcome,
+                });
+            }
+        }
+        recorded
+    }
+}
+
+/// Check a recorded history for linearizability; returns the verdict and
+/// the checker's summary. A failing history's timeline page is written to
+/// `dir/linearizability.html`.
+pub fn check_history(recorded: &[Recorded], dir: &Path) -> (Verdict, String) {
+    let outcome = check(
+        &VersionedKvModel,
+        &versioned_history(recorded),
+        &CheckOptions::with_budget(Duration::from_secs(30)),
+    );
+    if outcome.verdict == Verdict::Illegal {
+        if let Some(f) = &outcome.failure {
+            let page = dir.join("linearizability.html");
+            if f.write_html(&page).is_ok() {
+                println!("timeline of the failing key: {}", page.display());
+            }
+        }
+    }
+    (outcome.verdict, outcome.to_string())
+}
+
+/// One client: versioned Puts and Gets on a few keys until stopped,
+/// recording call and return times for the checker.
+async fn client_loop(
+    me: u64,
+    addrs: Vec<SocketAddr>,
+    history: Arc<Mutex<Vec<Recorded>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    now: impl Fn() -> u64,
+) {
+    let Ok(mut client) = KvClient::for_cluster(addrs, 6824) else {
+        return;
+    };
+    let mut versions = [0u64; KEYS];
+    let mut n = 0u64;
+    // After a refused Put, read that key to learn its version.
+    let mut reread: Option<usize> = None;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        n += 1;
+        let (k, op) = match reread.take() {
+            Some(k) => (
+                k,
+                Op::Get {
+                    key: format!("k{k}"),
+                },
+            ),
+            None => {
+                let k = ((me + n) % KEYS as u64) as usize;
+                let key = format!("k{k}");
+                if n.is_multiple_of(2) {
+                    (k, Op::Get { key })
+                } else {
+                    (
+                        k,
+                        Op::Put {
+                            key,
+                            value: format!("c{me}-{n}"),
+                            version: Version(versions[k]),
+                        },
+                    )
+                }
+            }
+        };
+        let call = now();
+        let index = {
+            let mut h = history.lock().unwrap();
+            h.push(Recorded {
+                client: me,
+                call,
+                ret: None,
+                op: op.clone(),
+                outcome: None,
+            });
+            h.len() - 1
+        };
+        // No deadline of our own: an operation in flight when the demo
+        // stops stays in the history without a return, as "maybe applied".
+        let result = tokio::select! {
+            r = client.run(op, Duration::from_secs(60)) => r.ok(),
+            _ = wait_for(&stop) => None,
+        };
+        let Some(outcome) = result else { break };
+        let ret = now();
+        match &outcome {
+            Outcome::Value { version, .. } => versions[k] = version.0,
+            Outcome::Ok => versions[k] += 1,
+            Outcome::ErrNoKey => versions[k] = 0,
+            Outcome::ErrVersion | Outcome::ErrMaybe => reread = Some(k),
+        }
+        let mut h = history.lock().unwrap();
+        h[index].ret = Some(ret);
+        h[index].outcome = Some(outcome);
+    }
+}
+
+async fn wait_for(stop: &std::sync::atomic::AtomicBool) {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
