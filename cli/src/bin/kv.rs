@@ -61,7 +61,7 @@ enum Command {
         /// 1=127.0.0.1:7001,2=127.0.0.1:7002), or plain addresses, which
         /// are numbered 1, 2, ... in order. This node's own entry is its
         /// listening address.
-        #[arg(long, value_delimiter = ',', value_parser = parse_peer, conflicts_with = "join", required_unless_present = "join")]
+        #[arg(long, value_delimiter = ',', value_parser = parse_peer, conflicts_with = "join", required_unless_present_any = ["join", "listen"])]
         peers: Vec<PeerArg>,
         /// Join an existing cluster through any of its members
         /// (comma-separated addresses): the node adds itself as a learner,
@@ -70,7 +70,9 @@ enum Command {
         #[arg(long, value_delimiter = ',', requires = "listen")]
         join: Vec<String>,
         /// The address to listen on (and give the cluster); with --peers it
-        /// defaults to this node's entry there.
+        /// defaults to this node's entry there. Given alone (no --peers, no
+        /// --join), the node waits until an operator adds it with
+        /// `kv member add`.
         #[arg(long)]
         listen: Option<SocketAddr>,
         /// With --join: stay a learner (do not promote).
@@ -339,7 +341,10 @@ fn main() -> ExitCode {
             runtime,
         } => {
             let protocol = core_kv::KV_PROTOCOL_VERSION;
-            let base = if join.is_empty() {
+            let base = if peers.is_empty() {
+                let listen = listen.expect("clap requires --listen without --peers");
+                NodeOptions::joining(id, listen, data_dir, protocol)
+            } else {
                 let peers = match peer_map(&peers) {
                     Ok(p) => p,
                     Err(e) => {
@@ -352,9 +357,6 @@ fn main() -> ExitCode {
                     o.listen = l;
                 }
                 o
-            } else {
-                let listen = listen.expect("clap requires --listen with --join");
-                NodeOptions::joining(id, listen, data_dir, protocol)
             };
             let opts = NodeOptions {
                 cluster: cluster_id,
