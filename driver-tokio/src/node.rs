@@ -93,15 +93,7 @@ where
     S: StateMachine + Send + 'static,
 {
     opts.validate()?;
-    let (identity, created) =
-        storage::identity::load_or_create(&opts.data_dir, opts.cluster, opts.id)?;
-    if created {
-        tracing::info!(
-            id = opts.id,
-            "new data directory, incarnation {:016x}",
-            identity.incarnation
-        );
-    }
+    let (identity, _) = storage::identity::load_or_create(&opts.data_dir, opts.cluster, opts.id)?;
     let (disk, durable, report) = DiskStorage::open(&opts.data_dir)?;
     if let Some(torn) = &report.torn_tail {
         tracing::warn!("recovered after a crash: {torn}");

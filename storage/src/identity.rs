@@ -92,6 +92,12 @@ pub fn load_or_create(
                 incarnation: fresh_incarnation(),
             };
             write(dir, &path, &identity)?;
+            tracing::info!(
+                dir = %dir.display(),
+                node,
+                "new data directory, incarnation {:016x}",
+                identity.incarnation
+            );
             Ok((identity, true))
         }
         Err(e) => Err(StorageError::io("read", &path)(e)),
