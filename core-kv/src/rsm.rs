@@ -11,8 +11,8 @@
 //! commit under the next leader.
 
 use core_raft::{
-    Action, Config, Durable, Entry, Input, LogIndex, Message, NodeId, Payload, Raft, RestoreError,
-    Snapshot, Term,
+    Action, Config, Durable, Entry, Input, LogIndex, MembershipChange, Message, NodeId, Payload,
+    Raft, RestoreError, Snapshot, Term,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -124,6 +124,19 @@ pub enum RsmInput<Op> {
         id: u64,
         /// The operation.
         op: Op,
+    },
+    /// An operator's single-server membership change, for this replica's
+    /// Raft to append if it leads (`core_raft::Input::ChangeMembership`).
+    /// Nothing is answered: the outcome shows in [`Rsm::raft`]'s
+    /// membership, and a refused change (not leader, an earlier change
+    /// not committed yet, ...) changes nothing and may be retried.
+    ChangeMembership(MembershipChange),
+    /// An operator's request that this replica, if it leads, hand
+    /// leadership to voter `to` (`core_raft::Input::TransferLeadership`);
+    /// the outcome shows in who leads.
+    TransferLeadership {
+        /// The voter to hand over to.
+        to: NodeId,
     },
 }
 
@@ -271,6 +284,8 @@ impl<S: StateMachine> Rsm<S> {
             RsmInput::Tick => self.raft_step(Input::Tick),
             RsmInput::Receive { from, msg } => self.raft_step(Input::Receive { from, msg }),
             RsmInput::Submit { id, op } => self.submit(id, op),
+            RsmInput::ChangeMembership(change) => self.raft_step(Input::ChangeMembership(change)),
+            RsmInput::TransferLeadership { to } => self.raft_step(Input::TransferLeadership { to }),
         }
         self.maybe_snapshot();
         std::mem::take(&mut self.out)
@@ -363,8 +378,9 @@ impl<S: StateMachine> Rsm<S> {
                         self.reply_err(sub, leader_hint);
                     }
                 }
-                // Membership changes and transfers are not submitted
-                // through the replica.
+                // Membership changes and transfers are an operator's
+                // (RsmInput::ChangeMembership, TransferLeadership): their
+                // outcome shows in the Raft state, nothing is answered.
                 Action::Proposed { .. }
                 | Action::NotLeader { .. }
                 | Action::MembershipRefused(_)

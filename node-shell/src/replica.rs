@@ -29,7 +29,7 @@ use crate::frame::{Frame, CLIENT_NODE};
 use crate::gate::{BatchId, PersistGate};
 use crate::ConnId;
 use core_kv::{NotLeader, Rsm, RsmAction, RsmConfig, RsmError, RsmInput, StateMachine};
-use core_raft::{Action, Durable, NodeId};
+use core_raft::{Action, Durable, MembershipChange, NodeId};
 use std::collections::BTreeMap;
 use wire::{encode_frame, Decoder, Hello};
 
@@ -76,6 +76,17 @@ pub enum NodeInput {
     Persisted {
         /// The highest durable batch.
         batch: BatchId,
+    },
+    /// An operator asks this replica, if it leads, to append a
+    /// single-server membership change (see
+    /// `core_kv::RsmInput::ChangeMembership`: nothing is answered; the
+    /// outcome shows in the replica's Raft state).
+    ChangeMembership(MembershipChange),
+    /// An operator asks this replica, if it leads, to hand leadership to
+    /// voter `to`.
+    TransferLeadership {
+        /// The voter to hand over to.
+        to: NodeId,
     },
 }
 
@@ -227,6 +238,12 @@ impl<S: StateMachine> ReplicaNode<S> {
             NodeInput::Persisted { batch } => {
                 let ready = self.gate.persisted(batch);
                 self.carry_out(ready);
+            }
+            NodeInput::ChangeMembership(change) => {
+                self.replica_step(RsmInput::ChangeMembership(change))
+            }
+            NodeInput::TransferLeadership { to } => {
+                self.replica_step(RsmInput::TransferLeadership { to })
             }
         }
         std::mem::take(&mut self.out)

@@ -12,7 +12,7 @@ use crate::sim::network::NetConfig;
 use crate::sim::trace::TraceMode;
 use core_kv::{Rsm, RsmConfig, RsmInput, StateMachine};
 use core_raft::{Config, Durable, Entry, LogIndex, NodeId, Role};
-use node_shell::NodeAction;
+use node_shell::{NodeAction, NodeInput};
 use std::collections::BTreeMap;
 
 /// Node `id`.
@@ -130,6 +130,12 @@ where
                 self.submit(id, op);
                 return Vec::new();
             }
+            RsmInput::ChangeMembership(change) => self
+                .w
+                .step_server(Self::index(id), NodeInput::ChangeMembership(change)),
+            RsmInput::TransferLeadership { to } => self
+                .w
+                .step_server(Self::index(id), NodeInput::TransferLeadership { to }),
         };
         self.after(id, &actions);
         actions
