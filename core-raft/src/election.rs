@@ -16,11 +16,26 @@ impl Raft {
             && self.election_elapsed < self.config.election_ticks_min
     }
 
+    /// Whether this node may start an election: a voter of the membership
+    /// in effect may; so may a voter whose own removal is appended but not
+    /// yet committed (thesis §4.2.2). Its log may hold entries, the removal
+    /// among them, that the remaining voters lack, so that it alone can
+    /// win; it campaigns among them without counting its own vote, leads
+    /// only until the removal commits, then steps down for good.
+    pub(crate) fn may_campaign(&self) -> bool {
+        let id = self.config.id;
+        if self.membership().is_voter(id) {
+            return true;
+        }
+        let at = self.membership_index();
+        at > self.commit && self.membership_at(at.prev()).is_voter(id)
+    }
+
     /// Followers and candidates: count toward the election timeout.
     pub(crate) fn tick_election(&mut self) {
         self.election_elapsed += 1;
         if self.election_elapsed >= self.election_timeout {
-            if !self.membership().is_voter(self.config.id) {
+            if !self.may_campaign() {
                 // Learners and removed nodes never campaign.
                 self.reset_election_timer();
                 return;

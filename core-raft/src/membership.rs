@@ -8,8 +8,11 @@
 //! node falls back to the one before. A leader accepts a change only when
 //! no earlier change is uncommitted and an entry of its own term is
 //! committed (the fix from the 2015 raft-dev report on single-server
-//! changes), so any two memberships that can be in effect in one term
-//! differ by at most one voter and their majorities intersect.
+//! changes), so every membership that can still decide (the latest
+//! committed one, and any appended after it on a log that holds it) is one
+//! change from the latest committed one, and their majorities intersect.
+//! (Memberships in effect in one term can be further apart: a leader may
+//! commit two changes in one term.)
 //!
 //! [`Payload::Membership`]: crate::Payload::Membership
 

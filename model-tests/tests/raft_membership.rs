@@ -11,19 +11,17 @@ use core_raft::{
 };
 use model_tests::sim::scenario::{n, Scenario};
 
-/// Who votes and who learns (the simulator's members carry no addresses,
-/// and removed ids are remembered as retired).
-#[track_caller]
-fn assert_same(got: &Membership, want: &Membership, context: impl std::fmt::Display) {
-    assert_eq!(
-        (&got.voters, &got.learners),
-        (&want.voters, &want.learners),
-        "{context}"
-    );
-}
-
 fn voters(ids: &[u64]) -> Membership {
     Membership::with_voters(ids.iter().map(|i| NodeId(*i)))
+}
+
+/// Who votes and who learns (the members' identities and the retired ids
+/// are checked where they matter).
+fn roles(m: &Membership) -> (Vec<NodeId>, Vec<NodeId>) {
+    (
+        m.voters.iter().copied().collect(),
+        m.learners.iter().copied().collect(),
+    )
 }
 
 fn change(c: &mut Scenario, leader: NodeId, ch: MembershipChange) -> Vec<Action> {
@@ -83,7 +81,7 @@ fn a_learner_catches_up_votes_only_once_promoted_and_then_counts() {
     let mut learners = voters(&[1, 2, 3]);
     learners.learners.insert(n(4));
     for id in [n(1), n(2), n(3), n(4)] {
-        assert_same(c.node(id).membership(), &learners, "{id}");
+        assert_eq!(roles(c.node(id).membership()), roles(&learners), "{id}");
     }
     // Caught up: the leader reports it, and the learner holds the log.
     assert_eq!(
@@ -100,7 +98,11 @@ fn a_learner_catches_up_votes_only_once_promoted_and_then_counts() {
     c.deliver_all();
     c.run(3);
     for id in [n(1), n(2), n(3), n(4)] {
-        assert_same(c.node(id).membership(), &voters(&[1, 2, 3, 4]), "{id}");
+        assert_eq!(
+            roles(c.node(id).membership()),
+            roles(&voters(&[1, 2, 3, 4])),
+            "{id}"
+        );
     }
     // Four voters: a quorum is three. The leader and the new voter alone
     // cannot commit; with one more they can.
@@ -206,7 +208,7 @@ fn a_removed_leader_steps_down_once_committed_and_never_campaigns() {
     let at = proposed(&a).expect("appended");
     // In effect at once: the leader no longer counts itself, but leads
     // until the change commits.
-    assert_same(c.node(n(1)).membership(), &voters(&[2, 3]), "n1");
+    assert_eq!(roles(c.node(n(1)).membership()), roles(&voters(&[2, 3])));
     assert!(c.node(n(1)).is_leader());
     c.deliver_all();
     assert!(c.node(n(1)).commit_index() >= at);
@@ -226,6 +228,41 @@ fn a_removed_leader_steps_down_once_committed_and_never_campaigns() {
         c.applied_commands(n(1)).last() != Some(&b"after".to_vec()),
         "the removed node is not replicated to any more"
     );
+}
+
+/// Thesis §4.2.2: a node whose own removal is appended but not committed
+/// may hold entries the remaining voters lack, and then only it can win an
+/// election; it must still campaign (not counting its own vote) until the
+/// removal commits. Found by the swarm (seed 184): a leader removed itself
+/// from {n0, n4}, was deposed by n0's campaign before the removal reached
+/// n0, refused n0 its vote (n0's log was behind), and never campaigned
+/// itself: no leader ever again.
+#[test]
+fn a_leader_deposed_before_its_removal_commits_campaigns_to_finish_it() {
+    let mut c = Scenario::new(2, |cfg| {
+        cfg.pre_vote = false;
+        cfg.check_quorum = false;
+    });
+    c.elect(n(1));
+    c.propose(n(1), b"a");
+    c.deliver_all();
+    c.isolate(n(1));
+    let a = change(&mut c, n(1), MembershipChange::Remove(n(1)));
+    let at = proposed(&a).expect("appended");
+    assert_eq!(roles(c.node(n(1)).membership()), roles(&voters(&[2])));
+    // n2 never receives the removal and campaigns in vain; once healed,
+    // its requests depose n1, which refuses its vote (n2's log is behind).
+    c.run(40);
+    c.heal();
+    c.run(150);
+    assert!(
+        c.node(n(2)).commit_index() >= at,
+        "the removal commits (commit {} < {at})",
+        c.node(n(2)).commit_index()
+    );
+    assert_eq!(roles(c.node(n(2)).membership()), roles(&voters(&[2])));
+    assert_eq!(c.leader(), Some(n(2)));
+    assert!(!c.node(n(1)).is_leader());
 }
 
 #[test]
@@ -283,7 +320,11 @@ fn a_membership_is_in_effect_when_appended_and_undone_when_overwritten() {
     c.heal();
     c.run(5);
     for id in [n(1), n(2), n(3), n(4), n(5)] {
-        assert_same(c.node(id).membership(), &voters(&[1, 2, 3, 4, 5]), "{id}");
+        assert_eq!(
+            roles(c.node(id).membership()),
+            roles(&voters(&[1, 2, 3, 4, 5])),
+            "{id}"
+        );
     }
 }
 
@@ -312,11 +353,19 @@ fn snapshots_and_restarts_keep_the_membership() {
             },
         );
         let snap = c.durable(id).snapshot.clone().expect("a snapshot");
-        assert_same(&snap.membership, &voters(&[1, 2, 3, 4]), id);
+        assert_eq!(
+            roles(&snap.membership),
+            roles(&voters(&[1, 2, 3, 4])),
+            "{id}"
+        );
     }
     for id in [n(1), n(2), n(3), n(4)] {
         c.restart(id);
-        assert_same(c.node(id).membership(), &voters(&[1, 2, 3, 4]), "{id}");
+        assert_eq!(
+            roles(c.node(id).membership()),
+            roles(&voters(&[1, 2, 3, 4])),
+            "{id}"
+        );
     }
     // A node restarted from a log holding a change (no snapshot) too.
     let mut d = Scenario::with_joiners(3, 1, |_| {});

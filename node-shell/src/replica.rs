@@ -44,9 +44,8 @@ use wire::{encode_frame, Decoder, Hello};
 /// cluster (5 s at 10 ms ticks).
 const WAITING_LOG_TICKS: u64 = 500;
 
-/// Submission ids from this one up are the shell's own membership changes
-/// (the automatic additions of bootstrap peers), whose answers go to no
-/// client.
+/// Submission ids from this one up are changes no client waits for (the
+/// automatic additions of bootstrap peers, and `NodeInput::Change`).
 const OWN_CHANGES: u64 = u64::MAX / 2;
 
 /// Who a replica node is and what it accepts.
@@ -95,6 +94,10 @@ pub enum NodeInput {
         /// The highest durable batch.
         batch: BatchId,
     },
+    /// An operator inside the process (the simulator's) asks for a change
+    /// to the cluster. Nothing is answered: the outcome shows in the
+    /// replica's Raft state. Operators outside use `Frame::Admin`.
+    Change(ClusterChange),
 }
 
 /// What a replica node wants done, in order.
@@ -385,6 +388,11 @@ impl<S: StateMachine> ReplicaNode<S> {
             NodeInput::Persisted { batch } => {
                 let ready = self.gate.persisted(batch);
                 self.carry_out(ready);
+            }
+            NodeInput::Change(change) => {
+                self.next_own_change += 1;
+                let id = self.next_own_change;
+                self.replica_step(RsmInput::Change { id, change });
             }
         }
         std::mem::take(&mut self.out)

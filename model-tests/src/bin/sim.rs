@@ -147,8 +147,8 @@ fn kv(args: KvArgs) -> ExitCode {
         |seed| KvSwarmOptions::from_seed(seed).to_string(),
         |r, wall| {
             format!(
-                "{} ops, {} OK puts, {} retries answered from session tables, {} ms virtual, {wall:.2} s wall",
-                r.ops, r.puts_ok, r.duplicates_avoided, r.virtual_ms
+                "{} ops, {} OK puts, {} retries answered from session tables, {} ms virtual, {wall:.2} s wall; membership: {:?}, {} committed",
+                r.ops, r.puts_ok, r.duplicates_avoided, r.virtual_ms, r.reconfig, r.memberships_committed
             )
         },
         &format!("kv --chaos-ms {chaos_ms}"),
@@ -156,8 +156,18 @@ fn kv(args: KvArgs) -> ExitCode {
     let ops: usize = totals.reports.iter().map(|r| r.ops).sum();
     let avoided: u64 = totals.reports.iter().map(|r| r.duplicates_avoided).sum();
     let virtual_ms: u64 = totals.reports.iter().map(|r| r.virtual_ms).sum();
+    let sum = |f: fn(&model_tests::kvsim::swarm::KvSwarmReport) -> u64| -> u64 {
+        totals.reports.iter().map(f).sum()
+    };
+    let membership = format!(
+        "{} membership changes appended, {} committed, {} nodes replaced, {} leadership transfers",
+        sum(|r| r.reconfig.proposed),
+        sum(|r| r.memberships_committed),
+        sum(|r| r.reconfig.replaced),
+        sum(|r| r.reconfig.transfers)
+    );
     totals.finish(&format!(
-        "{ops} client operations, {avoided} retries answered exactly once from session tables; {:.0} simulated s",
+        "{ops} client operations, {avoided} retries answered exactly once from session tables, {membership}; {:.0} simulated s",
         virtual_ms as f64 / 1000.0
     ))
 }
@@ -292,6 +302,7 @@ fn raft(args: RaftArgs) -> ExitCode {
     let started = Instant::now();
     let (mut passed, mut failed) = (0u64, Vec::new());
     let (mut virtual_ms, mut steps) = (0u64, 0u64);
+    let mut reconfig = ReconfigTotals::default();
     for (k, &seed) in seeds.iter().enumerate() {
         let outcome = run_one(seed, args.chaos_ms, trace, args.check_determinism);
         match outcome {
@@ -301,10 +312,11 @@ fn raft(args: RaftArgs) -> ExitCode {
                 let runs = if args.check_determinism { 2 } else { 1 };
                 virtual_ms += runs * report.virtual_ms;
                 steps += runs * report.steps;
+                reconfig.add(&report);
                 if args.seed.is_some() {
                     println!(
-                        "seed {seed}: ok; {} committed, {} leader terms, {} steps, {} ms virtual, recovered in {} ms",
-                        report.committed, report.leader_terms, report.steps, report.virtual_ms, report.recovery_ms
+                        "seed {seed}: ok; {} committed, {} leader terms, {} steps, {} ms virtual, recovered in {} ms; membership: {:?}, {} committed",
+                        report.committed, report.leader_terms, report.steps, report.virtual_ms, report.recovery_ms, report.reconfig, report.memberships_committed
                     );
                 }
             }
@@ -349,11 +361,52 @@ fn raft(args: RaftArgs) -> ExitCode {
         sim_s / wall.max(1e-9),
         steps as f64 / wall.max(1e-9) / 1e6
     );
+    println!("raft: {reconfig}");
     if failed.is_empty() {
         ExitCode::SUCCESS
     } else {
         println!("failing seeds: {failed:?}");
         ExitCode::FAILURE
+    }
+}
+
+/// The operator's work summed over the passing seeds of a Raft run.
+#[derive(Default)]
+struct ReconfigTotals {
+    seeds: u64,
+    proposed: u64,
+    committed: u64,
+    refused: u64,
+    transfers: u64,
+    replaced: u64,
+    leaders_removed: u64,
+}
+
+impl ReconfigTotals {
+    fn add(&mut self, r: &SwarmReport) {
+        self.seeds += u64::from(r.reconfig.proposed > 0);
+        self.proposed += r.reconfig.proposed;
+        self.committed += r.memberships_committed;
+        self.refused += r.reconfig.refused;
+        self.transfers += r.reconfig.transfers;
+        self.replaced += r.reconfig.replaced;
+        self.leaders_removed += r.reconfig.leaders_removed;
+    }
+}
+
+impl std::fmt::Display for ReconfigTotals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "membership changes in {} seeds: {} appended, {} committed, {} refused and retried; {} leaders removed themselves, {} nodes replaced, {} leadership transfers",
+            self.seeds,
+            self.proposed,
+            self.committed,
+            self.refused,
+            self.leaders_removed,
+            self.replaced,
+            self.transfers
+        )
     }
 }
 

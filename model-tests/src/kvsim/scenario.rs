@@ -12,7 +12,7 @@ use crate::sim::network::NetConfig;
 use crate::sim::trace::TraceMode;
 use core_kv::{Rsm, RsmConfig, RsmInput, StateMachine};
 use core_raft::{Config, Durable, Entry, LogIndex, NodeId, Role};
-use node_shell::NodeAction;
+use node_shell::{NodeAction, NodeInput};
 use std::collections::BTreeMap;
 
 /// Node `id`.
@@ -130,9 +130,9 @@ where
                 self.submit(id, op);
                 return Vec::new();
             }
-            RsmInput::Change { .. } => {
-                panic!("scenario replicas take no cluster changes: they have no admin connection")
-            }
+            RsmInput::Change { change, .. } => self
+                .w
+                .step_server(Self::index(id), NodeInput::Change(change)),
         };
         self.after(id, &actions);
         actions

@@ -1,7 +1,9 @@
 //! Swarm runs of the replicated key/value service: each seed picks its own
-//! cluster, clients, workload and fault mix; exactly-once is checked on
-//! every replica after every step, linearizability of the whole history at
-//! the end, and the healed service must let every client finish.
+//! cluster, clients, workload and fault mix (membership changes and
+//! leadership transfers included, by the Raft swarm's operator:
+//! [`crate::sim::operator`]); exactly-once is checked on every replica
+//! after every step, linearizability of the whole history at the end, and
+//! the healed service must let every client finish.
 
 use super::clients::{check_appends, Appender, ClerkClient, History, OnePut, PutCounts, Stop};
 use super::lab::{
@@ -10,6 +12,7 @@ use super::lab::{
 };
 use super::world::{World, WorldConfig};
 use crate::sim::network::NetConfig;
+use crate::sim::operator::{Operator, ReconfigStats};
 use crate::sim::rng::SimRng;
 use core_kv::{KvStore, Op, Outcome};
 use std::cell::RefCell;
@@ -39,6 +42,12 @@ pub struct KvSwarmOptions {
     pub max_raft_state: Option<usize>,
     /// Reads through ReadIndex (else through the log).
     pub read_index: bool,
+    /// Spare servers: they start knowing no membership and are added by
+    /// the operator. Clients know every server, spares included.
+    pub spare_servers: usize,
+    /// Out of 1000 per 100 ms: the operator changes the membership or
+    /// transfers leadership.
+    pub reconfig_per_mille: u64,
 }
 
 impl KvSwarmOptions {
@@ -62,6 +71,10 @@ impl KvSwarmOptions {
             restart_per_mille: [300, 700][r.pick(2)],
             max_raft_state: [None, Some(300), Some(1000), Some(20_000)][r.pick(4)],
             read_index: r.chance(2, 3),
+            // Drawn last, so that the options above stay what they were
+            // for every seed.
+            spare_servers: [0, 2, 3][r.pick(3)],
+            reconfig_per_mille: [0, 100, 300, 600][r.pick(4)],
         }
     }
 }
@@ -70,8 +83,9 @@ impl fmt::Display for KvSwarmOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} servers, {} put clients on {} keys, {} appenders, drop {}‰, dup {}‰, delay ≤{} ms{}, partition {}‰, crash {}‰, snapshot {:?}, read-index {}",
+            "{} servers + {} spare, {} put clients on {} keys, {} appenders, drop {}‰, dup {}‰, delay ≤{} ms{}, partition {}‰, crash {}‰, snapshot {:?}, read-index {}, reconfig {}‰",
             self.servers,
+            self.spare_servers,
             self.put_clients,
             self.keys,
             self.append_clients,
@@ -82,7 +96,8 @@ impl fmt::Display for KvSwarmOptions {
             self.partition_per_mille,
             self.crash_per_mille,
             self.max_raft_state,
-            self.read_index
+            self.read_index,
+            self.reconfig_per_mille
         )
     }
 }
@@ -100,6 +115,10 @@ pub struct KvSwarmReport {
     pub virtual_ms: u64,
     /// Server steps.
     pub steps: u64,
+    /// Membership entries known committed (applied somewhere).
+    pub memberships_committed: u64,
+    /// What the operator did.
+    pub reconfig: ReconfigStats,
 }
 
 /// The clients of one run and what they record.
@@ -121,19 +140,21 @@ struct Workload {
 /// service does not let every client finish.
 pub fn run_kv_swarm(seed: u64, chaos_ms: u64) -> KvSwarmReport {
     let o = KvSwarmOptions::from_seed(seed);
-    let mut config = WorldConfig::replicated(o.servers, true, seed);
+    let mut config = WorldConfig::replicated(o.servers + o.spare_servers, true, seed);
+    config.joiners = o.spare_servers;
     config.net = o.net.clone();
     config.max_raft_state = o.max_raft_state;
     config.read_index = o.read_index;
     let mut w: World<KvStore> = World::new(config);
     w.set_service_check(kv_exactly_once);
     let work = add_clients(&mut w, &o);
-    chaos(&mut w, &o, chaos_ms);
+    let mut operator = Operator::new(o.reconfig_per_mille);
+    chaos(&mut w, &o, chaos_ms, &mut operator);
     heal_and_finish(&mut w, &o, &work.stop);
     check_appenders(&mut w, &work);
     assert_versioned_linearizable(&work.versioned, seed);
     assert_classic_linearizable(&work.classic, seed);
-    report(&w, &o, &work)
+    report(&w, &work, operator.stats)
 }
 
 /// The put clients and the appenders the options ask for. Separate
@@ -154,7 +175,7 @@ fn add_clients(w: &mut World<KvStore>, o: &KvSwarmOptions) -> Workload {
         let put = OnePut::new(c + 1, keys.clone(), true, work.stop.clone(), n);
         let s = w.rng().next_u64();
         let history = work.versioned.clone();
-        let client = ClerkClient::new(c + 1, o.servers, RETRY_TICKS, s, put, history);
+        let client = ClerkClient::new(c + 1, w.servers(), RETRY_TICKS, s, put, history);
         w.add_client(Box::new(client), None);
     }
     for a in 0..o.append_clients as u64 {
@@ -162,7 +183,7 @@ fn add_clients(w: &mut World<KvStore>, o: &KvSwarmOptions) -> Workload {
         let append = Appender::new(me, format!("a{me}"), false, None, work.stop.clone());
         let s = w.rng().next_u64();
         let history = work.classic.clone();
-        let client = ClerkClient::new(me, o.servers, RETRY_TICKS, s, append, history);
+        let client = ClerkClient::new(me, w.servers(), RETRY_TICKS, s, append, history);
         w.add_client(Box::new(client), None);
         work.appenders.push(me);
     }
@@ -170,8 +191,9 @@ fn add_clients(w: &mut World<KvStore>, o: &KvSwarmOptions) -> Workload {
 }
 
 /// `chaos_ms` of faults: every 100 ms maybe re-partition, crash a server,
-/// or restart one.
-fn chaos(w: &mut World<KvStore>, o: &KvSwarmOptions, chaos_ms: u64) {
+/// restart one, or change the membership.
+fn chaos(w: &mut World<KvStore>, o: &KvSwarmOptions, chaos_ms: u64, operator: &mut Operator) {
+    let n = w.servers();
     let mut elapsed = 0;
     while elapsed < chaos_ms {
         w.run_for(100);
@@ -184,16 +206,17 @@ fn chaos(w: &mut World<KvStore>, o: &KvSwarmOptions, chaos_ms: u64) {
             }
         }
         if w.rng().chance(o.crash_per_mille, 1000) {
-            let i = w.rng().pick(o.servers);
+            let i = w.rng().pick(n);
             w.crash(i);
         }
         if w.rng().chance(o.restart_per_mille, 1000) {
-            let down: Vec<usize> = (0..o.servers).filter(|i| !w.is_up(*i)).collect();
+            let down: Vec<usize> = (0..n).filter(|i| !w.is_up(*i)).collect();
             if !down.is_empty() {
                 let i = down[w.rng().pick(down.len())];
                 w.start(i);
             }
         }
+        operator.decide(w);
     }
 }
 
@@ -207,7 +230,7 @@ fn heal_and_finish(w: &mut World<KvStore>, o: &KvSwarmOptions, stop: &Stop) {
         long_reordering: false,
         ..o.net.clone()
     });
-    for i in 0..o.servers {
+    for i in 0..w.servers() {
         if !w.is_up(i) {
             w.start(i);
         }
@@ -242,7 +265,7 @@ fn check_appenders(w: &mut World<KvStore>, work: &Workload) {
     }
 }
 
-fn report(w: &World<KvStore>, o: &KvSwarmOptions, work: &Workload) -> KvSwarmReport {
+fn report(w: &World<KvStore>, work: &Workload, reconfig: ReconfigStats) -> KvSwarmReport {
     let ops = work
         .versioned
         .borrow()
@@ -250,7 +273,7 @@ fn report(w: &World<KvStore>, o: &KvSwarmOptions, work: &Workload) -> KvSwarmRep
         .chain(work.classic.borrow().iter())
         .filter(|r| r.ret.is_some())
         .count();
-    let duplicates_avoided = (0..o.servers)
+    let duplicates_avoided = (0..w.servers())
         .filter_map(|i| w.state(i))
         .map(|s| s.duplicates())
         .max()
@@ -261,5 +284,7 @@ fn report(w: &World<KvStore>, o: &KvSwarmOptions, work: &Workload) -> KvSwarmRep
         duplicates_avoided,
         virtual_ms: w.now_ms,
         steps: w.steps,
+        memberships_committed: w.checker.memberships_committed(),
+        reconfig,
     }
 }

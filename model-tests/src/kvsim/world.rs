@@ -68,6 +68,11 @@ pub struct WorldConfig {
     /// simulation, such as a shard group started mid-run, starts at the
     /// simulation's current time).
     pub start_ms: u64,
+    /// The last `joiners` servers start knowing no membership (empty
+    /// bootstrap voters): they serve once an operator adds them. The
+    /// others are the bootstrap voters. Every server accepts every other
+    /// as a peer.
+    pub joiners: usize,
 }
 
 impl WorldConfig {
@@ -90,6 +95,7 @@ impl WorldConfig {
             delivery: Delivery::Timed,
             trace: TraceMode::from_env(),
             start_ms: 0,
+            joiners: 0,
         }
     }
 
@@ -463,12 +469,20 @@ where
         });
     }
 
+    /// The bootstrap voters of server `i`: none for a joiner.
+    fn bootstrap_voters(&self, i: usize) -> Vec<NodeId> {
+        let voters = self.servers() - self.config.joiners.min(self.servers());
+        if i < voters {
+            (0..voters).map(server_id).collect()
+        } else {
+            Vec::new()
+        }
+    }
+
     fn restore_replica(&mut self, i: usize) -> ReplicaNode<S> {
-        let n = self.servers();
-        let members: Vec<NodeId> = (0..n).map(server_id).collect();
         let mut raft = self.config.raft.clone();
         raft.id = server_id(i);
-        raft.voters = members;
+        raft.voters = self.bootstrap_voters(i);
         raft.rng_seed = match self.config.delivery {
             Delivery::Timed => self.rng.next_u64(),
             // By hand, a server's jitter depends only on the run's seed and
@@ -709,10 +723,9 @@ where
 
     /// The configuration server `i` restarts with.
     pub fn rsm_config(&self, i: usize) -> RsmConfig {
-        let n = self.servers();
         let mut raft = self.config.raft.clone();
         raft.id = server_id(i);
-        raft.voters = (0..n).map(server_id).collect();
+        raft.voters = self.bootstrap_voters(i);
         raft.rng_seed = self.config.seed.wrapping_mul(1000).wrapping_add(raft.id.0);
         RsmConfig {
             raft,
@@ -1177,6 +1190,65 @@ where
             self.now_ms,
             self.trace.report()
         );
+    }
+}
+
+/// The swarms' operator changes a service's membership through each
+/// replica's node shell, as an operator's tool would. The shell answers
+/// nothing: whether a leader appended the change shows in its Raft state.
+impl<S: StateMachine + 'static> crate::sim::operator::Admin for World<S> {
+    fn slots(&self) -> usize {
+        self.servers()
+    }
+
+    fn node_id(&self, i: usize) -> NodeId {
+        server_id(i)
+    }
+
+    fn raft_at(&self, i: usize) -> Option<&core_raft::Raft> {
+        self.replica(i).map(|r| r.raft())
+    }
+
+    fn now(&self) -> u64 {
+        self.now_ms
+    }
+
+    fn admin_rng(&mut self) -> &mut SimRng {
+        &mut self.rng
+    }
+
+    fn change_membership(
+        &mut self,
+        i: usize,
+        change: core_raft::MembershipChange,
+    ) -> crate::sim::operator::Outcome {
+        use crate::sim::operator::Outcome;
+        let before = match self.replica(i).map(|r| r.raft()) {
+            Some(r) if r.is_leader() => (r.term(), r.membership_index()),
+            _ => return Outcome::NotLeader,
+        };
+        self.server_step(
+            i,
+            NodeInput::Change(core_kv::ClusterChange::Membership(change)),
+        );
+        match self.replica(i).map(|r| r.raft()) {
+            Some(r) if (r.term(), r.membership_index()) != before && r.term() == before.0 => {
+                Outcome::Proposed(r.membership_index())
+            }
+            Some(r) if r.is_leader() => Outcome::Refused,
+            _ => Outcome::NotLeader,
+        }
+    }
+
+    fn transfer_leadership(&mut self, i: usize, to: NodeId) -> bool {
+        let leads = self
+            .replica(i)
+            .is_some_and(|r| r.raft().is_leader() && r.raft().membership().is_voter(to));
+        if leads {
+            let change = core_kv::ClusterChange::TransferLeadership(to);
+            self.server_step(i, NodeInput::Change(change));
+        }
+        leads
     }
 }
 

@@ -331,6 +331,12 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no node {id} in this cluster"))
     }
 
+    /// The index of node `id`, if it has a slot (a node replaced by
+    /// [`Cluster::replace_node`] has none any more).
+    pub fn find(&self, id: NodeId) -> Option<usize> {
+        self.slots.iter().position(|s| s.id == id)
+    }
+
     /// The live machine of node `i`, if it is up.
     pub fn raft(&self, i: usize) -> Option<&Raft> {
         self.slots[i].raft.as_ref()
@@ -432,6 +438,30 @@ impl Cluster {
         self.trace.line(self.now_ms, || {
             format!("{id} starts (incarnation {incarnation})")
         });
+    }
+
+    /// Give slot `i` to a new node: the node there is stopped for good and
+    /// its disk wiped, and a node with `config` (a new id, never used in
+    /// this cluster) starts from nothing in its place, on its links. The
+    /// swarms' operator brings a removed node's machine back this way, as
+    /// a new member to add.
+    pub fn replace_node(&mut self, i: usize, config: Config) {
+        assert!(
+            self.slots.iter().all(|s| s.id != config.id),
+            "{} is in use",
+            config.id
+        );
+        self.crash(i);
+        let old = self.slots[i].id;
+        let slot = &mut self.slots[i];
+        slot.id = config.id;
+        slot.disk = SimDisk::new(Durable::default());
+        slot.config = config;
+        let new = slot.id;
+        self.trace.line(self.now_ms, || {
+            format!("{old} is gone for good; {new} takes its place")
+        });
+        self.start(i);
     }
 
     /// Crash node `i`: its machine and application state are lost, and so
@@ -726,7 +756,10 @@ impl Cluster {
     }
 
     fn send(&mut self, from: NodeId, to: NodeId, msg: Message) {
-        let (a, b) = (self.index(from), self.index(to));
+        let (Some(a), Some(b)) = (self.find(from), self.find(to)) else {
+            // To a node that is gone for good (its slot went to a new one).
+            return;
+        };
         let encoded = postcard::to_allocvec(&msg).unwrap_or_default();
         self.trace.hash(&[from.0, to.0, self.now_ms]);
         self.trace.hash_bytes(&encoded);
@@ -820,7 +853,10 @@ impl Cluster {
     /// Deliver a message now: the recipient's actions, or why it was lost
     /// (its recipient is down, or the link is cut).
     pub fn deliver(&mut self, envelope: Envelope) -> Result<Vec<Action>, Lost> {
-        let (a, b) = (self.index(envelope.from), self.index(envelope.to));
+        let (Some(a), Some(b)) = (self.find(envelope.from), self.find(envelope.to)) else {
+            // From or to a node gone for good while the message was in flight.
+            return Err(Lost::Down);
+        };
         if !self.is_up(b) {
             return Err(Lost::Down);
         }
@@ -915,7 +951,7 @@ impl Cluster {
             let line = match &slot.raft {
                 None => format!("  {id}: down\n"),
                 Some(r) => format!(
-                    "  {id}: {:?} {} last={}/{} commit={} applied={} snap={} leader={:?} unsynced={}{}\n",
+                    "  {id}: {:?} {} last={}/{} commit={} applied={} snap={} leader={:?} unsynced={} {} (at {}){}\n",
                     r.role(),
                     r.term(),
                     r.last_index(),
@@ -925,6 +961,8 @@ impl Cluster {
                     r.snapshot_index(),
                     r.leader_hint(),
                     slot.disk.unsynced(),
+                    r.membership(),
+                    r.membership_index(),
                     if self.connected[i] { "" } else { " (disconnected)" }
                 ),
             };

@@ -1,7 +1,12 @@
 //! Safety invariants of Raft (Figure 3 of the paper), checked by the
-//! simulator after every step of every node rather than only at the end.
+//! simulator after every step of every node rather than only at the end,
+//! and the two that membership changes add (thesis §4.1-4.2; see
+//! [`Checker::after_step`]).
 
-use core_raft::{Entry, HardState, LogIndex, NodeId, Payload, Raft, Snapshot, Term};
+use core_raft::membership::majorities_intersect;
+use core_raft::{
+    Entry, HardState, LogIndex, Membership, NodeId, Payload, Raft, Role, Snapshot, Term,
+};
 use std::collections::{BTreeMap, HashMap};
 
 /// A broken invariant, described for a human.
@@ -23,6 +28,11 @@ pub struct Checker {
     /// Per node: the last persisted hard state. Its term never goes back,
     /// and within one term the persisted vote never changes.
     persisted: BTreeMap<NodeId, HardState>,
+    /// The latest membership known committed: its index (the entry's, or
+    /// the snapshot's that carries it), the term there, and the membership.
+    committed_membership: Option<(LogIndex, Term, Membership)>,
+    /// Membership entries known committed (applied somewhere).
+    memberships_committed: u64,
 }
 
 /// A stable fingerprint of an entry's payload (FNV-1a 64).
@@ -51,6 +61,11 @@ impl Checker {
     /// Number of indexes known to be committed (applied somewhere).
     pub fn committed_len(&self) -> u64 {
         self.committed.len() as u64
+    }
+
+    /// Number of membership entries known committed (applied somewhere).
+    pub fn memberships_committed(&self) -> u64 {
+        self.memberships_committed
     }
 
     /// Term of the committed entry at `index`, if known.
@@ -132,7 +147,11 @@ impl Checker {
                         )));
                     }
                 }
-                None if i == self.committed.len() => self.committed.push((e.term, fp)),
+                None if i == self.committed.len() => {
+                    self.committed.push((e.term, fp));
+                    self.memberships_committed +=
+                        u64::from(matches!(e.payload, Payload::Membership(_)));
+                }
                 None => {
                     // Committed entries below were applied only through
                     // snapshots; record what we can.
@@ -140,6 +159,8 @@ impl Checker {
                         self.committed.push((Term(0), 0));
                     }
                     self.committed.push((e.term, fp));
+                    self.memberships_committed +=
+                        u64::from(matches!(e.payload, Payload::Membership(_)));
                 }
             }
         }
@@ -226,6 +247,104 @@ impl Checker {
                     self.check_leader_completeness(raft)?;
                 }
             }
+        }
+        self.check_leader_is_a_voter(raft)?;
+        self.check_live_memberships(raft)
+    }
+
+    /// A removed node never leads (nor campaigns in) a membership that
+    /// leaves it out, except as far as `core_raft` allows it (thesis
+    /// §4.2.2): a node that is no voter of its membership in effect may
+    /// campaign, win and lead only while that membership is its own
+    /// removal, appended and not yet committed. That covers the leader that
+    /// removes itself (it leads on, without counting itself, until the
+    /// removal commits) and the deposed one whose log alone holds the
+    /// removal (it campaigns among the remaining voters to commit it).
+    /// After every step: a (pre-)candidate or leader that is no voter is
+    /// not a learner either, and its membership in effect is uncommitted;
+    /// once that membership commits it has stepped down (and, a non-voter
+    /// of a committed membership, never campaigns again).
+    fn check_leader_is_a_voter(&mut self, raft: &Raft) -> Result<(), Violation> {
+        let id = raft.id();
+        let (term, role) = (raft.term(), raft.role());
+        let m = raft.membership();
+        if role == Role::Follower || m.is_voter(id) {
+            return Ok(());
+        }
+        let at = raft.membership_index();
+        if m.learners.contains(&id) {
+            return Err(Violation(format!(
+                "{id} is {role:?} in {term} as a learner of {m}"
+            )));
+        }
+        if at <= raft.commit_index() {
+            return Err(Violation(format!(
+                "{id} is {role:?} in {term} though the membership that removed it ({m}, entry {at}) is committed (commit {})",
+                raft.commit_index()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Membership safety: any two memberships that can decide at the same
+    /// time (elect a leader, commit an entry) have intersecting majorities.
+    ///
+    /// Why not "any two memberships in effect at some node in the same
+    /// term": that is false of correct single-server changes. A leader may
+    /// commit two changes in one term, {1,2,3} -> {1,2,3,4} -> {2,3,4}, and
+    /// {1,2} and {3,4} are disjoint majorities of the first and the last;
+    /// and a follower moved to term T by a vote request may still hold an
+    /// uncommitted change of an older leader that T's leader never had,
+    /// two changes away from T's own. Neither can decide anything: a
+    /// membership superseded by a committed later one, or on a log that
+    /// contradicts the committed log, belongs to a node that cannot win an
+    /// election (its log lacks a committed entry) and leads no term.
+    ///
+    /// What the rules promise instead (a change is appended only once the
+    /// previous one is committed and an entry of the leader's term is; the
+    /// thesis' §4.1 argument): every membership still able to decide is the
+    /// latest committed one, C, or a membership after C on a log that holds
+    /// C, and each of those is one change from C. So after every step: if
+    /// the node's membership in effect sits after C on a log holding C, its
+    /// majorities intersect C's. (Two such uncommitted memberships of
+    /// different leaders need not intersect each other: at most one of
+    /// them is on a log that extends the committed one once both leaders
+    /// have committed an entry of their terms.) C is learned from any node
+    /// whose membership in effect is committed at it, the moment it is.
+    fn check_live_memberships(&mut self, raft: &Raft) -> Result<(), Violation> {
+        let m = raft.membership();
+        if m.voters.is_empty() {
+            return Ok(()); // A joiner that has heard from no leader yet.
+        }
+        let at = raft.membership_index();
+        if at <= raft.commit_index() {
+            let Some(term) = raft.term_at(at) else {
+                return Ok(());
+            };
+            match &self.committed_membership {
+                Some((known, _, _)) if *known > at => {}
+                Some((known, t, c)) if *known == at => {
+                    if *t == term && at > LogIndex(0) && c.voters != m.voters {
+                        return Err(Violation(format!(
+                            "{} holds {m} committed at {at}/{term}, another node {c}",
+                            raft.id()
+                        )));
+                    }
+                }
+                _ => self.committed_membership = Some((at, term, m.clone())),
+            }
+            return Ok(());
+        }
+        let Some((known, term, committed)) = &self.committed_membership else {
+            return Ok(());
+        };
+        let holds_committed =
+            *known <= raft.snapshot_index() || raft.term_at(*known) == Some(*term);
+        if at > *known && holds_committed && !majorities_intersect(committed, m) {
+            return Err(Violation(format!(
+                "membership safety: {} has {m} in effect (entry {at}, uncommitted) after the committed {committed} (at {known}); their majorities need not intersect",
+                raft.id()
+            )));
         }
         Ok(())
     }

@@ -20,6 +20,7 @@ pub mod durability;
 pub mod invariants;
 pub mod lab;
 pub mod network;
+pub mod operator;
 pub mod queue;
 pub mod rng;
 pub mod scenario;

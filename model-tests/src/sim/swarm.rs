@@ -1,13 +1,16 @@
-//! Swarm testing: each seed picks its own cluster size and fault mix, runs a
-//! chaotic phase with every invariant checked after every step, then heals
-//! everything and requires progress within a bound (liveness).
+//! Swarm testing: each seed picks its own cluster size and fault mix
+//! (membership changes and leadership transfers included: see
+//! [`super::operator`]), runs a chaotic phase with every invariant checked
+//! after every step, then heals everything and requires progress within a
+//! bound (liveness).
 
 use super::cluster::{Cluster, SimConfig};
 use super::lab::cmd;
 use super::network::NetConfig;
+use super::operator::{Operator, ReconfigStats};
 use super::rng::SimRng;
 use super::trace::TraceMode;
-use core_raft::{Config, NodeId};
+use core_raft::{Config, Durable, NodeId};
 use std::fmt;
 
 /// The fault mix and settings one seed runs with.
@@ -42,6 +45,12 @@ pub struct SwarmOptions {
     pub max_inflight_messages: usize,
     /// Proposals per second offered to random nodes.
     pub proposals_per_second: u64,
+    /// Spare nodes: they start knowing no membership (joiners) and are
+    /// added, as learners then voters, by the operator.
+    pub spare_nodes: usize,
+    /// Out of 1000, per fault decision: the operator changes the
+    /// membership or transfers leadership ([`super::operator`]).
+    pub reconfig_per_mille: u64,
 }
 
 impl SwarmOptions {
@@ -72,6 +81,10 @@ impl SwarmOptions {
             max_entries_per_message: [1, 4, 64][rng.pick(3)],
             max_inflight_messages: [1, 2, 8][rng.pick(3)],
             proposals_per_second: [5, 50, 300][rng.pick(3)],
+            // Drawn last, so that the options above stay what they were
+            // for every seed.
+            spare_nodes: [0, 2, 4][rng.pick(3)],
+            reconfig_per_mille: [0, 100, 300, 600][rng.pick(4)],
         }
     }
 }
@@ -80,8 +93,9 @@ impl fmt::Display for SwarmOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} nodes, drop {}‰, dup {}‰, delay ≤{} ms{}, partition {}‰, crash {}‰, torn {}‰, sync ≤{} ms, snapshot {:?}, pre-vote {}, check-quorum {}, noop {}, batch {}, inflight {}, {} proposals/s",
+            "{} nodes + {} spare, drop {}‰, dup {}‰, delay ≤{} ms{}, partition {}‰, crash {}‰, torn {}‰, sync ≤{} ms, snapshot {:?}, pre-vote {}, check-quorum {}, noop {}, batch {}, inflight {}, {} proposals/s, reconfig {}‰",
             self.nodes,
+            self.spare_nodes,
             self.net.drop_per_mille,
             self.net.duplicate_per_mille,
             self.net.delay_max_ms,
@@ -96,7 +110,8 @@ impl fmt::Display for SwarmOptions {
             self.leader_noop,
             self.max_entries_per_message,
             self.max_inflight_messages,
-            self.proposals_per_second
+            self.proposals_per_second,
+            self.reconfig_per_mille
         )
     }
 }
@@ -118,9 +133,14 @@ pub struct SwarmReport {
     pub recovery_ms: u64,
     /// Hash of the run's trace (determinism self-check).
     pub trace_hash: u64,
+    /// Membership entries known committed (applied somewhere).
+    pub memberships_committed: u64,
+    /// What the operator did.
+    pub reconfig: ReconfigStats,
 }
 
-/// Build the cluster a swarm seed runs on.
+/// Build the cluster a swarm seed runs on: `nodes` bootstrapped voters
+/// (ids 0..nodes) and `spare_nodes` joiners after them.
 pub fn swarm_cluster(seed: u64, o: &SwarmOptions, trace: TraceMode) -> Cluster {
     let mut raft = Config::new(NodeId(0), vec![NodeId(0)]);
     raft.pre_vote = o.pre_vote;
@@ -128,15 +148,32 @@ pub fn swarm_cluster(seed: u64, o: &SwarmOptions, trace: TraceMode) -> Cluster {
     raft.leader_noop = o.leader_noop;
     raft.max_entries_per_message = o.max_entries_per_message;
     raft.max_inflight_messages = o.max_inflight_messages;
-    Cluster::new(SimConfig {
-        net: o.net.clone(),
-        snapshot_interval: o.snapshot_interval,
-        raft,
-        sync_ms_max: o.sync_ms_max,
-        torn_crash_per_mille: o.torn_crash_per_mille,
-        trace,
-        ..SimConfig::lab(o.nodes, true, seed)
-    })
+    let slots = o.nodes + o.spare_nodes;
+    let voters: Vec<NodeId> = (0..o.nodes as u64).map(NodeId).collect();
+    let nodes = (0..slots as u64)
+        .map(|i| {
+            let mut c = raft.clone();
+            c.id = NodeId(i);
+            c.voters = if (i as usize) < o.nodes {
+                voters.clone()
+            } else {
+                Vec::new()
+            };
+            (c, Durable::default())
+        })
+        .collect();
+    Cluster::with_nodes(
+        SimConfig {
+            net: o.net.clone(),
+            snapshot_interval: o.snapshot_interval,
+            raft,
+            sync_ms_max: o.sync_ms_max,
+            torn_crash_per_mille: o.torn_crash_per_mille,
+            trace,
+            ..SimConfig::lab(slots, true, seed)
+        },
+        nodes,
+    )
 }
 
 /// Run one swarm seed: `chaos_ms` of faults, then heal and require that a
@@ -145,7 +182,8 @@ pub fn swarm_cluster(seed: u64, o: &SwarmOptions, trace: TraceMode) -> Cluster {
 pub fn run_swarm(seed: u64, chaos_ms: u64, trace: TraceMode) -> SwarmReport {
     let o = SwarmOptions::from_seed(seed);
     let mut c = swarm_cluster(seed, &o, trace);
-    let n = o.nodes;
+    let n = c.len();
+    let mut operator = Operator::new(o.reconfig_per_mille);
     let mut next_cmd = 1u64 << 32;
     let mut elapsed = 0;
     while elapsed < chaos_ms {
@@ -164,6 +202,7 @@ pub fn run_swarm(seed: u64, chaos_ms: u64, trace: TraceMode) -> SwarmReport {
         }
         elapsed += 100;
         inject_faults(&mut c, &o);
+        operator.decide(&mut c);
     }
     // Liveness: heal everything and demand progress.
     c.set_torn_crash_per_mille(0);
@@ -180,9 +219,9 @@ pub fn run_swarm(seed: u64, chaos_ms: u64, trace: TraceMode) -> SwarmReport {
     }
     c.connect_all();
     let healed_at = c.now_ms;
-    drain_backlog(&mut c, &o);
+    let voters = drain_backlog(&mut c, &o);
     next_cmd += 1;
-    c.one(cmd(next_cmd), n, true);
+    c.one(cmd(next_cmd), voters, true);
     let recovery_ms = c.now_ms - healed_at;
     SwarmReport {
         seed,
@@ -192,36 +231,67 @@ pub fn run_swarm(seed: u64, chaos_ms: u64, trace: TraceMode) -> SwarmReport {
         virtual_ms: c.now_ms,
         recovery_ms,
         trace_hash: c.trace_hash(),
+        memberships_committed: c.checker.memberships_committed(),
+        reconfig: operator.stats,
     }
 }
 
-/// After healing: wait until some leader's whole log is replicated
-/// everywhere, allowing 10 s plus time proportional to the backlog; fail
-/// otherwise. (Replicated, not applied: without the leader no-op, entries of
-/// earlier terms commit only once the next command arrives, Figure 8.)
-fn drain_backlog(c: &mut Cluster, o: &SwarmOptions) {
+/// After healing: wait until some leader's whole log is replicated on every
+/// member of its membership, allowing 10 s plus time proportional to the
+/// backlog; fail otherwise. (Replicated, not applied: without the leader
+/// no-op, entries of earlier terms commit only once the next command
+/// arrives, Figure 8.) Returns the number of voters of that leader's
+/// membership.
+fn drain_backlog(c: &mut Cluster, o: &SwarmOptions) -> usize {
     let n = c.len();
     // A pipeline moves `entries × inflight` entries per round trip; allow
     // twice the worst round trip per such window.
     let window = (o.max_entries_per_message * o.max_inflight_messages) as u64;
     let round_trip_ms = 2 * o.net.delay_max_ms + core_raft::DEFAULT_TICK_MS;
     let ms_per_entry = (2 * round_trip_ms).div_ceil(window);
+    // The backlog: from the least applied node that some node counts a
+    // member (a joiner just added included, a node removed for good not)
+    // to the longest log anywhere (a removed leader's included).
+    let members: std::collections::BTreeSet<NodeId> = (0..n)
+        .filter_map(|i| c.raft(i))
+        .flat_map(|r| {
+            let m = r.membership();
+            m.voters
+                .iter()
+                .chain(m.learners.iter())
+                .copied()
+                .collect::<Vec<_>>()
+        })
+        .collect();
     let last = (0..n)
         .filter_map(|i| c.raft(i).map(|r| r.last_index().0))
         .max()
         .unwrap_or(0);
-    let applied = (0..n)
-        .filter_map(|i| c.raft(i).map(|r| r.applied_index().0))
+    let applied = members
+        .iter()
+        .filter_map(|id| c.find(*id).and_then(|i| c.raft(i)))
+        .map(|r| r.applied_index().0)
         .min()
         .unwrap_or(0);
-    let deadline = c.now_ms + 10_000 + (last - applied) * ms_per_entry;
+    let deadline = c.now_ms + 10_000 + last.saturating_sub(applied) * ms_per_entry;
     loop {
-        let leader = (0..n).filter_map(|i| c.raft(i)).find(|r| r.is_leader());
+        // The leader of the highest term (a removed leader may still lead
+        // an older one until it hears of the newer).
+        let leader = (0..n)
+            .filter_map(|i| c.raft(i))
+            .filter(|r| r.is_leader())
+            .max_by_key(|r| r.term());
         if let Some(leader) = leader {
             let target = leader.last_index();
             let term = leader.last_term();
-            if (0..n).all(|i| c.raft(i).is_some_and(|r| r.term_at(target) == Some(term))) {
-                return;
+            let m = leader.membership();
+            let everywhere = m.voters.iter().chain(m.learners.iter()).all(|id| {
+                c.find(*id)
+                    .and_then(|i| c.raft(i))
+                    .is_some_and(|r| r.term_at(target) == Some(term))
+            });
+            if everywhere {
+                return m.voters.len();
             }
         }
         if c.now_ms >= deadline {
@@ -234,9 +304,10 @@ fn drain_backlog(c: &mut Cluster, o: &SwarmOptions) {
     }
 }
 
-/// One fault decision: maybe re-partition, crash or restart.
+/// One fault decision: maybe re-partition, crash or restart (any node slot,
+/// member or not).
 fn inject_faults(c: &mut Cluster, o: &SwarmOptions) {
-    let n = o.nodes;
+    let n = c.len();
     if c.rng().chance(o.partition_per_mille, 1000) {
         if c.rng().chance(1, 3) {
             c.connect_all();
