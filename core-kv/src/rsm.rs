@@ -84,8 +84,11 @@ pub struct RsmConfig {
     /// The Raft node's configuration.
     pub raft: Config,
     /// Snapshot once the un-compacted log exceeds this many bytes (`None`:
-    /// never; the lab's `maxraftstate = -1`).
+    /// never; the lab's `maxraftstate = -1`), scaled as `snapshot_rule`
+    /// says.
     pub max_raft_state: Option<usize>,
+    /// When a snapshot is due.
+    pub snapshot_rule: SnapshotRule,
     /// Serve read-only operations with ReadIndex instead of through the log.
     pub read_index: bool,
     /// Echo every `Apply` / `ApplySnapshot` the replica carries out as
@@ -99,10 +102,27 @@ impl RsmConfig {
         RsmConfig {
             raft,
             max_raft_state: None,
+            snapshot_rule: SnapshotRule::Fixed,
             read_index: true,
             observe_applies: false,
         }
     }
+}
+
+/// When a replica compacts its log into a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotRule {
+    /// Once the log holds `max_raft_state` bytes: the lab's rule, which its
+    /// tests' size bounds depend on. Each snapshot writes the whole state,
+    /// so with a state much larger than `max_raft_state` every few writes
+    /// rewrite all of it.
+    Fixed,
+    /// Once the log holds `max(max_raft_state, S / 2)` bytes, where S is the
+    /// size of the latest snapshot. A snapshot of S bytes then follows at
+    /// least S/2 bytes of log, so snapshots add at most two bytes written
+    /// per byte of log whatever the state's size, for a log at most half
+    /// the state (in memory and on disk). Drivers use this rule.
+    ScaleWithState,
 }
 
 /// Everything that can happen to a replica.
@@ -255,6 +275,9 @@ pub struct Rsm<S: StateMachine> {
     /// Set when a snapshot from the leader would not restore: the replica's
     /// state no longer matches its log, so it stops serving.
     failure: Option<String>,
+    /// Bytes of the latest snapshot taken, installed or restored (the
+    /// state's size, for [`SnapshotRule::ScaleWithState`]).
+    snapshot_bytes: usize,
     out: Vec<RsmAction<S::Output>>,
 }
 
@@ -269,6 +292,7 @@ impl<S: StateMachine> Rsm<S> {
                     reason: e,
                 })?;
         }
+        let snapshot_bytes = durable.snapshot.as_ref().map_or(0, |s| s.data.len());
         let raft = Raft::restore(config.raft.clone(), durable)?;
         Ok(Rsm {
             raft,
@@ -279,6 +303,7 @@ impl<S: StateMachine> Rsm<S> {
             ready: Vec::new(),
             next_read: 0,
             failure: None,
+            snapshot_bytes,
             out: Vec::new(),
         })
     }
@@ -563,6 +588,7 @@ impl<S: StateMachine> Rsm<S> {
 
     /// The state machine was restored from `snapshot` (in `execute`).
     fn install(&mut self, snapshot: Snapshot) {
+        self.snapshot_bytes = snapshot.data.len();
         // Entries through the snapshot were applied elsewhere; we cannot tell
         // whether the waiters' entries are among them.
         let later = self.waiting.split_off(&snapshot.index.next());
@@ -595,8 +621,12 @@ impl<S: StateMachine> Rsm<S> {
         let Some(max) = self.config.max_raft_state else {
             return;
         };
+        let threshold = match self.config.snapshot_rule {
+            SnapshotRule::Fixed => max,
+            SnapshotRule::ScaleWithState => max.max(self.snapshot_bytes / 2),
+        };
         let applied = self.raft.applied_index();
-        if self.raft.log_bytes() >= max && applied > self.raft.snapshot_index() {
+        if self.raft.log_bytes() >= threshold && applied > self.raft.snapshot_index() {
             let data = match crate::snapshot::read_all(&mut self.sm.snapshot()) {
                 Ok(data) => data,
                 Err(e) => {
@@ -605,6 +635,7 @@ impl<S: StateMachine> Rsm<S> {
                     return;
                 }
             };
+            self.snapshot_bytes = data.len();
             self.raft_step(Input::Snapshot {
                 index: applied,
                 data,
@@ -709,5 +740,76 @@ mod tests {
         rsm.step(RsmInput::Tick);
         assert_eq!(rsm.state().seen, vec![LogIndex(3), LogIndex(4)]);
         assert_eq!(rsm.raft().applied_index(), LogIndex(4));
+    }
+}
+
+#[cfg(test)]
+mod snapshot_rule_tests {
+    use super::*;
+    use core_raft::{Durable, NodeId};
+
+    /// A state of `size` bytes that grows by one byte per operation.
+    struct Blob(usize);
+
+    impl StateMachine for Blob {
+        type Op = Vec<u8>;
+        type Output = ();
+        type Snapshot = std::io::Cursor<Vec<u8>>;
+
+        fn apply(&mut self, _: LogIndex, op: &Vec<u8>) {
+            self.0 += op.len();
+        }
+
+        fn query(&self, _: &Vec<u8>) {}
+
+        fn snapshot(&self) -> Self::Snapshot {
+            std::io::Cursor::new(vec![0; self.0])
+        }
+
+        fn restore(&mut self, r: &mut dyn std::io::Read) -> Result<(), String> {
+            let mut bytes = Vec::new();
+            r.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+            self.0 = bytes.len();
+            Ok(())
+        }
+    }
+
+    /// Snapshots taken by a one-node replica that starts from a 100 kB
+    /// state and applies 200 writes of 100 bytes, with a 1 kB threshold.
+    fn snapshots_taken(rule: SnapshotRule) -> usize {
+        let mut raft = Config::new(NodeId(1), vec![NodeId(1)]);
+        raft.leader_noop = false;
+        let config = RsmConfig {
+            max_raft_state: Some(1000),
+            snapshot_rule: rule,
+            ..RsmConfig::new(raft)
+        };
+        let mut rsm = Rsm::restore(config, Durable::default(), Blob(100_000)).unwrap();
+        while !rsm.raft().is_leader() {
+            rsm.step(RsmInput::Tick);
+        }
+        let mut taken = 0;
+        for id in 0..200 {
+            let actions = rsm.step(RsmInput::Submit {
+                id,
+                op: vec![7; 100],
+            });
+            taken += actions
+                .iter()
+                .filter(|a| matches!(a, RsmAction::Raft(Action::PersistSnapshot { .. })))
+                .count();
+        }
+        taken
+    }
+
+    #[test]
+    fn snapshots_scale_with_the_state_unless_the_lab_rule_is_asked_for() {
+        // 20 kB of log: the fixed rule snapshots the 100 kB state about
+        // every 1 kB, writing some 2 MB of snapshots for 20 kB of data; the
+        // scaled rule waits for half the state's size of log.
+        let fixed = snapshots_taken(SnapshotRule::Fixed);
+        let scaled = snapshots_taken(SnapshotRule::ScaleWithState);
+        assert!(fixed >= 15, "fixed rule: {fixed} snapshots");
+        assert!(scaled <= 1, "scaled rule: {scaled} snapshots");
     }
 }

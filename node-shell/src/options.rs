@@ -42,7 +42,9 @@ pub struct NodeOptions {
     pub protocol: u32,
     /// Milliseconds per Raft tick.
     pub tick_ms: u64,
-    /// Snapshot once the Raft log exceeds this many bytes (`None`: never).
+    /// Snapshot once the Raft log exceeds this many bytes, or half the
+    /// latest snapshot's size if that is more (`None`: never; see
+    /// `core_kv::SnapshotRule::ScaleWithState`).
     pub max_raft_state: Option<usize>,
     /// Largest frame accepted or sent on any connection.
     pub max_frame_bytes: u32,
@@ -197,6 +199,9 @@ impl NodeOptions {
         raft.rng_seed = rng_seed;
         RsmConfig {
             max_raft_state: self.max_raft_state,
+            // Bounded write amplification whatever the state's size; the
+            // lab's fixed rule is for the simulated lab ports.
+            snapshot_rule: core_kv::SnapshotRule::ScaleWithState,
             ..RsmConfig::new(raft)
         }
     }

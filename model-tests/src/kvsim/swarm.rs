@@ -14,7 +14,7 @@ use super::world::{World, WorldConfig};
 use crate::sim::network::NetConfig;
 use crate::sim::operator::{Operator, ReconfigStats};
 use crate::sim::rng::SimRng;
-use core_kv::{KvStore, Op, Outcome};
+use core_kv::{KvStore, Op, Outcome, SnapshotRule};
 use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
@@ -48,6 +48,8 @@ pub struct KvSwarmOptions {
     /// Out of 1000 per 100 ms: the operator changes the membership or
     /// transfers leadership.
     pub reconfig_per_mille: u64,
+    /// How the snapshot threshold scales with the state.
+    pub snapshot_rule: SnapshotRule,
 }
 
 impl KvSwarmOptions {
@@ -75,6 +77,7 @@ impl KvSwarmOptions {
             // for every seed.
             spare_servers: [0, 2, 3][r.pick(3)],
             reconfig_per_mille: [0, 100, 300, 600][r.pick(4)],
+            snapshot_rule: [SnapshotRule::Fixed, SnapshotRule::ScaleWithState][r.pick(2)],
         }
     }
 }
@@ -83,7 +86,7 @@ impl fmt::Display for KvSwarmOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} servers + {} spare, {} put clients on {} keys, {} appenders, drop {}‰, dup {}‰, delay ≤{} ms{}, partition {}‰, crash {}‰, snapshot {:?}, read-index {}, reconfig {}‰",
+            "{} servers + {} spare, {} put clients on {} keys, {} appenders, drop {}‰, dup {}‰, delay ≤{} ms{}, partition {}‰, crash {}‰, snapshot {:?} {:?}, read-index {}, reconfig {}‰",
             self.servers,
             self.spare_servers,
             self.put_clients,
@@ -96,6 +99,7 @@ impl fmt::Display for KvSwarmOptions {
             self.partition_per_mille,
             self.crash_per_mille,
             self.max_raft_state,
+            self.snapshot_rule,
             self.read_index,
             self.reconfig_per_mille
         )
@@ -144,6 +148,7 @@ pub fn run_kv_swarm(seed: u64, chaos_ms: u64) -> KvSwarmReport {
     config.joiners = o.spare_servers;
     config.net = o.net.clone();
     config.max_raft_state = o.max_raft_state;
+    config.snapshot_rule = o.snapshot_rule;
     config.read_index = o.read_index;
     let mut w: World<KvStore> = World::new(config);
     w.set_service_check(kv_exactly_once);

@@ -21,7 +21,7 @@ use crate::sim::network::{NetConfig, Network};
 use crate::sim::queue::EventQueue;
 use crate::sim::rng::SimRng;
 use crate::sim::trace::{Trace, TraceMode};
-use core_kv::{NotLeader, Rsm, RsmConfig, StateMachine};
+use core_kv::{NotLeader, Rsm, RsmConfig, SnapshotRule, StateMachine};
 use core_raft::{Action, Config, Entry, LogIndex, Member, Message, NodeId};
 use node_shell::{
     Bootstrap, ConnId, Frame, NodeAction, NodeConfig, NodeInput, PeerIdentity, ReplicaNode,
@@ -52,6 +52,8 @@ pub struct WorldConfig {
     pub raft: Config,
     /// Snapshot threshold (`None`: never).
     pub max_raft_state: Option<usize>,
+    /// How the threshold scales (the lab ports keep the lab's fixed rule).
+    pub snapshot_rule: SnapshotRule,
     /// Serve read-only operations with ReadIndex.
     pub read_index: bool,
     /// Virtual milliseconds per tick (servers and clients).
@@ -89,6 +91,7 @@ impl WorldConfig {
             },
             raft: Config::new(NodeId(1), vec![NodeId(1)]),
             max_raft_state: None,
+            snapshot_rule: SnapshotRule::Fixed,
             read_index: true,
             tick_ms: core_raft::DEFAULT_TICK_MS,
             sync_ms_max: 1,
@@ -492,6 +495,7 @@ where
         let rsm = RsmConfig {
             raft,
             max_raft_state: self.config.max_raft_state,
+            snapshot_rule: self.config.snapshot_rule,
             read_index: self.config.read_index,
             observe_applies: true,
         };
@@ -730,6 +734,7 @@ where
         RsmConfig {
             raft,
             max_raft_state: self.config.max_raft_state,
+            snapshot_rule: self.config.snapshot_rule,
             read_index: self.config.read_index,
             observe_applies: true,
         }
