@@ -87,7 +87,9 @@ enum Command {
         /// Milliseconds per Raft tick (heartbeats every 10 ticks, elections after 50-100).
         #[arg(long, default_value_t = 10)]
         tick_ms: u64,
-        /// Snapshot once the Raft log exceeds this many bytes.
+        /// Snapshot once the Raft log exceeds this many bytes, or half the
+        /// size of the latest snapshot if that is more (so snapshots of a
+        /// large state stay rare).
         #[arg(long, default_value_t = 1 << 20)]
         max_raft_state: usize,
         /// I/O runtime: tokio, or a mio event loop on a std thread. Both speak
@@ -206,8 +208,9 @@ enum MemberAction {
         target: AdminTarget,
     },
     /// Add the node listening at ADDR (started with `kv serve --id ID
-    /// --listen ADDR --join ...`, or waiting to be added) as a learner,
-    /// wait until it has caught up, then promote it to voter.
+    /// --listen ADDR`, waiting to be added) as a learner, wait until it has
+    /// caught up, then promote it to voter. (`kv serve --join` does this
+    /// by itself.)
     Add {
         /// Its id.
         id: u64,
