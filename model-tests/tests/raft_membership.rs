@@ -542,3 +542,80 @@ fn a_transfer_to_a_learner_or_to_itself_is_refused() {
     let p = c.propose(n(1), b"z");
     assert!(p.iter().any(|x| matches!(x, Action::Proposed { .. })));
 }
+
+/// Why node identities exist: Raft's election safety rests on every voter
+/// remembering its vote. A voter whose disk is wiped, restarted under its
+/// old id, votes again in a term it already voted in, and two leaders win
+/// the same term. (The node shells refuse such a node: see
+/// node-shell/tests/replica_shell.rs and cli/tests/kv_membership.rs.)
+#[test]
+fn a_wiped_voter_under_its_old_id_elects_two_leaders_in_one_term() {
+    use core_raft::{Config, Raft};
+    let config = |id: u64| {
+        let mut c = Config::new(n(id), vec![n(1), n(2), n(3)]);
+        c.pre_vote = false;
+        c.check_quorum = false;
+        c
+    };
+    let campaign = |node: &mut Raft| -> Message {
+        for _ in 0..1000 {
+            for a in node.step(Input::Tick) {
+                if let Action::Send { to, msg } = a {
+                    if to == n(3) {
+                        return msg;
+                    }
+                }
+            }
+        }
+        panic!("{} never campaigned", node.id())
+    };
+    let vote_of = |actions: Vec<Action>| -> Message {
+        actions
+            .into_iter()
+            .find_map(|a| match a {
+                Action::Send { msg, .. } => Some(msg),
+                _ => None,
+            })
+            .expect("an answer")
+    };
+    let mut one = Raft::new(config(1)).unwrap();
+    let mut two = Raft::new(config(2)).unwrap();
+    let ask_one = campaign(&mut one);
+    let ask_two = campaign(&mut two);
+    assert_eq!(
+        (one.term(), two.term()),
+        (two.term(), one.term()),
+        "same term"
+    );
+
+    let mut three = Raft::new(config(3)).unwrap();
+    let yes_to_one = vote_of(three.step(Input::Receive {
+        from: n(1),
+        msg: ask_one,
+    }));
+    // With its memory, node 3 turns node 2 down in that term...
+    let no_to_two = vote_of(three.step(Input::Receive {
+        from: n(2),
+        msg: ask_two.clone(),
+    }));
+    let Message::RequestVoteResponse(r) = &no_to_two else {
+        panic!("{no_to_two:?}")
+    };
+    assert!(!r.granted);
+    // ...but wiped, it grants the same term's second request.
+    let mut wiped = Raft::new(config(3)).unwrap();
+    let yes_to_two = vote_of(wiped.step(Input::Receive {
+        from: n(2),
+        msg: ask_two,
+    }));
+    one.step(Input::Receive {
+        from: n(3),
+        msg: yes_to_one,
+    });
+    two.step(Input::Receive {
+        from: n(3),
+        msg: yes_to_two,
+    });
+    assert!(one.is_leader() && two.is_leader());
+    assert_eq!(one.term(), two.term(), "two leaders in one term");
+}
