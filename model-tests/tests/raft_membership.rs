@@ -62,6 +62,17 @@ fn campaigns_when_ticked(c: &mut Scenario, id: NodeId, ticks: u64) -> bool {
     asked
 }
 
+/// Leader `leader` appends "add `id` as a learner" (no address: simulated).
+#[track_caller]
+fn add_learner(c: &mut Scenario, leader: NodeId, id: NodeId) {
+    let a = change(
+        c,
+        leader,
+        MembershipChange::AddLearner(id, Member::default()),
+    );
+    assert!(proposed(&a).is_some(), "{a:?}");
+}
+
 #[test]
 fn a_learner_catches_up_votes_only_once_promoted_and_then_counts() {
     let mut c = Scenario::with_joiners(3, 1, |_| {});
@@ -332,12 +343,7 @@ fn a_membership_is_in_effect_when_appended_and_undone_when_overwritten() {
 fn snapshots_and_restarts_keep_the_membership() {
     let mut c = Scenario::with_joiners(3, 1, |_| {});
     c.elect(n(1));
-    assert!(proposed(&change(
-        &mut c,
-        n(1),
-        MembershipChange::AddLearner(n(4), Member::default())
-    ))
-    .is_some());
+    add_learner(&mut c, n(1), n(4));
     c.deliver_all();
     assert!(proposed(&change(&mut c, n(1), MembershipChange::Promote(n(4)))).is_some());
     c.deliver_all();
@@ -403,12 +409,7 @@ fn a_learner_added_after_compaction_is_sent_the_snapshot_with_the_membership() {
             data: vec![7],
         },
     );
-    assert!(proposed(&change(
-        &mut c,
-        n(1),
-        MembershipChange::AddLearner(n(4), Member::default())
-    ))
-    .is_some());
+    add_learner(&mut c, n(1), n(4));
     c.deliver_all();
     c.run(5);
     assert!(
@@ -519,12 +520,7 @@ fn a_transfer_to_an_unreachable_voter_is_given_up_and_the_leader_serves_again() 
 fn a_transfer_to_a_learner_or_to_itself_is_refused() {
     let mut c = Scenario::with_joiners(3, 1, |_| {});
     c.elect(n(1));
-    assert!(proposed(&change(
-        &mut c,
-        n(1),
-        MembershipChange::AddLearner(n(4), Member::default())
-    ))
-    .is_some());
+    add_learner(&mut c, n(1), n(4));
     c.deliver_all();
     let a = transfer(&mut c, n(1), n(4));
     assert!(a.iter().any(|x| matches!(
