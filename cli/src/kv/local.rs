@@ -10,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 pub struct LocalCluster {
     /// `--runtime` passed to every node.
     runtime: String,
+    /// More `kv serve` flags given to every node.
+    serve_args: Vec<String>,
     addrs: Vec<SocketAddr>,
     children: BTreeMap<usize, Child>,
     exe: PathBuf,
@@ -23,11 +25,18 @@ impl LocalCluster {
         let children = BTreeMap::new();
         LocalCluster {
             runtime: runtime.to_string(),
+            serve_args: Vec::new(),
             addrs,
             children,
             exe,
             dir,
         }
+    }
+
+    /// Give every node started from now on these `kv serve` flags too.
+    pub fn with_serve_args(mut self, args: &[&str]) -> LocalCluster {
+        self.serve_args = args.iter().map(|a| a.to_string()).collect();
+        self
     }
 
     /// The nodes' addresses, in id order.
@@ -91,6 +100,7 @@ impl LocalCluster {
             .arg("serve")
             .args(args)
             .args(["--runtime", &self.runtime])
+            .args(&self.serve_args)
             .arg("--data-dir")
             .arg(self.node_dir(id))
             .stdout(Stdio::null())

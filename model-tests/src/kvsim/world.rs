@@ -1344,16 +1344,16 @@ mod tests {
                 false,
             ),
             (
-                Message::InstallSnapshot(InstallSnapshot {
-                    term: t,
-                    snapshot: Snapshot {
+                Message::InstallSnapshot(InstallSnapshot::whole(
+                    t,
+                    &Snapshot {
                         membership: Default::default(),
                         index: i,
                         term: t,
                         data: vec![1],
                     },
-                    round: 1,
-                }),
+                    1,
+                )),
                 true,
                 true,
             ),
@@ -1361,6 +1361,9 @@ mod tests {
                 Message::InstallSnapshotResponse(InstallSnapshotResponse {
                     term: t,
                     match_index: i,
+                    index: i,
+                    offset: 0,
+                    received: 1,
                     round: 1,
                 }),
                 false,
