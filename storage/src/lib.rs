@@ -40,16 +40,20 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod dir_lock;
 mod disk;
 mod error;
+pub mod fs;
 pub mod identity;
 mod mem;
 pub mod record;
 mod recovery;
 mod segment;
+pub mod simfs;
 mod snapshot_file;
 mod writer;
 
+pub use dir_lock::LOCK_FILE;
 pub use disk::DiskStorage;
 pub use error::StorageError;
 pub use identity::{NodeIdentity, DATA_FORMAT};
