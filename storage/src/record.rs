@@ -22,6 +22,13 @@ pub const HEADER_BYTES: usize = 8;
 /// larger than this is refused rather than split.
 pub const MAX_RECORD_BYTES: usize = 1 << 30;
 
+/// The smallest unit a disk writes atomically. Between two fsyncs a disk
+/// may write the sectors of a file in any order, so a power cut can leave
+/// any sector of the unsynced tail unwritten, reading as zeros, while later
+/// ones were written. Real sectors are 512 bytes or a multiple, aligned to
+/// their size, so a lost sector of any size is a run of lost 512-byte ones.
+pub const SECTOR_BYTES: usize = 512;
+
 /// Which snapshot a record refers to; the snapshot's data lives in its own
 /// file (`snapshot-<index>.snap`, see the crate documentation).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,10 +148,17 @@ pub enum Frame {
     /// A good record and its framed length.
     Record(Record, usize),
     /// Bytes that a crash in the middle of an append could have left: a
-    /// short header, a short payload, a zero-filled tail, or a checksum
-    /// mismatch in a record that ends exactly at the end of the data.
-    /// Whether that is acceptable depends on where it is (only at the very
-    /// end of the log).
+    /// short header, a short payload, a zero-filled tail, a checksum
+    /// mismatch in a record that ends exactly at the end of the data, or a
+    /// zero length or checksum mismatch explained by a lost sector (see
+    /// [`SECTOR_BYTES`]: a sector the record overlaps reads as zeros from
+    /// the record's start or its own start to its end). Whether that is
+    /// acceptable depends on where it is (only at the end of the log).
+    ///
+    /// The last rule is etcd's: without it an ordinary power cut on a disk
+    /// that reorders writes could stop a node for good. Its price is that
+    /// damage to a record that happens to hold a zeroed sector is taken for
+    /// a torn write if it is in the newest segment.
     Torn(String),
     /// Damage a crash cannot explain.
     Corrupt(String),
@@ -166,6 +180,8 @@ pub fn decode(bytes: &[u8], at: usize) -> Frame {
     if len == 0 {
         return if zero_tail() {
             Frame::Torn(format!("zero-filled tail of {} bytes", rest.len()))
+        } else if spans_lost_sector(bytes, at, at + HEADER_BYTES) {
+            Frame::Torn("record header lies in a sector that was never written".into())
         } else {
             Frame::Corrupt("record length is zero (a record is never empty)".into())
         };
@@ -187,6 +203,8 @@ pub fn decode(bytes: &[u8], at: usize) -> Frame {
         let what = format!("checksum mismatch: header says {crc:#010x}, payload of {len} bytes hashes to {actual:#010x}");
         return if HEADER_BYTES + len == rest.len() {
             Frame::Torn(what)
+        } else if spans_lost_sector(bytes, at, at + HEADER_BYTES + len) {
+            Frame::Torn(format!("{what}; part of it lies in a sector that was never written"))
         } else {
             Frame::Corrupt(what)
         };
@@ -201,6 +219,23 @@ pub fn decode(bytes: &[u8], at: usize) -> Frame {
             "payload passed its checksum but does not decode as a record: {e}"
         )),
     }
+}
+
+/// True if a sector overlapping `bytes[from..to]` reads as a sector a crash
+/// never wrote does: all zeros from `from` (for the sector it starts in,
+/// whose earlier bytes may be older records) or from the sector's start, to
+/// the sector's end or the end of the data.
+fn spans_lost_sector(bytes: &[u8], from: usize, to: usize) -> bool {
+    let to = to.min(bytes.len());
+    let mut start = from;
+    while start < to {
+        let end = ((start / SECTOR_BYTES + 1) * SECTOR_BYTES).min(bytes.len());
+        if bytes[start..end].iter().all(|b| *b == 0) {
+            return true;
+        }
+        start = end;
+    }
+    false
 }
 
 #[cfg(test)]

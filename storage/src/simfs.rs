@@ -46,8 +46,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The unit a disk writes atomically; a crash tears writes at multiples of
-/// it. 512 bytes, the smallest sector a disk has.
-pub const SECTOR_BYTES: u64 = 512;
+/// it. The sector recovery assumes ([`crate::record::SECTOR_BYTES`]).
+pub const SECTOR_BYTES: u64 = crate::record::SECTOR_BYTES as u64;
 
 /// `EIO`: the error number of a failed write or fsync.
 pub const EIO: i32 = 5;
