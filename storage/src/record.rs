@@ -204,7 +204,9 @@ pub fn decode(bytes: &[u8], at: usize) -> Frame {
         return if HEADER_BYTES + len == rest.len() {
             Frame::Torn(what)
         } else if spans_lost_sector(bytes, at, at + HEADER_BYTES + len) {
-            Frame::Torn(format!("{what}; part of it lies in a sector that was never written"))
+            Frame::Torn(format!(
+                "{what}; part of it lies in a sector that was never written"
+            ))
         } else {
             Frame::Corrupt(what)
         };
@@ -269,6 +271,51 @@ mod tests {
         assert!(matches!(decode(&buf[..buf.len() - 1], 0), Frame::Torn(_)));
         assert!(matches!(decode(&buf[..5], 0), Frame::Torn(_)));
         assert!(matches!(decode(&[0u8; 40], 0), Frame::Torn(_)));
+    }
+
+    /// Three records of 600 payload bytes; the second spans the sector
+    /// boundaries at 1024 (and 1536, the first ends past 512).
+    fn three_records() -> (Vec<u8>, usize) {
+        let entry = |i: u64| Entry {
+            index: LogIndex(i),
+            term: Term(1),
+            payload: Payload::Command(vec![7; 590]),
+        };
+        let mut buf = Vec::new();
+        let first = encode(&RecordRef::Entries(&[entry(1)]), &mut buf).unwrap();
+        for i in 2..=3 {
+            encode(&RecordRef::Entries(&[entry(i)]), &mut buf).unwrap();
+        }
+        (buf, first)
+    }
+
+    #[test]
+    fn a_sector_that_never_landed_before_later_data_is_a_torn_record() {
+        let (mut buf, second) = three_records();
+        // The sector [1024, 1536) was lost; the record after it landed.
+        buf[1024..1536].fill(0);
+        assert!(matches!(decode(&buf, 0), Frame::Record(..)));
+        assert!(
+            matches!(decode(&buf, second), Frame::Torn(ref w) if w.contains("never written")),
+            "{:?}",
+            decode(&buf, second)
+        );
+        // A lost sector holding a record's header: zeros from the record's
+        // start to the end of its sector.
+        let (mut buf, second) = three_records();
+        buf[second..1024].fill(0);
+        assert!(matches!(decode(&buf, second), Frame::Torn(_)));
+    }
+
+    #[test]
+    fn a_damaged_record_without_a_zeroed_sector_is_corruption() {
+        let (mut buf, second) = three_records();
+        buf[1100] ^= 1;
+        assert!(matches!(decode(&buf, second), Frame::Corrupt(_)));
+        // Zeros that do not fill a sector are damage, not a lost sector.
+        let (mut buf, second) = three_records();
+        buf[1024..1535].fill(0);
+        assert!(matches!(decode(&buf, second), Frame::Corrupt(_)));
     }
 
     #[test]
