@@ -59,7 +59,10 @@ fn a_failed_fsync_stops_the_node_naming_the_file_and_the_write_is_never_acknowle
         .expect_err("the node stopped on its own, so with an error")
         .to_string();
     // The disk's own error, not the disk thread's echo of it.
-    assert!(err.starts_with("cannot fsync segment /sim/kv-1/log-"), "{err}");
+    assert!(
+        err.starts_with("cannot fsync segment /sim/kv-1/log-"),
+        "{err}"
+    );
     assert!(err.contains("Input/output error"), "{err}");
     assert!(sim.injected() >= 1);
 }

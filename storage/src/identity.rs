@@ -26,7 +26,7 @@ use crate::fs::{Fs, FsFile, RealFs};
 use crate::segment::sync_dir;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The data-directory format this release reads and writes. Format 3 added
@@ -177,7 +177,7 @@ fn parse(path: &Path, text: &str) -> Result<NodeIdentity, StorageError> {
 fn write(
     fs: &impl Fs,
     dir: &Path,
-    path: &PathBuf,
+    path: &Path,
     identity: &NodeIdentity,
 ) -> Result<(), StorageError> {
     let text = format!(
@@ -212,6 +212,7 @@ fn fresh_incarnation() -> u64 {
 mod tests {
     use super::*;
     use std::fs;
+    use std::path::PathBuf;
 
     fn temp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(

@@ -372,7 +372,7 @@ fn dir_after_crash(rng: &mut SplitMix64, dir: &Dir) -> BTreeMap<OsString, u64> {
     for (i, op) in dir.pending.iter().enumerate() {
         let kept = match keep {
             Keep::Prefix(n) => i < n,
-            Keep::Random => rng.next_u64() % 2 == 0,
+            Keep::Random => rng.next_u64() & 1 == 0,
         };
         if !kept {
             continue;

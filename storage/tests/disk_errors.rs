@@ -24,7 +24,7 @@ fn batch(n: u64) -> Vec<Action> {
         hard_state(1, Some(1), n.saturating_sub(1)),
         entries(n, n, 1, 90),
     ];
-    if n % 4 == 0 {
+    if n.is_multiple_of(4) {
         batch.push(snapshot(n - 1, 1, &[n as u8; 700], false));
     }
     batch
