@@ -8,7 +8,7 @@ use driver_tokio::node::run_node_on;
 use driver_tokio::{KvClient, NodeOptions, DEFAULT_CLUSTER};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use storage::simfs::{Fault, SimFs, SimOp, EIO};
 
 fn set(key: &str) -> Op {
@@ -37,17 +37,23 @@ async fn a_failed_fsync_stops_the_node_naming_the_file_and_the_write_is_never_ac
     let answer = client.run(set("before"), Duration::from_secs(20)).await;
     assert_eq!(answer.unwrap(), Outcome::Ok, "the node serves");
 
+    // Every write from now on fails its fsync: none may be acknowledged,
+    // and the first one that reaches the node stops it.
     sim.inject(Fault::new(SimOp::Sync, ".seg", EIO).sticky());
-    let answer = client.run(set("after"), Duration::from_secs(2)).await;
-    assert!(
-        answer.is_err(),
-        "acknowledged a write whose fsync failed: {answer:?}"
-    );
-
-    let stopped = tokio::time::timeout(Duration::from_secs(10), node)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !node.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the node kept running on a failed disk"
+        );
+        let answer = client.run(set("after"), Duration::from_secs(1)).await;
+        assert!(
+            answer.is_err(),
+            "acknowledged a write whose fsync failed: {answer:?}"
+        );
+    }
+    let err = node
         .await
-        .expect("the node kept running on a failed disk");
-    let err = stopped
         .expect("the node returns the error, it does not panic")
         .expect_err("the node stopped on its own, so with an error")
         .to_string();
