@@ -21,7 +21,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
-use storage::{DiskStorage, DiskWriter, StorageError};
+use storage::fs::{Fs, RealFs};
+use storage::{DiskStorage, DiskWriter, StorageError, StorageOptions};
 
 /// Most bytes queued for one connection before frames to it are dropped
 /// (Raft retransmits; a client retries).
@@ -95,9 +96,22 @@ pub fn run_node<S: StateMachine>(
     sm: S,
     stop: &AtomicBool,
 ) -> Result<S, NodeError> {
+    run_node_on(RealFs, opts, sm, stop)
+}
+
+/// [`run_node`] with the data directory on the filesystem `fs`: tests pass a
+/// `storage::simfs::SimFs` to fail the disk under a running node.
+pub fn run_node_on<S: StateMachine, F: Fs>(
+    fs: F,
+    opts: NodeOptions,
+    sm: S,
+    stop: &AtomicBool,
+) -> Result<S, NodeError> {
     opts.validate()?;
-    let (identity, _) = storage::identity::load_or_create(&opts.data_dir, opts.cluster, opts.id)?;
-    let (disk, durable, report) = DiskStorage::open(&opts.data_dir)?;
+    let (identity, _) =
+        storage::identity::load_or_create_in(&fs, &opts.data_dir, opts.cluster, opts.id)?;
+    let (disk, durable, report) =
+        DiskStorage::open_in(fs, &opts.data_dir, StorageOptions::default())?;
     if let Some(torn) = &report.torn_tail {
         tracing::warn!("recovered after a crash: {torn}");
     }
@@ -117,8 +131,12 @@ pub fn run_node<S: StateMachine>(
         }
     };
     tracing::info!(id = opts.id, "shutting down");
-    io.disk.finish()?;
-    result.map(|()| node.into_state())
+    let finished = io.disk.finish();
+    // The error that stopped the loop first: a disk error names its file
+    // there, and `finish` only repeats it as "the disk thread stopped".
+    result?;
+    finished?;
+    Ok(node.into_state())
 }
 
 /// When the next tick is due.
@@ -182,7 +200,7 @@ impl Io {
 
     /// Bind the listener and start the disk thread. Peers are dialed as the
     /// shell names them.
-    fn open(opts: &NodeOptions, disk: DiskStorage) -> Result<Io, NodeError> {
+    fn open<F: Fs>(opts: &NodeOptions, disk: DiskStorage<F>) -> Result<Io, NodeError> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), DISK_DONE)?);
         let (tx, durable) = mpsc::channel();

@@ -21,7 +21,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use storage::{DiskStorage, DiskWriter, StorageError};
+use storage::fs::{Fs, RealFs};
+use storage::{DiskStorage, DiskWriter, StorageError, StorageOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -92,9 +93,26 @@ pub async fn run_node<S>(
 where
     S: StateMachine + Send + 'static,
 {
+    run_node_on(RealFs, opts, sm, shutdown).await
+}
+
+/// [`run_node`] with the data directory on the filesystem `fs`: tests pass a
+/// `storage::simfs::SimFs` to fail the disk under a running node.
+pub async fn run_node_on<S, F>(
+    fs: F,
+    opts: NodeOptions,
+    sm: S,
+    shutdown: impl Future<Output = ()>,
+) -> Result<S, NodeError>
+where
+    S: StateMachine + Send + 'static,
+    F: Fs,
+{
     opts.validate()?;
-    let (identity, _) = storage::identity::load_or_create(&opts.data_dir, opts.cluster, opts.id)?;
-    let (disk, durable, report) = DiskStorage::open(&opts.data_dir)?;
+    let (identity, _) =
+        storage::identity::load_or_create_in(&fs, &opts.data_dir, opts.cluster, opts.id)?;
+    let (disk, durable, report) =
+        DiskStorage::open_in(fs, &opts.data_dir, StorageOptions::default())?;
     if let Some(torn) = &report.torn_tail {
         tracing::warn!("recovered after a crash: {torn}");
     }
@@ -147,8 +165,12 @@ where
         disk.flush();
     };
     tracing::info!(id = opts.id, "shutting down");
-    disk.finish()?;
-    stopped.map(|()| node.into_state())
+    let finished = disk.finish();
+    // The error that stopped the loop first: a disk error names its file
+    // there, and `finish` only repeats it as "the disk thread stopped".
+    stopped?;
+    finished?;
+    Ok(node.into_state())
 }
 
 /// Turn a task's event into the shell's input (keeping the loop's own
