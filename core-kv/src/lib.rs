@@ -38,7 +38,7 @@ pub use lock::{Lock, LockStep};
 pub use op::{ClientReply, Op, Outcome, Response};
 pub use rsm::{
     ChangeOutcome, ClusterChange, NotLeader, Rsm, RsmAction, RsmConfig, RsmError, RsmInput,
-    SnapshotRule, StateMachine,
+    SnapshotJob, SnapshotRule, StateMachine,
 };
 pub use server::{KvServer, ServerAction, ServerInput};
 pub use session::{

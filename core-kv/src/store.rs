@@ -11,15 +11,23 @@ use crate::op::{Op, Outcome};
 use crate::session::{Admission, ClientRequest, Sessions};
 use crate::types::{ClientId, Version};
 use core_raft::LogIndex;
+use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use thiserror::Error;
 
 /// Keys with values and versions, plus the session table. Ordered maps keep
 /// snapshots byte-identical across replicas.
+///
+/// The data lives in a persistent (copy-on-write) ordered map, so that
+/// [`crate::StateMachine::snapshot`] is an O(1) clone whatever the state's
+/// size: the encoding happens in the snapshot's reader, off the event loop
+/// when the driver asks for it ([`crate::RsmConfig::capture_off_loop`]),
+/// while the replica goes on applying. It encodes exactly as a `BTreeMap`
+/// (a length, then the pairs in key order), so snapshots of both read the
+/// same.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvStore {
-    data: BTreeMap<String, (String, Version)>,
+    data: OrdMap<String, (String, Version)>,
     sessions: Sessions<Outcome>,
 }
 
@@ -143,7 +151,7 @@ impl KvStore {
 impl crate::StateMachine for KvStore {
     type Op = ClientRequest;
     type Output = Outcome;
-    type Snapshot = std::io::Cursor<Vec<u8>>;
+    type Snapshot = crate::snapshot::EncodeOnRead<KvStore>;
 
     fn apply(&mut self, _index: LogIndex, op: &ClientRequest) -> Outcome {
         KvStore::apply(self, op)
@@ -158,7 +166,7 @@ impl crate::StateMachine for KvStore {
     }
 
     fn snapshot(&self) -> Self::Snapshot {
-        std::io::Cursor::new(self.to_snapshot())
+        crate::snapshot::EncodeOnRead::new(self.clone())
     }
 
     fn restore(&mut self, snapshot: &mut dyn std::io::Read) -> Result<(), String> {
@@ -268,5 +276,46 @@ mod tests {
         let back = KvStore::from_snapshot(&s.to_snapshot()).unwrap();
         assert_eq!(back, s);
         assert!(KvStore::from_snapshot(&[0xff, 0xff, 0xff]).is_err());
+    }
+
+    /// The persistent map encodes like the `BTreeMap` it replaced, so
+    /// snapshots written before it still restore.
+    #[test]
+    fn the_data_encodes_as_an_ordered_map() {
+        let mut s = KvStore::new();
+        let mut plain = std::collections::BTreeMap::new();
+        for (seq, k) in [(1, "b"), (2, "a"), (3, "c")] {
+            s.apply(&req(
+                1,
+                seq,
+                Op::Set {
+                    key: k.into(),
+                    value: k.repeat(3),
+                },
+            ));
+            plain.insert(k.to_string(), (k.repeat(3), Version(1)));
+        }
+        let sessions: Sessions<Outcome> = Sessions::default();
+        let old = postcard::to_allocvec(&(plain, sessions)).unwrap();
+        let new = postcard::to_allocvec(&s.data).unwrap();
+        assert!(old.starts_with(&new));
+    }
+
+    /// A capture taken before more writes still reads as the state at the
+    /// capture: the copy-on-write clone does not see later changes.
+    #[test]
+    fn a_capture_reads_the_state_as_it_was_when_taken() {
+        use crate::StateMachine as _;
+        use std::io::Read as _;
+        let mut s = KvStore::new();
+        s.apply(&req(1, 1, put("a", "1", 0)));
+        let mut capture = s.snapshot();
+        let at_capture = s.clone();
+        s.apply(&req(1, 2, put("a", "2", 1)));
+        s.apply(&req(1, 3, put("b", "3", 0)));
+        let mut bytes = Vec::new();
+        capture.read_to_end(&mut bytes).unwrap();
+        assert_eq!(KvStore::from_snapshot(&bytes).unwrap(), at_capture);
+        assert_ne!(at_capture, s);
     }
 }

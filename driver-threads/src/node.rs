@@ -8,6 +8,8 @@
 //! outbound connection per peer (reconnected with backoff), ticks from the
 //! poll timeout. Persists go to a `storage::DiskWriter` thread, which wakes
 //! the loop when a batch is durable; the loop keeps serving meanwhile.
+//! Snapshot captures are encoded on a thread of their own, which wakes the
+//! loop the same way when done.
 
 use crate::net::{accept_all, flush};
 use core_kv::StateMachine;
@@ -32,7 +34,9 @@ const LISTENER: Token = Token(0);
 /// Outbound peer connections get tokens below this one (a fresh token per
 /// peer address); accepted ones start here.
 const FIRST_ACCEPTED: usize = 1 << 20;
-/// The disk thread wakes the loop with this token when a batch is durable.
+/// The disk thread wakes the loop with this token when a batch is durable,
+/// and a capture thread when a snapshot is encoded (mio allows one waker
+/// per poll).
 const DISK_DONE: Token = Token(FIRST_ACCEPTED - 1);
 
 /// Why a node stopped.
@@ -80,6 +84,10 @@ struct Io {
     listener: TcpListener,
     disk: DiskWriter,
     durable: mpsc::Receiver<Result<u64, StorageError>>,
+    waker: Arc<Waker>,
+    /// Snapshot captures encoded by their threads: (index, result).
+    captured_tx: mpsc::Sender<NodeInput>,
+    captured: mpsc::Receiver<NodeInput>,
     outbound: BTreeMap<NodeId, Outbound>,
     /// Which peer each outbound token belongs to.
     outbound_tokens: BTreeMap<Token, NodeId>,
@@ -186,6 +194,7 @@ impl Io {
             self.handle_event(event, &mut inputs)?;
         }
         self.drain_durable(&mut inputs)?;
+        inputs.extend(self.captured.try_iter());
         if clock.due() {
             inputs.push(NodeInput::Tick);
         }
@@ -204,10 +213,12 @@ impl Io {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), DISK_DONE)?);
         let (tx, durable) = mpsc::channel();
+        let disk_waker = Arc::clone(&waker);
         let disk = DiskWriter::start(disk, move |r| {
             let _ = tx.send(r);
-            let _ = waker.wake();
+            let _ = disk_waker.wake();
         });
+        let (captured_tx, captured) = mpsc::channel();
         let mut listener = TcpListener::bind(opts.address())?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -216,6 +227,9 @@ impl Io {
             listener,
             disk,
             durable,
+            waker,
+            captured_tx,
+            captured,
             outbound: BTreeMap::new(),
             outbound_tokens: BTreeMap::new(),
             next_outbound_token: 1,
@@ -393,10 +407,33 @@ impl Io {
                 }
                 NodeAction::Dial { to, addr } => self.dial(to, addr),
                 NodeAction::Stop { reason } => return Err(NodeError::Replica(reason)),
+                NodeAction::Capture(job) => self.capture(job),
                 NodeAction::Observed(_) => {} // Only with observe_applies (left off here).
             }
         }
         Ok(())
+    }
+
+    /// Encode a snapshot capture on a thread of its own (snapshots are rare,
+    /// and one at a time), and wake the loop with the result.
+    fn capture(&self, job: core_kv::SnapshotJob) {
+        let tx = self.captured_tx.clone();
+        let waker = Arc::clone(&self.waker);
+        let index = job.index();
+        let spawned = std::thread::Builder::new()
+            .name("snapshot".into())
+            .spawn(move || {
+                let data = job.run();
+                let _ = tx.send(NodeInput::Captured { index, data });
+                let _ = waker.wake();
+            });
+        if let Err(e) = spawned {
+            // The replica takes no other snapshot until this one returns.
+            let _ = self.captured_tx.send(NodeInput::Captured {
+                index,
+                data: Err(format!("cannot start the snapshot thread: {e}")),
+            });
+        }
     }
 
     /// Write what is queued on every connection, as far as the sockets take it.

@@ -74,6 +74,8 @@ enum Event {
         conn: ConnId,
     },
     Durable(Result<u64, StorageError>),
+    /// A snapshot capture was encoded on a blocking thread.
+    Captured(NodeInput),
 }
 
 /// An accepted connection as the loop sees it.
@@ -131,6 +133,7 @@ where
     let mut disk = DiskWriter::start(disk, move |r| {
         let _ = durable_tx.send(Event::Durable(r));
     });
+    let captures = events_tx.clone();
     tokio::spawn(accept_loop(listener, events_tx));
     let mut peers = Peers {
         links: BTreeMap::new(),
@@ -154,12 +157,18 @@ where
             },
         };
         let actions = node.step(input);
-        if let Err(e) = carry_out(&node, actions, &mut disk, &mut peers, &mut conns) {
+        let mut io = LoopIo {
+            disk: &mut disk,
+            peers: &mut peers,
+            conns: &mut conns,
+            captures: &captures,
+        };
+        if let Err(e) = carry_out(&node, actions, &mut io) {
             break Err(e);
         }
         // Step whatever else is already waiting before handing the turn's
         // persist batches to the disk thread together: they share an fsync.
-        if let Err(e) = drain_queued(&mut node, &mut events, &mut disk, &mut peers, &mut conns) {
+        if let Err(e) = drain_queued(&mut node, &mut events, &mut io) {
             break Err(e);
         }
         disk.flush();
@@ -197,27 +206,35 @@ fn event_input(
         }
         Event::Durable(Ok(batch)) => NodeInput::Persisted { batch },
         Event::Durable(Err(e)) => return Err(e),
+        Event::Captured(input) => input,
     }))
 }
 
 /// Most queued events stepped in one turn.
 const EVENTS_PER_TURN: usize = 1024;
 
+/// What carrying out the shell's actions touches.
+struct LoopIo<'a> {
+    disk: &'a mut DiskWriter,
+    peers: &'a mut Peers,
+    conns: &'a mut BTreeMap<ConnId, Conn>,
+    /// Where an encoded snapshot capture is reported.
+    captures: &'a mpsc::UnboundedSender<Event>,
+}
+
 /// Step the events already queued (up to [`EVENTS_PER_TURN`]).
 fn drain_queued<S: StateMachine>(
     node: &mut ReplicaNode<S>,
     events: &mut mpsc::UnboundedReceiver<Event>,
-    disk: &mut DiskWriter,
-    peers: &mut Peers,
-    conns: &mut BTreeMap<ConnId, Conn>,
+    io: &mut LoopIo<'_>,
 ) -> Result<(), NodeError> {
     for _ in 0..EVENTS_PER_TURN {
         let Ok(event) = events.try_recv() else {
             return Ok(());
         };
-        if let Some(input) = event_input(event, conns)? {
+        if let Some(input) = event_input(event, io.conns)? {
             let actions = node.step(input);
-            carry_out(node, actions, disk, peers, conns)?;
+            carry_out(node, actions, io)?;
         }
     }
     Ok(())
@@ -227,10 +244,14 @@ fn drain_queued<S: StateMachine>(
 fn carry_out<S: StateMachine>(
     node: &ReplicaNode<S>,
     actions: Vec<NodeAction>,
-    disk: &mut DiskWriter,
-    peers: &mut Peers,
-    conns: &mut BTreeMap<ConnId, Conn>,
+    io: &mut LoopIo<'_>,
 ) -> Result<(), NodeError> {
+    let LoopIo {
+        disk,
+        peers,
+        conns,
+        captures,
+    } = io;
     for action in actions {
         match action {
             NodeAction::Persist { batch, actions } => disk.queue(batch, actions),
@@ -253,6 +274,16 @@ fn carry_out<S: StateMachine>(
                 }
             }
             NodeAction::Stop { reason } => return Err(NodeError::Replica(reason)),
+            NodeAction::Capture(job) => {
+                // Encoding a large state takes a while: off the loop, on
+                // tokio's blocking pool.
+                let captures = (*captures).clone();
+                tokio::task::spawn_blocking(move || {
+                    let index = job.index();
+                    let data = job.run();
+                    let _ = captures.send(Event::Captured(NodeInput::Captured { index, data }));
+                });
+            }
             NodeAction::Observed(_) => {} // Only with observe_applies, which drivers leave off.
         }
     }

@@ -208,6 +208,9 @@ impl NodeOptions {
             // Bounded write amplification whatever the state's size; the
             // lab's fixed rule is for the simulated lab ports.
             snapshot_rule: core_kv::SnapshotRule::ScaleWithState,
+            // A large state is encoded on a worker thread, not between
+            // heartbeats and client replies.
+            capture_off_loop: true,
             ..RsmConfig::new(raft)
         }
     }

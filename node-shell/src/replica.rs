@@ -34,9 +34,11 @@ use crate::peers::{Bootstrap, PeerBook};
 use crate::ConnId;
 use core_kv::{
     ChangeOutcome, ClusterChange, NotLeader, Rsm, RsmAction, RsmConfig, RsmError, RsmInput,
-    StateMachine,
+    SnapshotJob, StateMachine,
 };
-use core_raft::{Action, Durable, Member, Membership, MembershipChange, NodeId, Role as RaftRole};
+use core_raft::{
+    Action, Durable, LogIndex, Member, Membership, MembershipChange, NodeId, Role as RaftRole,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use wire::{encode_frame, Decoder, Hello};
 
@@ -98,6 +100,13 @@ pub enum NodeInput {
     /// to the cluster. Nothing is answered: the outcome shows in the
     /// replica's Raft state. Operators outside use `Frame::Admin`.
     Change(ClusterChange),
+    /// A [`NodeAction::Capture`] has been run: its result.
+    Captured {
+        /// The job's index.
+        index: LogIndex,
+        /// What [`SnapshotJob::run`] returned.
+        data: Result<Vec<u8>, String>,
+    },
 }
 
 /// What a replica node wants done, in order.
@@ -140,6 +149,11 @@ pub enum NodeAction {
         /// Why, for the log.
         reason: String,
     },
+    /// Only with `RsmConfig::capture_off_loop`: encode this snapshot
+    /// capture away from the event loop ([`SnapshotJob::run`], on a worker
+    /// thread) and report the result with [`NodeInput::Captured`]. Nothing
+    /// waits for it meanwhile.
+    Capture(SnapshotJob),
     /// Only with `RsmConfig::observe_applies`: an `Apply` or `ApplySnapshot`
     /// the replica has just carried out, for invariant checkers (the
     /// simulator). Drivers leave observation off and never see it.
@@ -393,6 +407,9 @@ impl<S: StateMachine> ReplicaNode<S> {
                 self.next_own_change += 1;
                 let id = self.next_own_change;
                 self.replica_step(RsmInput::Change { id, change });
+            }
+            NodeInput::Captured { index, data } => {
+                self.replica_step(RsmInput::Captured { index, data });
             }
         }
         std::mem::take(&mut self.out)
@@ -767,6 +784,7 @@ impl<S: StateMachine> ReplicaNode<S> {
                 RsmAction::Reply { id, result } => self.reply(id, result),
                 RsmAction::Changed { id, outcome } => self.changed(id, outcome),
                 RsmAction::Observed(a) => self.out.push(NodeAction::Observed(a)),
+                RsmAction::Capture(job) => self.out.push(NodeAction::Capture(job)),
                 // Persists went to their batch.
                 RsmAction::Raft(_) => {}
             }
