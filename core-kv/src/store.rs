@@ -27,8 +27,53 @@ use thiserror::Error;
 /// same.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvStore {
+    #[serde(deserialize_with = "ordmap_de::deserialize")]
     data: OrdMap<String, (String, Version)>,
     sessions: Sessions<Outcome>,
+}
+
+/// Decodes the data map without trusting its encoded length.
+///
+/// imbl's own `Deserialize` for `OrdMap` sizes a `Vec` with the map's
+/// length as the decoder states it, and postcard states the length the
+/// bytes claim: a snapshot of a few bytes claiming 2^40 entries aborted the
+/// process (or panicked with "capacity overflow") instead of being rejected
+/// as corrupt. This visitor inserts entry by entry, so memory grows only
+/// with entries that are really there (found by `sim fuzz`, issue 12).
+mod ordmap_de {
+    use imbl::OrdMap;
+    use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    pub(super) fn deserialize<'de, D, K, V>(de: D) -> Result<OrdMap<K, V>, D::Error>
+    where
+        D: Deserializer<'de>,
+        K: Deserialize<'de> + Ord + Clone,
+        V: Deserialize<'de> + Clone,
+    {
+        struct Entries<K, V>(PhantomData<(K, V)>);
+        impl<'de, K, V> Visitor<'de> for Entries<K, V>
+        where
+            K: Deserialize<'de> + Ord + Clone,
+            V: Deserialize<'de> + Clone,
+        {
+            type Value = OrdMap<K, V>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+                let mut map = OrdMap::new();
+                while let Some((k, v)) = access.next_entry()? {
+                    map.insert(k, v);
+                }
+                Ok(map)
+            }
+        }
+        de.deserialize_map(Entries(PhantomData))
+    }
 }
 
 /// A snapshot that does not decode.
@@ -276,6 +321,19 @@ mod tests {
         let back = KvStore::from_snapshot(&s.to_snapshot()).unwrap();
         assert_eq!(back, s);
         assert!(KvStore::from_snapshot(&[0xff, 0xff, 0xff]).is_err());
+    }
+
+    /// A snapshot whose map length claims far more entries than its bytes
+    /// hold is corrupt, not a reason to size a buffer: before the fix these
+    /// claims panicked ("capacity overflow") or aborted the process.
+    #[test]
+    fn a_hostile_map_length_is_rejected_without_allocating_for_it() {
+        for claimed in [u64::MAX, 1 << 40, u64::from(u32::MAX)] {
+            let mut bytes = postcard::to_allocvec(&claimed).unwrap();
+            bytes.extend_from_slice(&[1, b'k', 1, b'v', 0]);
+            let err = KvStore::from_snapshot(&bytes).unwrap_err();
+            assert!(err.0.contains("end"), "{claimed}: {err}");
+        }
     }
 
     /// The persistent map encodes like the `BTreeMap` it replaced, so
