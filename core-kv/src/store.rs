@@ -332,6 +332,19 @@ mod tests {
         assert!(KvStore::from_snapshot(&[0xff, 0xff, 0xff]).is_err());
     }
 
+    /// A snapshot whose map length claims far more entries than its bytes
+    /// hold is corrupt, not a reason to size a buffer: before the fix these
+    /// claims panicked ("capacity overflow") or aborted the process.
+    #[test]
+    fn a_hostile_map_length_is_rejected_without_allocating_for_it() {
+        for claimed in [u64::MAX, 1 << 40, u64::from(u32::MAX)] {
+            let mut bytes = postcard::to_allocvec(&claimed).unwrap();
+            bytes.extend_from_slice(&[1, b'k', 1, b'v', 0]);
+            let err = KvStore::from_snapshot(&bytes).unwrap_err();
+            assert!(err.0.contains("end"), "{claimed}: {err}");
+        }
+    }
+
     /// The persistent map encodes like the `BTreeMap` it replaced, so
     /// snapshots written before it still restore.
     #[test]

@@ -79,11 +79,7 @@ pub fn load_or_create_in<F: Fs>(
     let path = dir.join(IDENTITY_FILE);
     match fs.read(&path) {
         Ok(bytes) => {
-            let text = String::from_utf8(bytes).map_err(|_| StorageError::Identity {
-                path: path.clone(),
-                what: "the file is not UTF-8 text".into(),
-            })?;
-            let found = parse(&path, &text)?;
+            let found = decode(&path, &bytes)?;
             if found.cluster != cluster || found.node != node {
                 return Err(StorageError::Identity {
                     path,
@@ -134,6 +130,17 @@ fn holds_raft_state(fs: &impl Fs, dir: &Path) -> Result<bool, StorageError> {
         }
     }
     Ok(false)
+}
+
+/// Parse the bytes of an identity file; `path` only names the file in
+/// errors. Public so that the parser can be fuzzed on buffers in memory
+/// (`sim fuzz`).
+pub fn decode(path: &Path, bytes: &[u8]) -> Result<NodeIdentity, StorageError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| StorageError::Identity {
+        path: path.to_path_buf(),
+        what: "the file is not UTF-8 text".into(),
+    })?;
+    parse(path, text)
 }
 
 fn parse(path: &Path, text: &str) -> Result<NodeIdentity, StorageError> {

@@ -59,7 +59,7 @@ pub mod record;
 mod recovery;
 mod segment;
 pub mod simfs;
-mod snapshot_file;
+pub mod snapshot_file;
 mod writer;
 
 pub use dir_lock::LOCK_FILE;

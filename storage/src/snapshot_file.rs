@@ -86,6 +86,13 @@ pub(crate) fn read(fs: &impl Fs, path: &Path) -> Result<Snapshot, StorageError> 
     let bytes = fs
         .read(path)
         .map_err(StorageError::io("read snapshot", path))?;
+    decode(path, &bytes)
+}
+
+/// Check and decode the bytes of a snapshot file; `path` only names the
+/// file in errors. Public so that the decoder can be fuzzed on buffers in
+/// memory (`sim fuzz`); recovery reads files through [`crate::DiskStorage`].
+pub fn decode(path: &Path, bytes: &[u8]) -> Result<Snapshot, StorageError> {
     let corrupt = |offset: usize, what: String| StorageError::CorruptSnapshot {
         path: path.to_path_buf(),
         offset: offset as u64,
