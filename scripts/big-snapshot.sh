@@ -52,21 +52,26 @@ $KV member remove --cluster "$a1,$a2" 3
 t=$(now)
 $KV serve --id 4 --listen "$a4" --join "$a1,$a2" --runtime "$runtime" --data-dir "$dir/n4" 2>"$dir/log4" &
 pids[4]=$!
-for _ in $(seq 1 600); do
-  if $KV status --cluster "$a1,$a2,$a4" 2>/dev/null | grep -q "voters.*4"; then break; fi
+promoted=0
+for _ in $(seq 1 1200); do
+  if $KV status --cluster "$a1,$a2,$a4" 2>/dev/null | grep -q 'voters=\[[^]]*n4'; then promoted=1; break; fi
   sleep 0.5
 done
 $KV status --cluster "$a1,$a2,$a4" | grep -E "node 4|voters" | head -3 || true
+[ $promoted = 1 ] || { echo "node 4 was not promoted within 10 minutes"; tail -5 "$dir/log4"; echo FAIL; exit 1; }
 echo "node 4 joined, was sent the snapshot and promoted in $(since "$t") s; it holds $(du -sh "$dir/n4" | cut -f1)"
 grep -iE "snapshot" "$dir/log4" | tail -3 || true
 kill -9 "${pids[1]}"; wait "${pids[1]}" 2>/dev/null || true
 echo "node 1 killed: node 2 and node 4 must serve every key"
-fail=0
-for k in 0 1 $((keys / 2)) $((keys - 1)); do
-  if ! timeout 60 $KV get --cluster "$a2,$a4" "k$k" >/dev/null 2>"$dir/get.err"; then
-    if ! grep -q "no such key\|ErrNoKey\|missing" "$dir/get.err"; then
-      echo "get k$k failed: $(cat "$dir/get.err")"; fail=1
-    fi
-  fi
+fail=0; found=0; sample=20
+for n in $(seq 0 $((sample - 1))); do
+  k="bench-$(( n * keys / sample ))"
+  rc=0; timeout 60 $KV get --cluster "$a2,$a4" "$k" >"$dir/get.out" 2>"$dir/get.err" || rc=$?
+  case $rc in
+    0) found=$((found + 1)) ;;
+    2) ;;  # ErrNoKey: this key was never written by the bench; still an answer
+    *) echo "get $k failed (exit $rc): $(cat "$dir/get.out" "$dir/get.err")"; fail=1 ;;
+  esac
 done
-[ $fail = 0 ] && echo PASS || { echo FAIL; exit 1; }
+echo "read back $found of $sample sampled keys through node 2 and node 4 (the rest were never written)"
+[ $fail = 0 ] && [ $found -gt $((sample / 2)) ] && echo PASS || { echo FAIL; exit 1; }
