@@ -9,12 +9,15 @@
 //! poll timeout. Persists go to a `storage::DiskWriter` thread, which wakes
 //! the loop when a batch is durable; the loop keeps serving meanwhile.
 
+use crate::faults::FaultFile;
 use crate::net::{accept_all, flush};
 use core_kv::StateMachine;
 use core_raft::NodeId;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use node_shell::{ConnId, NodeAction, NodeInput, NodeOptions, OptionsError, ReplicaNode};
+use node_shell::{
+    ConnId, NodeAction, NodeInput, NodeOptions, OptionsError, ReplicaNode, FAULTS_POLL_MS,
+};
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -85,6 +88,8 @@ struct Io {
     next_outbound_token: usize,
     conns: BTreeMap<Token, Conn>,
     next_token: usize,
+    /// With fault injection on: the control file, and when to read it next.
+    faults: Option<(FaultFile, Instant)>,
 }
 
 /// Run replica `opts.id` of `sm` until `stop` is set (checked at least every
@@ -171,6 +176,12 @@ impl Io {
         if clock.due() {
             inputs.push(NodeInput::Tick);
         }
+        if let Some((file, next)) = &mut self.faults {
+            if Instant::now() >= *next {
+                *next = Instant::now() + Duration::from_millis(FAULTS_POLL_MS);
+                inputs.extend(file.poll());
+            }
+        }
         for input in inputs {
             self.carry_out(node.step(input))?;
         }
@@ -186,10 +197,17 @@ impl Io {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), DISK_DONE)?);
         let (tx, durable) = mpsc::channel();
-        let disk = DiskWriter::start(disk, move |r| {
+        let on_durable = move |r: Result<u64, StorageError>| {
             let _ = tx.send(r);
             let _ = waker.wake();
-        });
+        };
+        let faults = opts
+            .fault_injection
+            .then(|| FaultFile::enable(opts.id, &opts.data_dir));
+        let disk = match &faults {
+            Some(f) => DiskWriter::start(f.slow_disk(disk), on_durable),
+            None => DiskWriter::start(disk, on_durable),
+        };
         let mut listener = TcpListener::bind(opts.address())?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -203,6 +221,7 @@ impl Io {
             next_outbound_token: 1,
             conns: BTreeMap::new(),
             next_token: FIRST_ACCEPTED,
+            faults: faults.map(|f| (f, Instant::now())),
         })
     }
 

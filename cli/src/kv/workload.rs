@@ -50,6 +50,12 @@ impl Workload {
         self.t0.elapsed().as_micros() as u64
     }
 
+    /// The instant the history's clock counts from, so that a nemesis on
+    /// another thread can time its faults on the same clock.
+    pub fn origin(&self) -> Instant {
+        self.t0
+    }
+
     /// When the first Put invoked at or after `since` was acknowledged.
     pub fn first_write_acked_after(&self, since: u64) -> Option<u64> {
         let history = self.history.lock().unwrap();
@@ -110,10 +116,20 @@ impl Workload {
 /// the checker's summary. A failing history's timeline page is written to
 /// `dir/linearizability.html`.
 pub fn check_history(recorded: &[Recorded], dir: &Path) -> (Verdict, String) {
+    check_history_within(recorded, dir, Duration::from_secs(30))
+}
+
+/// [`check_history`] with a time budget of `budget` for the search (a
+/// long history needs more than the default 30 s).
+pub fn check_history_within(
+    recorded: &[Recorded],
+    dir: &Path,
+    budget: Duration,
+) -> (Verdict, String) {
     let outcome = check(
         &VersionedKvModel,
         &versioned_history(recorded),
-        &CheckOptions::with_budget(Duration::from_secs(30)),
+        &CheckOptions::with_budget(budget),
     );
     if outcome.verdict == Verdict::Illegal {
         if let Some(f) = &outcome.failure {
