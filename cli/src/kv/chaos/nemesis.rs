@@ -236,7 +236,7 @@ impl NemesisRun {
                     kind,
                     at_us,
                     leader_out,
-                    format!("{what}{role} for {:.1} s", secs(held)),
+                    format!("{what} for {:.1} s", secs(held)),
                 );
                 self.partition(&shape, hold_until)
             }
@@ -430,18 +430,28 @@ impl NemesisRun {
 /// What a partition does, and whether it takes `leader` out.
 fn describe(shape: &Shape, leader: Option<usize>) -> (String, bool) {
     let is = |id: &usize| Some(*id) == leader;
+    let name = |id: &usize| {
+        let role = if is(id) { " (leader)" } else { "" };
+        format!("node {id}{role}")
+    };
     match shape {
         Shape::Isolate(side) => {
-            let v: Vec<String> = side.iter().map(usize::to_string).collect();
+            let v: Vec<String> = side.iter().map(name).collect();
             (
-                format!("isolate node(s) {} from the rest", v.join(",")),
+                format!("isolate {} from the rest", v.join(" and ")),
                 side.iter().any(is),
             )
         }
-        Shape::Mute(t) => (format!("mute node {t}: its frames to all are lost"), is(t)),
-        Shape::Deaf(t) => (format!("deafen node {t}: all frames to it are lost"), is(t)),
+        Shape::Mute(t) => (
+            format!("mute {}: its frames to all are lost", name(t)),
+            is(t),
+        ),
+        Shape::Deaf(t) => (
+            format!("deafen {}: all frames to it are lost", name(t)),
+            is(t),
+        ),
         Shape::OneWay(a, b) => (
-            format!("one-way: node {a}'s frames to node {b} are lost"),
+            format!("one way: {}'s frames to {} are lost", name(a), name(b)),
             false,
         ),
     }
