@@ -157,6 +157,12 @@ enum Command {
         /// Recording clients (1 to 64), each with one operation in flight.
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
         clients: u64,
+        /// Keys the clients use (1 to 1000). Few keys make clients race on
+        /// each; the checker's memory grows with the square of the
+        /// operations on one key, so runs of many minutes spread them
+        /// over more (10 keys keep a 10-minute run's check under 1 GB).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        keys: u64,
         /// Data directory for the nodes (default: a fresh one under the
         /// system's temporary directory); must be empty or new.
         #[arg(long)]
@@ -612,6 +618,7 @@ async fn run_async(command: Command) -> ExitCode {
             runtime,
             nodes,
             clients,
+            keys,
             data_dir,
             progress_timeout,
         } => {
@@ -625,6 +632,7 @@ async fn run_async(command: Command) -> ExitCode {
                 exe: PathBuf::new(),
                 nodes: nodes as usize,
                 clients: clients as usize,
+                keys: keys as usize,
                 duration,
                 nemeses,
                 seed: seed.unwrap_or_else(clock_seed),

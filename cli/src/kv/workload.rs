@@ -13,7 +13,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Keys the clients use.
+/// Keys the clients use by default: few, so that clients often race on
+/// one key, which is where a linearizability bug would show.
 pub const KEYS: usize = 3;
 
 /// The recording clients, running until stopped.
@@ -22,11 +23,21 @@ pub struct Workload {
     history: Arc<Mutex<Vec<Recorded>>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    keys: usize,
 }
 
 impl Workload {
-    /// Start `clients` recording clients of the cluster at `addrs`.
+    /// Start `clients` recording clients of the cluster at `addrs`, on
+    /// [`KEYS`] keys.
     pub fn start(clients: usize, addrs: &[SocketAddr]) -> Workload {
+        Workload::start_on_keys(clients, addrs, KEYS)
+    }
+
+    /// The same on `keys` keys (at least one). The checker's memory grows
+    /// with the square of the operations on one key, so a long run spreads
+    /// them over more keys.
+    pub fn start_on_keys(clients: usize, addrs: &[SocketAddr], keys: usize) -> Workload {
+        let keys = keys.max(1);
         let t0 = Instant::now();
         let micros = move || t0.elapsed().as_micros() as u64;
         let history: Arc<Mutex<Vec<Recorded>>> = Arc::new(Mutex::new(Vec::new()));
@@ -34,7 +45,14 @@ impl Workload {
         let tasks = (0..clients)
             .map(|c| {
                 let (addrs, history, stop) = (addrs.to_vec(), history.clone(), stop.clone());
-                tokio::spawn(client_loop(c as u64 + 1, addrs, history, stop, micros))
+                tokio::spawn(client_loop(
+                    c as u64 + 1,
+                    addrs,
+                    keys,
+                    history,
+                    stop,
+                    micros,
+                ))
             })
             .collect();
         Workload {
@@ -42,6 +60,7 @@ impl Workload {
             history,
             stop,
             tasks,
+            keys,
         }
     }
 
@@ -89,10 +108,10 @@ impl Workload {
     /// lost acknowledged write shows up as a stale read) and hand back the
     /// history.
     pub async fn stop_and_read_back(self, addrs: &[SocketAddr]) -> Vec<Recorded> {
-        let t0 = self.t0;
+        let (t0, keys) = (self.t0, self.keys);
         let mut recorded = self.stop().await;
         if let Ok(mut client) = KvClient::for_cluster(addrs.to_vec(), 6824) {
-            for k in 0..KEYS {
+            for k in 0..keys {
                 let op = Op::Get {
                     key: format!("k{k}"),
                 };
@@ -147,6 +166,7 @@ pub fn check_history_within(
 async fn client_loop(
     me: u64,
     addrs: Vec<SocketAddr>,
+    keys: usize,
     history: Arc<Mutex<Vec<Recorded>>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     now: impl Fn() -> u64,
@@ -154,7 +174,7 @@ async fn client_loop(
     let Ok(mut client) = KvClient::for_cluster(addrs, 6824) else {
         return;
     };
-    let mut versions = [0u64; KEYS];
+    let mut versions = vec![0u64; keys];
     let mut n = 0u64;
     // After a refused Put, read that key to learn its version.
     let mut reread: Option<usize> = None;
@@ -168,7 +188,7 @@ async fn client_loop(
                 },
             ),
             None => {
-                let k = ((me + n) % KEYS as u64) as usize;
+                let k = ((me + n) % keys as u64) as usize;
                 let key = format!("k{k}");
                 if n.is_multiple_of(2) {
                     (k, Op::Get { key })

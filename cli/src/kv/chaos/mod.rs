@@ -106,6 +106,8 @@ pub struct ChaosOptions {
     pub nodes: usize,
     /// Recording clients.
     pub clients: usize,
+    /// Keys the clients read and write.
+    pub keys: usize,
     /// How long faults are injected.
     pub duration: Duration,
     /// The kinds of fault to inject.
@@ -124,13 +126,14 @@ impl ChaosOptions {
     pub fn replay_command(&self) -> String {
         let kinds: Vec<&str> = self.nemeses.iter().map(|n| n.name()).collect();
         format!(
-            "kv chaos --seed {} --duration {}s --nemesis {} --runtime {} --nodes {} --clients {}",
+            "kv chaos --seed {} --duration {}s --nemesis {} --runtime {} --nodes {} --clients {} --keys {}",
             self.seed,
             self.duration.as_secs_f64(),
             kinds.join(","),
             self.runtime.name(),
             self.nodes,
-            self.clients
+            self.clients,
+            self.keys
         )
     }
 }
@@ -166,7 +169,7 @@ pub async fn run_chaos(opts: &ChaosOptions) -> std::io::Result<ChaosReport> {
         opts.data_dir.display()
     );
 
-    let workload = Workload::start(opts.clients, &addrs);
+    let workload = Workload::start_on_keys(opts.clients, &addrs, opts.keys);
     wait_until_serving(&workload, &mut cluster).await?;
     println!(
         "cluster serving after {:.1} s; injecting faults for {:.0} s",

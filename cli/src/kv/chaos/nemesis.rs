@@ -156,7 +156,7 @@ impl NemesisRun {
     fn inject(&mut self, kind: Nemesis, until: Instant) {
         // Every draw happens whatever the cluster does, so that a seed
         // always means the same schedule.
-        let aim_at_leader = self.rng.next_u64() % 2 == 0;
+        let aim_at_leader = self.rng.next_u64().is_multiple_of(2);
         let random_node = self.rng.range_inclusive(1, self.n() as u64) as usize;
         let hold = match kind {
             Nemesis::Kill => self.draw_ms(500, 3000),
@@ -359,7 +359,7 @@ impl NemesisRun {
             2 => Shape::Deaf(target),
             _ => {
                 // Either direction between the target and one other node.
-                if (other_draw >> 32) % 2 == 0 {
+                if (other_draw >> 32).is_multiple_of(2) {
                     Shape::OneWay(target, other)
                 } else {
                     Shape::OneWay(other, target)
@@ -388,7 +388,7 @@ impl NemesisRun {
                 continue;
             }
             if let Ok(s) = admin.status(&addr.to_string()) {
-                if s.role == "leader" && best.map_or(true, |(t, _)| s.term.0 > t) {
+                if s.role == "leader" && best.is_none_or(|(t, _)| s.term.0 > t) {
                     best = Some((s.term.0, id));
                 }
             }

@@ -128,10 +128,18 @@ impl fmt::Display for ChaosReport {
         let mut measured: Vec<Duration> = self.failovers.iter().flatten().copied().collect();
         measured.sort();
         let unmeasured = self.failovers.len() - measured.len();
+        // Which fault the slowest failover followed, to look it up above.
+        let slowest = self
+            .faults
+            .iter()
+            .filter(|f| f.leader_out)
+            .zip(&self.failovers)
+            .max_by_key(|(_, d)| *d)
+            .map_or(0.0, |(f, _)| f.at_us as f64 / 1e6);
         match (measured.get(measured.len() / 2), measured.last()) {
             (Some(median), Some(max)) => writeln!(
                 f,
-                "failover    median {:.2} s, max {:.2} s over {} leader faults{}",
+                "failover    median {:.2} s, max {:.2} s (the fault at {slowest:.1} s) over {} leader faults{}",
                 median.as_secs_f64(),
                 max.as_secs_f64(),
                 measured.len(),
