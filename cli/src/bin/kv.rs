@@ -780,6 +780,10 @@ async fn chaos(mut opts: cli::kv::chaos::ChaosOptions) -> ExitCode {
     };
     match cli::kv::chaos::run_chaos(&opts).await {
         Ok(report) => {
+            if report.verdict == linearizability::Verdict::Illegal {
+                // The whole failure (the summary shows its first line).
+                println!("{}", report.linearizability);
+            }
             println!("{report}");
             if report.passed() {
                 ExitCode::SUCCESS

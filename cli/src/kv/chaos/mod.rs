@@ -234,6 +234,9 @@ pub async fn run_chaos(opts: &ChaosOptions) -> std::io::Result<ChaosReport> {
     report.caught_up = caught_up;
     report.verdict = verdict;
     report.linearizability = summary;
+    let page = opts.data_dir.join("linearizability.html");
+    report.timeline =
+        (verdict == linearizability::Verdict::Illegal && page.exists()).then_some(page);
     Ok(report)
 }
 

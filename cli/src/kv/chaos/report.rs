@@ -40,6 +40,8 @@ pub struct ChaosReport {
     pub verdict: Verdict,
     /// The checker's summary (with the failure, if any).
     pub linearizability: String,
+    /// With a non-linearizable history: the page that draws it.
+    pub timeline: Option<std::path::PathBuf>,
     /// Things no fault explains (a node that exited on its own, ...).
     pub problems: Vec<String>,
 }
@@ -67,6 +69,7 @@ impl ChaosReport {
             lost: lost_writes(history),
             verdict: Verdict::Unknown,
             linearizability: "not checked".into(),
+            timeline: None,
             problems,
         }
     }
@@ -174,6 +177,9 @@ impl fmt::Display for ChaosReport {
         }
         let first = self.linearizability.lines().next().unwrap_or_default();
         writeln!(f, "history     {first}")?;
+        if let Some(page) = &self.timeline {
+            writeln!(f, "timeline    {}", page.display())?;
+        }
         for p in &self.problems {
             writeln!(f, "problem     {p}")?;
         }
