@@ -158,9 +158,9 @@ enum Command {
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
         clients: u64,
         /// Keys the clients use (1 to 1000). Few keys make clients race on
-        /// each; the checker's memory grows with the square of the
-        /// operations on one key, so runs of many minutes spread them
-        /// over more (10 keys keep a 10-minute run's check under 1 GB).
+        /// each; but the checker's memory grows with the square of the
+        /// operations on one key (a 10-minute run on 3 keys peaked at
+        /// 5.4 GB), so runs of many minutes may spread them over more.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
         keys: u64,
         /// Data directory for the nodes (default: a fresh one under the
