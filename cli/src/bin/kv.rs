@@ -157,12 +157,16 @@ enum Command {
         /// Recording clients (1 to 64), each with one operation in flight.
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
         clients: u64,
-        /// Keys the clients use (1 to 1000). Few keys make clients race on
-        /// each; but the checker's memory grows with the square of the
-        /// operations on one key (a 10-minute run on 3 keys peaked at
-        /// 5.4 GB), so runs of many minutes may spread them over more.
+        /// Keys the clients use at any one time (1 to 1000): few, so that
+        /// they race on each.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
         keys: u64,
+        /// Move the clients to fresh keys this often (every key of every
+        /// epoch is read back at the end). The checker's memory grows with
+        /// the square of the operations on one key: without epochs a
+        /// 10-minute run on 3 keys needed up to 17 GB.
+        #[arg(long, default_value = "20s", value_parser = cli::kv::chaos::parse_duration)]
+        key_epoch: Duration,
         /// Data directory for the nodes (default: a fresh one under the
         /// system's temporary directory); must be empty or new.
         #[arg(long)]
@@ -619,6 +623,7 @@ async fn run_async(command: Command) -> ExitCode {
             nodes,
             clients,
             keys,
+            key_epoch,
             data_dir,
             progress_timeout,
         } => {
@@ -633,6 +638,7 @@ async fn run_async(command: Command) -> ExitCode {
                 nodes: nodes as usize,
                 clients: clients as usize,
                 keys: keys as usize,
+                key_epoch,
                 duration,
                 nemeses,
                 seed: seed.unwrap_or_else(clock_seed),

@@ -17,27 +17,67 @@ use std::time::{Duration, Instant};
 /// one key, which is where a linearizability bug would show.
 pub const KEYS: usize = 3;
 
+/// Which keys the clients use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeySpace {
+    /// Keys in use at any one time (at least one).
+    pub keys: usize,
+    /// Move every client to fresh keys this often (`e<N>-k<i>` in epoch
+    /// N): the checker's memory grows with the square of the operations
+    /// on one key, and epochs bound those whatever the run's length while
+    /// clients race on as few keys as ever. `None`: the same keys (`k<i>`)
+    /// throughout.
+    pub epoch: Option<Duration>,
+}
+
+impl Default for KeySpace {
+    /// [`KEYS`] keys, no epochs.
+    fn default() -> Self {
+        KeySpace {
+            keys: KEYS,
+            epoch: None,
+        }
+    }
+}
+
+impl KeySpace {
+    /// The epoch at `micros` on the history's clock (`None` without epochs).
+    fn epoch_at(&self, micros: u64) -> Option<u64> {
+        let every = self.epoch?.as_micros().max(1) as u64;
+        Some(micros / every)
+    }
+
+    /// The name of key `k` in `epoch`.
+    fn name(epoch: Option<u64>, k: usize) -> String {
+        match epoch {
+            Some(e) => format!("e{e}-k{k}"),
+            None => format!("k{k}"),
+        }
+    }
+}
+
 /// The recording clients, running until stopped.
 pub struct Workload {
     t0: Instant,
     history: Arc<Mutex<Vec<Recorded>>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    keys: usize,
+    space: KeySpace,
 }
 
 impl Workload {
     /// Start `clients` recording clients of the cluster at `addrs`, on
     /// [`KEYS`] keys.
     pub fn start(clients: usize, addrs: &[SocketAddr]) -> Workload {
-        Workload::start_on_keys(clients, addrs, KEYS)
+        Workload::start_in(clients, addrs, KeySpace::default())
     }
 
-    /// The same on `keys` keys (at least one). The checker's memory grows
-    /// with the square of the operations on one key, so a long run spreads
-    /// them over more keys.
-    pub fn start_on_keys(clients: usize, addrs: &[SocketAddr], keys: usize) -> Workload {
-        let keys = keys.max(1);
+    /// The same in the key space `space`.
+    pub fn start_in(clients: usize, addrs: &[SocketAddr], space: KeySpace) -> Workload {
+        let space = KeySpace {
+            keys: space.keys.max(1),
+            ..space
+        };
         let t0 = Instant::now();
         let micros = move || t0.elapsed().as_micros() as u64;
         let history: Arc<Mutex<Vec<Recorded>>> = Arc::new(Mutex::new(Vec::new()));
@@ -48,7 +88,7 @@ impl Workload {
                 tokio::spawn(client_loop(
                     c as u64 + 1,
                     addrs,
-                    keys,
+                    space,
                     history,
                     stop,
                     micros,
@@ -60,7 +100,7 @@ impl Workload {
             history,
             stop,
             tasks,
-            keys,
+            space,
         }
     }
 
@@ -104,17 +144,22 @@ impl Workload {
         history.iter().filter(|r| r.ret.is_some()).count()
     }
 
-    /// Stop the clients, then read every key once more (recorded, so a
-    /// lost acknowledged write shows up as a stale read) and hand back the
-    /// history.
+    /// Stop the clients, then read every key once more, those of every
+    /// epoch included (recorded, so a lost acknowledged write shows up as a
+    /// stale read) and hand back the history.
     pub async fn stop_and_read_back(self, addrs: &[SocketAddr]) -> Vec<Recorded> {
-        let (t0, keys) = (self.t0, self.keys);
+        let (t0, space) = (self.t0, self.space);
         let mut recorded = self.stop().await;
+        let epochs: Vec<Option<u64>> = match space.epoch_at(t0.elapsed().as_micros() as u64) {
+            Some(last) => (0..=last).map(Some).collect(),
+            None => vec![None],
+        };
+        let keys = epochs
+            .into_iter()
+            .flat_map(|e| (0..space.keys).map(move |k| KeySpace::name(e, k)));
         if let Ok(mut client) = KvClient::for_cluster(addrs.to_vec(), 6824) {
-            for k in 0..keys {
-                let op = Op::Get {
-                    key: format!("k{k}"),
-                };
+            for key in keys {
+                let op = Op::Get { key };
                 let call = t0.elapsed().as_micros() as u64;
                 let outcome = client.run(op.clone(), Duration::from_secs(30)).await.ok();
                 let ret = outcome.as_ref().map(|_| t0.elapsed().as_micros() as u64);
@@ -166,7 +211,7 @@ pub fn check_history_within(
 async fn client_loop(
     me: u64,
     addrs: Vec<SocketAddr>,
-    keys: usize,
+    space: KeySpace,
     history: Arc<Mutex<Vec<Recorded>>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     now: impl Fn() -> u64,
@@ -174,22 +219,31 @@ async fn client_loop(
     let Ok(mut client) = KvClient::for_cluster(addrs, 6824) else {
         return;
     };
+    let keys = space.keys;
     let mut versions = vec![0u64; keys];
+    let mut epoch = space.epoch_at(now());
     let mut n = 0u64;
     // After a refused Put, read that key to learn its version.
     let mut reread: Option<usize> = None;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         n += 1;
+        let now_epoch = space.epoch_at(now());
+        if now_epoch != epoch {
+            // Fresh keys: none exists yet.
+            epoch = now_epoch;
+            versions.fill(0);
+            reread = None;
+        }
         let (k, op) = match reread.take() {
             Some(k) => (
                 k,
                 Op::Get {
-                    key: format!("k{k}"),
+                    key: KeySpace::name(epoch, k),
                 },
             ),
             None => {
                 let k = ((me + n) % keys as u64) as usize;
-                let key = format!("k{k}");
+                let key = KeySpace::name(epoch, k);
                 if n.is_multiple_of(2) {
                     (k, Op::Get { key })
                 } else {

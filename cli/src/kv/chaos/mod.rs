@@ -14,7 +14,7 @@ pub use nemesis::Fault;
 pub use report::ChaosReport;
 
 use super::local::LocalCluster;
-use super::workload::{check_history_within, Workload};
+use super::workload::{check_history_within, KeySpace, Workload};
 use driver_threads::admin::AdminClient;
 use nemesis::NemesisRun;
 use std::net::{SocketAddr, TcpListener};
@@ -106,8 +106,10 @@ pub struct ChaosOptions {
     pub nodes: usize,
     /// Recording clients.
     pub clients: usize,
-    /// Keys the clients read and write.
+    /// Keys the clients read and write at any one time.
     pub keys: usize,
+    /// How often the clients move on to fresh keys.
+    pub key_epoch: Duration,
     /// How long faults are injected.
     pub duration: Duration,
     /// The kinds of fault to inject.
@@ -126,14 +128,15 @@ impl ChaosOptions {
     pub fn replay_command(&self) -> String {
         let kinds: Vec<&str> = self.nemeses.iter().map(|n| n.name()).collect();
         format!(
-            "kv chaos --seed {} --duration {}s --nemesis {} --runtime {} --nodes {} --clients {} --keys {}",
+            "kv chaos --seed {} --duration {}s --nemesis {} --runtime {} --nodes {} --clients {} --keys {} --key-epoch {}s",
             self.seed,
             self.duration.as_secs_f64(),
             kinds.join(","),
             self.runtime.name(),
             self.nodes,
             self.clients,
-            self.keys
+            self.keys,
+            self.key_epoch.as_secs_f64()
         )
     }
 }
@@ -169,7 +172,11 @@ pub async fn run_chaos(opts: &ChaosOptions) -> std::io::Result<ChaosReport> {
         opts.data_dir.display()
     );
 
-    let workload = Workload::start_on_keys(opts.clients, &addrs, opts.keys);
+    let space = KeySpace {
+        keys: opts.keys,
+        epoch: Some(opts.key_epoch),
+    };
+    let workload = Workload::start_in(opts.clients, &addrs, space);
     wait_until_serving(&workload, &mut cluster).await?;
     println!(
         "cluster serving after {:.1} s; injecting faults for {:.0} s",

@@ -41,7 +41,8 @@ pub struct Fault {
     /// What was done, for the log.
     pub what: String,
     /// Whether it took the leader out (killed, paused, restarted, cut off
-    /// from the majority, muted or deafened it): a failover follows.
+    /// from the majority, muted or deafened it, or slowed its fsyncs past
+    /// the election timeout): a failover follows.
     pub leader_out: bool,
 }
 
@@ -218,10 +219,14 @@ impl NemesisRun {
                 self.restart(target)
             }
             Nemesis::Disk => {
+                // Slower than the election timeout, a leader's syncs hold
+                // its heartbeats behind the gate, and followers elect
+                // another.
+                let leader_out = is_leader && delay_ms > ELECTION_TIMEOUT_MAX.as_millis() as u64;
                 self.record(
                     kind,
                     at_us,
-                    false,
+                    leader_out,
                     format!(
                         "node {target}{role}: each fsync {delay_ms} ms slower, for {:.1} s",
                         secs(held)
