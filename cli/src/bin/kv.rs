@@ -787,8 +787,22 @@ async fn chaos(mut opts: cli::kv::chaos::ChaosOptions) -> ExitCode {
     match cli::kv::chaos::run_chaos(&opts).await {
         Ok(report) => {
             if report.verdict == linearizability::Verdict::Illegal {
-                // The whole failure (the summary shows its first line).
-                println!("{}", report.linearizability);
+                // The failure's end, where the operation that cannot be
+                // linearized is (the summary shows its first line; the
+                // prefix before it can run to thousands of lines, which
+                // the timeline page shows).
+                let lines: Vec<&str> = report.linearizability.lines().collect();
+                let keep = 30.min(lines.len());
+                if lines.len() > keep {
+                    println!(
+                        "{}\n  ... ({} lines of the linearizable prefix left out)",
+                        lines[0],
+                        lines.len() - keep
+                    );
+                }
+                for l in &lines[lines.len() - keep..] {
+                    println!("{l}");
+                }
             }
             println!("{report}");
             if report.passed() {

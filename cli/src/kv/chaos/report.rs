@@ -142,10 +142,11 @@ impl fmt::Display for ChaosReport {
         match (measured.get(measured.len() / 2), measured.last()) {
             (Some(median), Some(max)) => writeln!(
                 f,
-                "failover    median {:.2} s, max {:.2} s (the fault at {slowest:.1} s) over {} leader faults{}",
+                "failover    median {:.2} s, max {:.2} s (the fault at {slowest:.1} s) over {} leader fault{}{}",
                 median.as_secs_f64(),
                 max.as_secs_f64(),
                 measured.len(),
+                if measured.len() == 1 { "" } else { "s" },
                 if unmeasured > 0 {
                     format!(" ({unmeasured} without a write before the end)")
                 } else {
