@@ -36,6 +36,10 @@ pub const FAULTS_FILE: &str = "faults";
 /// before the cluster could notice the delay.
 pub const FAULTS_POLL_MS: u64 = 50;
 
+/// What a node's log line says when it applies a changed control file, so
+/// that a test can see that a fault is in force.
+pub const FAULTS_APPLIED_LOG: &str = "fault injection: now";
+
 /// Raft links a node cuts, each in one direction.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LinkFaults {
@@ -178,7 +182,7 @@ impl FaultControl {
         self.last = text.to_string();
         match FaultPlan::parse(text) {
             Ok(plan) => {
-                tracing::warn!(node = %self.node, "fault injection: now {plan}");
+                tracing::warn!(node = %self.node, "{FAULTS_APPLIED_LOG} {plan}");
                 Some(plan)
             }
             Err(e) => {

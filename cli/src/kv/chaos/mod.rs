@@ -241,6 +241,8 @@ pub async fn run_chaos(opts: &ChaosOptions) -> std::io::Result<ChaosReport> {
     report.caught_up = caught_up;
     report.verdict = verdict;
     report.linearizability = summary;
+    // Kept beside the node logs, to look faults up by time afterwards.
+    std::fs::write(opts.data_dir.join("faults.txt"), report.fault_log())?;
     let page = opts.data_dir.join("linearizability.html");
     report.timeline =
         (verdict == linearizability::Verdict::Illegal && page.exists()).then_some(page);

@@ -26,6 +26,10 @@ const ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(1000);
 /// in flight) before it counts as hung.
 const STOP_PATIENCE: Duration = Duration::from_secs(10);
 
+/// How long a node may take to apply a changed fault file (it reads it
+/// every 50 ms) before the nemesis reports it.
+const APPLY_PATIENCE: Duration = Duration::from_secs(2);
+
 /// Choices for the slow-disk nemesis, in ms per fsync: from a mildly slow
 /// disk to one slower than the election timeout, which stalls a leader's
 /// heartbeats behind its persist gate.
@@ -38,6 +42,11 @@ pub struct Fault {
     pub kind: Nemesis,
     /// When it started, in microseconds on the workload's clock.
     pub at_us: u64,
+    /// When it was known to be in force: the signalled node was dead or
+    /// stopped, or every node given a fault file had logged applying it.
+    /// A write invoked before then may still have gone through, so
+    /// failovers are timed from here.
+    pub effective_us: u64,
     /// What was done, for the log.
     pub what: String,
     /// Whether it took the leader out (killed, paused, restarted, cut off
@@ -260,13 +269,23 @@ impl NemesisRun {
         self.faults.push(Fault {
             kind,
             at_us,
+            effective_us: at_us,
             what,
             leader_out,
         });
     }
 
+    /// The fault just recorded is in force from now on.
+    fn in_force(&mut self) {
+        let now = self.now_us();
+        if let Some(f) = self.faults.last_mut() {
+            f.effective_us = now;
+        }
+    }
+
     fn kill(&mut self, id: usize, until: Instant) -> std::io::Result<()> {
-        self.cluster.kill(id);
+        self.cluster.kill(id); // Reaped: dead when it returns.
+        self.in_force();
         self.down.insert(id);
         self.sleep_until(until);
         self.down.remove(&id);
@@ -275,6 +294,7 @@ impl NemesisRun {
 
     fn pause(&mut self, id: usize, until: Instant) -> std::io::Result<()> {
         self.cluster.signal(id, "STOP")?;
+        self.in_force();
         self.paused.insert(id);
         self.sleep_until(until);
         self.paused.remove(&id);
@@ -293,13 +313,15 @@ impl NemesisRun {
                 self.cluster.log_path(id).display()
             )),
         }
+        self.in_force();
         self.cluster.start(id)
     }
 
     fn slow_disk(&mut self, id: usize, delay_ms: u64, until: Instant) -> std::io::Result<()> {
-        self.write_faults(id, &format!("disk-delay-ms {delay_ms}\n"))?;
+        self.change_faults(&[(id, format!("disk-delay-ms {delay_ms}\n"))])?;
+        self.in_force();
         self.sleep_until(until);
-        self.write_faults(id, "")
+        self.change_faults(&[(id, String::new())])
     }
 
     fn partition(&mut self, shape: &Shape, until: Instant) -> std::io::Result<()> {
@@ -331,18 +353,59 @@ impl NemesisRun {
             // Cut at the receiver, so that both directives get exercised.
             Shape::OneWay(from, to) => files[*to] = format!("drop-from {from}\n"),
         }
-        for (id, text) in files.iter().enumerate().skip(1) {
-            if !text.is_empty() {
-                self.write_faults(id, text)?;
-            }
-        }
+        let cut: Vec<(usize, String)> = files
+            .into_iter()
+            .enumerate()
+            .filter(|(_, text)| !text.is_empty())
+            .collect();
+        self.change_faults(&cut)?;
+        self.in_force();
         self.sleep_until(until);
-        for (id, text) in files.iter().enumerate().skip(1) {
-            if !text.is_empty() {
-                self.write_faults(id, "")?;
-            }
+        let healed: Vec<(usize, String)> = cut.iter().map(|(id, _)| (*id, String::new())).collect();
+        self.change_faults(&healed)
+    }
+
+    /// Give each node its new fault file (each must differ from its last)
+    /// and wait until every one has logged applying it. One that does not
+    /// within [`APPLY_PATIENCE`] is a problem: fault injection is broken
+    /// there.
+    fn change_faults(&mut self, files: &[(usize, String)]) -> std::io::Result<()> {
+        let before: Vec<usize> = files.iter().map(|(id, _)| self.applied(*id)).collect();
+        for (id, text) in files {
+            self.write_faults(*id, text)?;
         }
-        Ok(())
+        let deadline = Instant::now() + APPLY_PATIENCE;
+        loop {
+            let late: Vec<usize> = files
+                .iter()
+                .zip(&before)
+                .filter(|((id, _), n)| self.applied(*id) <= **n)
+                .map(|((id, _), _)| *id)
+                .collect();
+            if late.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                for id in late {
+                    self.problems.push(format!(
+                        "node {id} did not apply its fault file within {APPLY_PATIENCE:?}; see {}",
+                        self.cluster.log_path(id).display()
+                    ));
+                }
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// How many fault-file changes node `id` has logged applying, over all
+    /// its lives.
+    fn applied(&self, id: usize) -> usize {
+        std::fs::read_to_string(self.cluster.log_path(id)).map_or(0, |log| {
+            log.lines()
+                .filter(|l| l.contains(node_shell::FAULTS_APPLIED_LOG))
+                .count()
+        })
     }
 
     fn shape(&self, target: usize, shape_draw: u64, other_draw: u64) -> Shape {

@@ -84,6 +84,34 @@ impl ChaosReport {
             && self.problems.is_empty()
     }
 
+    /// Every fault, one line each, with the failover that followed it if
+    /// it took the leader out: the run's log, to look a fault up by time.
+    pub fn fault_log(&self) -> String {
+        let mut failovers = self.failovers.iter();
+        let mut out = String::new();
+        for f in &self.faults {
+            let after = if f.leader_out {
+                match failovers.next() {
+                    Some(Some(d)) => format!(
+                        "  [in force after {:.2} s; next write {:.2} s later]",
+                        f.effective_us.saturating_sub(f.at_us) as f64 / 1e6,
+                        d.as_secs_f64()
+                    ),
+                    _ => "  [no write acknowledged after it]".to_string(),
+                }
+            } else {
+                String::new()
+            };
+            out.push_str(&format!(
+                "{:>8.1} s  {:<9}  {}{after}\n",
+                f.at_us as f64 / 1e6,
+                f.kind.name(),
+                f.what
+            ));
+        }
+        out
+    }
+
     /// Faults injected of `kind`.
     pub fn count(&self, kind: Nemesis) -> usize {
         self.faults.iter().filter(|f| f.kind == kind).count()
@@ -205,8 +233,8 @@ fn fates(history: &[Recorded]) -> (usize, usize, usize) {
     (ok, failed, unknown)
 }
 
-/// For each fault that took the leader out, the time from it to the
-/// acknowledgement of the first write invoked after it.
+/// For each fault that took the leader out, the time from when it was in
+/// force to the acknowledgement of the first write invoked after that.
 fn failovers(history: &[Recorded], faults: &[Fault]) -> Vec<Option<Duration>> {
     let mut acked: Vec<(u64, u64)> = history
         .iter()
@@ -223,9 +251,9 @@ fn failovers(history: &[Recorded], faults: &[Fault]) -> Vec<Option<Duration>> {
         .iter()
         .filter(|f| f.leader_out)
         .map(|f| {
-            let i = acked.partition_point(|(call, _)| *call < f.at_us);
+            let i = acked.partition_point(|(call, _)| *call < f.effective_us);
             (earliest[i] != u64::MAX)
-                .then(|| Duration::from_micros(earliest[i].saturating_sub(f.at_us)))
+                .then(|| Duration::from_micros(earliest[i].saturating_sub(f.effective_us)))
         })
         .collect()
 }
@@ -297,7 +325,7 @@ pub fn control_changes_in_logs(dir: &Path, nodes: usize) -> usize {
         .filter_map(|id| std::fs::read_to_string(dir.join(format!("node{id}.log"))).ok())
         .map(|log| {
             log.lines()
-                .filter(|l| l.contains("fault injection: now"))
+                .filter(|l| l.contains(node_shell::FAULTS_APPLIED_LOG))
                 .count()
         })
         .sum()
@@ -367,6 +395,7 @@ mod tests {
         let fault = |at_us, leader_out| Fault {
             kind: Nemesis::Kill,
             at_us,
+            effective_us: at_us,
             what: String::new(),
             leader_out,
         };
