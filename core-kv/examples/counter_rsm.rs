@@ -102,8 +102,9 @@ impl World {
                 RsmAction::Reply { id: handle, result } => {
                     self.answers.insert(handle, result);
                 }
-                // This example submits no cluster changes; observations are off.
-                RsmAction::Changed { .. } | RsmAction::Observed(_) => {}
+                // This example submits no cluster changes; observations are
+                // off, and so are off-loop captures (it snapshots inline).
+                RsmAction::Changed { .. } | RsmAction::Observed(_) | RsmAction::Capture(_) => {}
             }
         }
     }

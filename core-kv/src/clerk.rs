@@ -92,8 +92,12 @@ struct Pending<O> {
     ticks_left: u64,
     /// The next send waits for `ticks_left` to run out (backing off).
     delayed: bool,
-    /// Servers tried since the last back-off.
-    hops: usize,
+    /// Servers that refused this operation since the last back-off. A
+    /// refusal's hint never leads back to one of them, so two stale
+    /// servers that name each other (or one with no idea and one naming
+    /// it) cannot hold the clerk between them: each round visits every
+    /// server.
+    refused: std::collections::BTreeSet<usize>,
 }
 
 /// A clerk. With the defaults it speaks the key/value service; any service
@@ -181,7 +185,7 @@ impl<O: ClerkOp<Out>, Out> Clerk<O, Out> {
             target,
             ticks_left: 0,
             delayed: false,
-            hops: 0,
+            refused: std::collections::BTreeSet::new(),
         });
         self.send();
     }
@@ -203,11 +207,13 @@ impl<O: ClerkOp<Out>, Out> Clerk<O, Out> {
         self.out.push(ClerkAction::Send { to, request });
     }
 
-    /// Move to another server and send again. After a refusal: at once
-    /// while the servers refused since the last pause are fewer than all of
-    /// them, else after a pause of half the retry interval. Without the pause, two servers that each name the
-    /// other as leader (stale hints during a partition) would bounce the
-    /// clerk between them at network speed.
+    /// Move to another server and send again: the hinted one, else the
+    /// next in order. After a refusal, the next server is one that has not
+    /// refused since the last pause, and it is tried at once; once every
+    /// server has refused, the clerk pauses half the retry interval before
+    /// the next round. Without the pause, servers that each name another
+    /// as leader (stale hints during a partition, or from removed members)
+    /// would bounce the clerk between them at network speed.
     fn resend(&mut self, next: Option<usize>, refused: bool) {
         let n = self.config.servers.len();
         let p = self
@@ -215,26 +221,33 @@ impl<O: ClerkOp<Out>, Out> Clerk<O, Out> {
             .as_mut()
             .expect("resend with an operation in flight");
         p.resends += 1;
-        p.target = match next {
-            Some(i) if i != p.target => i,
-            _ => (p.target + 1) % n,
-        };
         if !refused {
             // A timeout already waited a whole retry interval.
-            p.hops = 0;
+            p.refused.clear();
+            p.target = match next {
+                Some(i) if i != p.target => i,
+                _ => (p.target + 1) % n,
+            };
             self.send();
             return;
         }
-        p.hops += 1;
-        if p.hops >= n {
-            // A whole round of refusals: no leader right now. Pause half the
-            // retry interval before the next round.
-            p.hops = 0;
-            p.delayed = true;
-            p.ticks_left = (self.config.retry_ticks / 2).max(1);
-            return;
+        p.refused.insert(p.target);
+        let untried = |i: &usize| !p.refused.contains(i);
+        let after_target = (1..n).map(|k| (p.target + k) % n).find(untried);
+        match next.filter(untried).or(after_target) {
+            Some(i) => {
+                p.target = i;
+                self.send();
+            }
+            None => {
+                // A whole round of refusals: no leader right now. Pause,
+                // then start the next round with the next server.
+                p.refused.clear();
+                p.target = (p.target + 1) % n;
+                p.delayed = true;
+                p.ticks_left = (self.config.retry_ticks / 2).max(1);
+            }
         }
-        self.send();
     }
 
     fn tick(&mut self) {

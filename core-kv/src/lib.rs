@@ -38,7 +38,7 @@ pub use lock::{Lock, LockStep};
 pub use op::{ClientReply, Op, Outcome, Response};
 pub use rsm::{
     ChangeOutcome, ClusterChange, NotLeader, Rsm, RsmAction, RsmConfig, RsmError, RsmInput,
-    SnapshotRule, StateMachine,
+    SnapshotJob, SnapshotRule, StateMachine,
 };
 pub use server::{KvServer, ServerAction, ServerInput};
 pub use session::{
@@ -53,6 +53,8 @@ pub type KvReplica = Rsm<KvStore>;
 /// Version of the key/value service's protocol, carried in the connection
 /// handshake. 2: frames of the generic replica node (`node-shell`), with
 /// request ids instead of whole requests echoed in replies. 3: Raft
-/// snapshots carry the membership and log entries may hold one. A node or
-/// client of another version is refused with a message naming both.
-pub const KV_PROTOCOL_VERSION: u32 = 4;
+/// snapshots carry the membership and log entries may hold one. 4: node
+/// identities (incarnations) and operator requests. 5: snapshots travel in
+/// chunks. A node or client of another version is refused with a message
+/// naming both.
+pub const KV_PROTOCOL_VERSION: u32 = 5;

@@ -94,6 +94,11 @@ pub struct RsmConfig {
     /// Echo every `Apply` / `ApplySnapshot` the replica carries out as
     /// [`RsmAction::Observed`], for invariant checkers. Drivers leave it off.
     pub observe_applies: bool,
+    /// Hand snapshot captures to the driver ([`RsmAction::Capture`]) to be
+    /// encoded off the event loop, instead of encoding them inside `step`.
+    /// Worth it when [`StateMachine::snapshot`] is cheap and its reader
+    /// does the work (the key/value store's is: a copy-on-write clone).
+    pub capture_off_loop: bool,
 }
 
 impl RsmConfig {
@@ -105,6 +110,7 @@ impl RsmConfig {
             snapshot_rule: SnapshotRule::Fixed,
             read_index: true,
             observe_applies: false,
+            capture_off_loop: false,
         }
     }
 }
@@ -154,7 +160,69 @@ pub enum RsmInput<Op> {
         /// What to change.
         change: ClusterChange,
     },
+    /// A [`RsmAction::Capture`] has been run: the encoded state through
+    /// `index`, or why it could not be read.
+    Captured {
+        /// The capture's [`SnapshotJob::index`].
+        index: LogIndex,
+        /// [`SnapshotJob::run`]'s result.
+        data: Result<Vec<u8>, String>,
+    },
 }
+
+/// A snapshot capture to encode away from the event loop (see
+/// [`RsmConfig::capture_off_loop`]): [`SnapshotJob::run`] drains the state
+/// machine's reader, on any thread, and the result goes back to the replica
+/// as [`RsmInput::Captured`]. Until it does, the replica takes no other
+/// snapshot; the log keeps growing meanwhile, and nothing else waits.
+#[derive(Clone)]
+pub struct SnapshotJob {
+    index: LogIndex,
+    reader: std::sync::Arc<std::sync::Mutex<Option<Box<dyn std::io::Read + Send>>>>,
+}
+
+impl SnapshotJob {
+    fn new(index: LogIndex, reader: impl std::io::Read + Send + 'static) -> Self {
+        SnapshotJob {
+            index,
+            reader: std::sync::Arc::new(std::sync::Mutex::new(Some(Box::new(reader)))),
+        }
+    }
+
+    /// The log index the captured state is at.
+    pub fn index(&self) -> LogIndex {
+        self.index
+    }
+
+    /// Read the capture to its end. A job runs once: a clone run again
+    /// gets an error.
+    pub fn run(&self) -> Result<Vec<u8>, String> {
+        let reader = self
+            .reader
+            .lock()
+            .map_err(|_| "the capture's reader panicked".to_string())?
+            .take();
+        match reader {
+            Some(mut r) => crate::snapshot::read_all(&mut r),
+            None => Err(format!("the capture at {} was already run", self.index)),
+        }
+    }
+}
+
+impl std::fmt::Debug for SnapshotJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SnapshotJob({})", self.index)
+    }
+}
+
+/// Two jobs are equal when they are clones of one capture.
+impl PartialEq for SnapshotJob {
+    fn eq(&self, other: &Self) -> bool {
+        self.index == other.index && std::sync::Arc::ptr_eq(&self.reader, &other.reader)
+    }
+}
+
+impl Eq for SnapshotJob {}
 
 /// A change to the cluster itself rather than to the state machine.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -228,6 +296,9 @@ pub enum RsmAction<Out> {
         /// How the leader took it.
         outcome: ChangeOutcome,
     },
+    /// Only with [`RsmConfig::capture_off_loop`]: run this capture (on
+    /// another thread) and feed the result back as [`RsmInput::Captured`].
+    Capture(SnapshotJob),
 }
 
 impl<Out> RsmAction<Out> {
@@ -253,8 +324,9 @@ impl<Out> RsmAction<Out> {
         match self {
             RsmAction::Raft(a) => a.waits_for_persists(),
             // An observation is for checkers, at the moment the replica
-            // applies; it reveals nothing to anyone.
-            RsmAction::Observed(_) => false,
+            // applies; a capture reads the local state. Neither reveals
+            // anything to anyone.
+            RsmAction::Observed(_) | RsmAction::Capture(_) => false,
             RsmAction::Reply { .. } | RsmAction::Changed { .. } => true,
         }
     }
@@ -278,6 +350,8 @@ pub struct Rsm<S: StateMachine> {
     /// Bytes of the latest snapshot taken, installed or restored (the
     /// state's size, for [`SnapshotRule::ScaleWithState`]).
     snapshot_bytes: usize,
+    /// The index of a capture handed to the driver and not yet returned.
+    capturing: Option<LogIndex>,
     out: Vec<RsmAction<S::Output>>,
 }
 
@@ -304,6 +378,7 @@ impl<S: StateMachine> Rsm<S> {
             next_read: 0,
             failure: None,
             snapshot_bytes,
+            capturing: None,
             out: Vec::new(),
         })
     }
@@ -361,6 +436,7 @@ impl<S: StateMachine> Rsm<S> {
             RsmInput::Receive { from, msg } => self.raft_step(Input::Receive { from, msg }),
             RsmInput::Submit { id, op } => self.submit(id, op),
             RsmInput::Change { id, change } => self.change(id, change),
+            RsmInput::Captured { index, data } => self.captured(index, data),
         }
         self.maybe_snapshot();
         std::mem::take(&mut self.out)
@@ -617,16 +693,43 @@ impl<S: StateMachine> Rsm<S> {
         }
     }
 
+    /// A capture came back: compact the log with it. Raft ignores it if a
+    /// snapshot at or past its index arrived meanwhile (from the leader).
+    fn captured(&mut self, index: LogIndex, data: Result<Vec<u8>, String>) {
+        if self.capturing != Some(index) {
+            tracing::debug!(%index, "a capture nobody waits for; dropped");
+            return;
+        }
+        self.capturing = None;
+        match data {
+            Ok(data) => {
+                self.snapshot_bytes = data.len();
+                self.raft_step(Input::Snapshot { index, data });
+            }
+            // The log keeps growing; the next step tries again.
+            Err(e) => tracing::error!(%index, "cannot capture a snapshot: {e}"),
+        }
+    }
+
     fn maybe_snapshot(&mut self) {
         let Some(max) = self.config.max_raft_state else {
             return;
         };
+        if self.capturing.is_some() {
+            return;
+        }
         let threshold = match self.config.snapshot_rule {
             SnapshotRule::Fixed => max,
             SnapshotRule::ScaleWithState => max.max(self.snapshot_bytes / 2),
         };
         let applied = self.raft.applied_index();
         if self.raft.log_bytes() >= threshold && applied > self.raft.snapshot_index() {
+            if self.config.capture_off_loop {
+                self.capturing = Some(applied);
+                let job = SnapshotJob::new(applied, self.sm.snapshot());
+                self.out.push(RsmAction::Capture(job));
+                return;
+            }
             let data = match crate::snapshot::read_all(&mut self.sm.snapshot()) {
                 Ok(data) => data,
                 Err(e) => {
@@ -811,5 +914,89 @@ mod snapshot_rule_tests {
         let scaled = snapshots_taken(SnapshotRule::ScaleWithState);
         assert!(fixed >= 15, "fixed rule: {fixed} snapshots");
         assert!(scaled <= 1, "scaled rule: {scaled} snapshots");
+    }
+}
+
+#[cfg(test)]
+mod capture_tests {
+    use super::*;
+    use core_raft::{Durable, NodeId};
+
+    /// A state of as many bytes as operations applied; its capture is a
+    /// copy taken at once.
+    struct Bytes(Vec<u8>);
+
+    impl StateMachine for Bytes {
+        type Op = u8;
+        type Output = ();
+        type Snapshot = std::io::Cursor<Vec<u8>>;
+
+        fn apply(&mut self, _: LogIndex, op: &u8) {
+            self.0.push(*op);
+        }
+
+        fn query(&self, _: &u8) {}
+
+        fn snapshot(&self) -> Self::Snapshot {
+            std::io::Cursor::new(self.0.clone())
+        }
+
+        fn restore(&mut self, r: &mut dyn std::io::Read) -> Result<(), String> {
+            self.0.clear();
+            r.read_to_end(&mut self.0).map_err(|e| e.to_string())?;
+            Ok(())
+        }
+    }
+
+    /// With `capture_off_loop`, a due snapshot is handed out as one
+    /// capture; the replica keeps applying and takes no second capture
+    /// while it is out; the capture, once run, holds the state as of its
+    /// index, and compacts the log through exactly that index.
+    #[test]
+    fn an_off_loop_capture_compacts_through_its_own_index_when_it_returns() {
+        let mut raft = Config::new(NodeId(1), vec![NodeId(1)]);
+        raft.leader_noop = false;
+        let config = RsmConfig {
+            max_raft_state: Some(200),
+            capture_off_loop: true,
+            ..RsmConfig::new(raft)
+        };
+        let mut rsm = Rsm::restore(config, Durable::default(), Bytes(Vec::new())).unwrap();
+        while !rsm.raft().is_leader() {
+            rsm.step(RsmInput::Tick);
+        }
+        let mut jobs = Vec::new();
+        for id in 0..40u64 {
+            for a in rsm.step(RsmInput::Submit { id, op: id as u8 }) {
+                assert!(!matches!(
+                    a,
+                    RsmAction::Raft(Action::PersistSnapshot { .. })
+                ));
+                if let RsmAction::Capture(job) = a {
+                    jobs.push(job);
+                }
+            }
+        }
+        assert_eq!(jobs.len(), 1, "one capture at a time: {jobs:?}");
+        let job = jobs.pop().unwrap();
+        assert!(rsm.raft().applied_index() > job.index(), "applying went on");
+        let data = job.run().unwrap();
+        assert_eq!(
+            data.len() as u64,
+            job.index().0,
+            "the state as of the capture"
+        );
+        assert!(job.run().is_err(), "a job runs once");
+        let actions = rsm.step(RsmInput::Captured {
+            index: job.index(),
+            data: Ok(data.clone()),
+        });
+        let persisted = actions.iter().find_map(|a| match a {
+            RsmAction::Raft(Action::PersistSnapshot { snapshot, .. }) => Some(snapshot),
+            _ => None,
+        });
+        let snapshot = persisted.expect("the capture compacts the log");
+        assert_eq!((snapshot.index, &snapshot.data), (job.index(), &data));
+        assert_eq!(rsm.raft().snapshot_index(), job.index());
     }
 }

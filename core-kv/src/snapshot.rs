@@ -31,6 +31,34 @@ pub fn decode_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     }
 }
 
+/// A snapshot reader that encodes `state` on its first read, so that the
+/// encoding happens wherever the reader is drained (off the event loop,
+/// with [`crate::RsmConfig::capture_off_loop`]) rather than where the
+/// capture was taken. Cheap to make when `state` is a copy-on-write clone.
+pub struct EncodeOnRead<T> {
+    state: Option<T>,
+    bytes: std::io::Cursor<Vec<u8>>,
+}
+
+impl<T: Serialize> EncodeOnRead<T> {
+    /// A reader of `state`'s encoding.
+    pub fn new(state: T) -> Self {
+        EncodeOnRead {
+            state: Some(state),
+            bytes: std::io::Cursor::new(Vec::new()),
+        }
+    }
+}
+
+impl<T: Serialize> Read for EncodeOnRead<T> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(state) = self.state.take() {
+            self.bytes = std::io::Cursor::new(encode(&state));
+        }
+        self.bytes.read(buf)
+    }
+}
+
 /// Read a snapshot to its end.
 pub fn read_all(snapshot: &mut dyn Read) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();

@@ -11,16 +11,78 @@ use crate::op::{Op, Outcome};
 use crate::session::{Admission, ClientRequest, Sessions};
 use crate::types::{ClientId, Version};
 use core_raft::LogIndex;
+use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use thiserror::Error;
 
 /// Keys with values and versions, plus the session table. Ordered maps keep
 /// snapshots byte-identical across replicas.
+///
+/// The data lives in a persistent (copy-on-write) ordered map, so that
+/// [`crate::StateMachine::snapshot`] is an O(1) clone whatever the state's
+/// size: the encoding happens in the snapshot's reader, off the event loop
+/// when the driver asks for it ([`crate::RsmConfig::capture_off_loop`]),
+/// while the replica goes on applying. It encodes exactly as a `BTreeMap`
+/// (a length, then the pairs in key order), so snapshots of both read the
+/// same.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvStore {
-    data: BTreeMap<String, (String, Version)>,
+    #[serde(with = "untrusted_map")]
+    data: OrdMap<String, (String, Version)>,
     sessions: Sessions<Outcome>,
+}
+
+/// Serde for the data map. imbl's own `Deserialize` reserves as many
+/// entries as the input's length prefix claims, so a snapshot from the
+/// network claiming 2^60 entries would abort the process; this one grows
+/// with the entries actually present. It encodes as a map, like imbl's and
+/// like `BTreeMap`'s.
+mod untrusted_map {
+    use imbl::OrdMap;
+    use serde::de::{MapAccess, Visitor};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    pub fn serialize<K, V, S>(map: &OrdMap<K, V>, serializer: S) -> Result<S::Ok, S::Error>
+    where
+        K: Serialize + Ord + Clone,
+        V: Serialize + Clone,
+        S: Serializer,
+    {
+        serializer.collect_map(map.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(deserializer: D) -> Result<OrdMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord + Clone,
+        V: Deserialize<'de> + Clone,
+        D: Deserializer<'de>,
+    {
+        struct Entries<K, V>(PhantomData<(K, V)>);
+
+        impl<'de, K, V> Visitor<'de> for Entries<K, V>
+        where
+            K: Deserialize<'de> + Ord + Clone,
+            V: Deserialize<'de> + Clone,
+        {
+            type Value = OrdMap<K, V>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+                let mut map = OrdMap::new();
+                while let Some((k, v)) = access.next_entry()? {
+                    map.insert(k, v);
+                }
+                Ok(map)
+            }
+        }
+
+        deserializer.deserialize_map(Entries(PhantomData))
+    }
 }
 
 /// A snapshot that does not decode.
@@ -143,7 +205,7 @@ impl KvStore {
 impl crate::StateMachine for KvStore {
     type Op = ClientRequest;
     type Output = Outcome;
-    type Snapshot = std::io::Cursor<Vec<u8>>;
+    type Snapshot = crate::snapshot::EncodeOnRead<KvStore>;
 
     fn apply(&mut self, _index: LogIndex, op: &ClientRequest) -> Outcome {
         KvStore::apply(self, op)
@@ -158,7 +220,7 @@ impl crate::StateMachine for KvStore {
     }
 
     fn snapshot(&self) -> Self::Snapshot {
-        std::io::Cursor::new(self.to_snapshot())
+        crate::snapshot::EncodeOnRead::new(self.clone())
     }
 
     fn restore(&mut self, snapshot: &mut dyn std::io::Read) -> Result<(), String> {
@@ -268,5 +330,59 @@ mod tests {
         let back = KvStore::from_snapshot(&s.to_snapshot()).unwrap();
         assert_eq!(back, s);
         assert!(KvStore::from_snapshot(&[0xff, 0xff, 0xff]).is_err());
+    }
+
+    /// A snapshot whose map length claims far more entries than its bytes
+    /// hold is corrupt, not a reason to size a buffer: before the fix these
+    /// claims panicked ("capacity overflow") or aborted the process.
+    #[test]
+    fn a_hostile_map_length_is_rejected_without_allocating_for_it() {
+        for claimed in [u64::MAX, 1 << 40, u64::from(u32::MAX)] {
+            let mut bytes = postcard::to_allocvec(&claimed).unwrap();
+            bytes.extend_from_slice(&[1, b'k', 1, b'v', 0]);
+            let err = KvStore::from_snapshot(&bytes).unwrap_err();
+            assert!(err.0.contains("end"), "{claimed}: {err}");
+        }
+    }
+
+    /// The persistent map encodes like the `BTreeMap` it replaced, so
+    /// snapshots written before it still restore.
+    #[test]
+    fn the_data_encodes_as_an_ordered_map() {
+        let mut s = KvStore::new();
+        let mut plain = std::collections::BTreeMap::new();
+        for (seq, k) in [(1, "b"), (2, "a"), (3, "c")] {
+            s.apply(&req(
+                1,
+                seq,
+                Op::Set {
+                    key: k.into(),
+                    value: k.repeat(3),
+                },
+            ));
+            plain.insert(k.to_string(), (k.repeat(3), Version(1)));
+        }
+        let sessions: Sessions<Outcome> = Sessions::default();
+        let old = postcard::to_allocvec(&(plain, sessions)).unwrap();
+        let new = postcard::to_allocvec(&s.data).unwrap();
+        assert!(old.starts_with(&new));
+    }
+
+    /// A capture taken before more writes still reads as the state at the
+    /// capture: the copy-on-write clone does not see later changes.
+    #[test]
+    fn a_capture_reads_the_state_as_it_was_when_taken() {
+        use crate::StateMachine as _;
+        use std::io::Read as _;
+        let mut s = KvStore::new();
+        s.apply(&req(1, 1, put("a", "1", 0)));
+        let mut capture = s.snapshot();
+        let at_capture = s.clone();
+        s.apply(&req(1, 2, put("a", "2", 1)));
+        s.apply(&req(1, 3, put("b", "3", 0)));
+        let mut bytes = Vec::new();
+        capture.read_to_end(&mut bytes).unwrap();
+        assert_eq!(KvStore::from_snapshot(&bytes).unwrap(), at_capture);
+        assert_ne!(at_capture, s);
     }
 }

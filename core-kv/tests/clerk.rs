@@ -552,3 +552,45 @@ fn a_stale_refusal_from_a_previous_server_is_ignored() {
     let done_actions = c.step(reply(second, r.seq, Response::Done(Outcome::Ok)));
     assert!(done(&done_actions).is_some());
 }
+
+/// Two stale servers (removed members, say) that keep refusing, one with
+/// no idea of the leader and one naming the first, must not hold the clerk
+/// between them: within a round of refusals it reaches every server, so
+/// it finds the real leader.
+#[test]
+fn stale_servers_that_point_at_each_other_do_not_trap_the_clerk() {
+    let s = servers(5);
+    for seed in 0..20 {
+        let mut c = clerk(5, seed);
+        let mut actions = c.step(ClerkInput::Invoke(put("k", "v", 0)));
+        let leader = s[0];
+        let mut visited = Vec::new();
+        for _ in 0..40 {
+            if actions.is_empty() {
+                actions = c.step(ClerkInput::Tick);
+                continue;
+            }
+            let (to, request) = sent(&actions);
+            visited.push(to);
+            let response = if to == leader {
+                Response::Done(Outcome::Ok)
+            } else if to == s[3] {
+                wrong_leader(None)
+            } else if to == s[4] {
+                wrong_leader(Some(s[3]))
+            } else {
+                wrong_leader(Some(s[4]))
+            };
+            actions = c.step(reply(to, request.seq, response));
+            if done(&actions).is_some() {
+                break;
+            }
+        }
+        assert_eq!(
+            visited.last(),
+            Some(&leader),
+            "seed {seed}: the clerk never reached the leader: {visited:?}"
+        );
+        assert!(visited.len() <= 5, "seed {seed}: {visited:?}");
+    }
+}

@@ -39,8 +39,13 @@ pub struct Config {
     pub max_entries_per_message: usize,
     /// Most payload bytes in one AppendEntries (at least one entry is always sent).
     pub max_bytes_per_message: usize,
-    /// Most unacknowledged AppendEntries per follower while replicating.
+    /// Most unacknowledged AppendEntries per follower while replicating;
+    /// also the most unacknowledged snapshot chunks.
     pub max_inflight_messages: usize,
+    /// Size of one InstallSnapshot chunk. A snapshot is sent in chunks so
+    /// that no message holds a whole state; a follower being sent one has
+    /// at most `max_inflight_messages` chunks on the way.
+    pub snapshot_chunk_bytes: usize,
     /// Seed for election jitter.
     pub rng_seed: u64,
 }
@@ -66,6 +71,7 @@ impl Config {
             max_entries_per_message: 512,
             max_bytes_per_message: 1 << 20,
             max_inflight_messages: 8,
+            snapshot_chunk_bytes: 1 << 20,
             rng_seed: id.0,
         }
     }
@@ -96,6 +102,7 @@ impl Config {
         if self.max_entries_per_message == 0
             || self.max_bytes_per_message == 0
             || self.max_inflight_messages == 0
+            || self.snapshot_chunk_bytes == 0
         {
             return Err(ConfigError::ZeroLimit);
         }
@@ -129,6 +136,6 @@ pub enum ConfigError {
         heartbeat: u64,
     },
     /// A per-message or in-flight limit is zero.
-    #[error("max_entries_per_message, max_bytes_per_message and max_inflight_messages must be at least 1")]
+    #[error("max_entries_per_message, max_bytes_per_message, max_inflight_messages and snapshot_chunk_bytes must be at least 1")]
     ZeroLimit,
 }

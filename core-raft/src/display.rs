@@ -14,7 +14,7 @@ use crate::message::{
     AppendEntries, AppendEntriesResponse, Entry, HardState, InstallSnapshot,
     InstallSnapshotResponse, Message, Payload, Reject, RequestVote, RequestVoteResponse, Snapshot,
 };
-use crate::types::NodeId;
+use crate::types::{LogIndex, NodeId};
 use std::fmt::{self, Display, Formatter};
 
 /// `n2`, or `none` when no node is known.
@@ -165,25 +165,39 @@ impl Display for AppendEntriesResponse {
     }
 }
 
-/// `InstallSnapshot t5 snapshot=i300/t4 bytes=130 round=3`.
+/// `InstallSnapshot t5 snapshot=i300/t4 bytes=64..130/130 round=3`.
 impl Display for InstallSnapshot {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "InstallSnapshot {} snapshot={} round={}",
-            self.term, self.snapshot, self.round
+            "InstallSnapshot {} snapshot={}/{} bytes={}..{}/{} round={}",
+            self.term,
+            self.index,
+            self.snapshot_term,
+            self.offset,
+            self.offset.saturating_add(self.data.len() as u64),
+            self.total_len,
+            self.round
         )
     }
 }
 
-/// `InstallSnapshotResponse t5 match=i300 round=3`.
+/// `InstallSnapshotResponse t5 match=i300 round=3` once the follower holds
+/// the snapshot; `InstallSnapshotResponse t5 snapshot=i300 chunk=64
+/// received=130 round=3` while it assembles one.
 impl Display for InstallSnapshotResponse {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "InstallSnapshotResponse {} match={} round={}",
-            self.term, self.match_index, self.round
-        )
+        write!(f, "InstallSnapshotResponse {} ", self.term)?;
+        if self.match_index > LogIndex(0) {
+            write!(f, "match={}", self.match_index)?;
+        } else {
+            write!(
+                f,
+                "snapshot={} chunk={} received={}",
+                self.index, self.offset, self.received
+            )?;
+        }
+        write!(f, " round={}", self.round)
     }
 }
 
@@ -268,13 +282,24 @@ impl Display for Action {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{LogIndex, Term};
+    use crate::types::Term;
 
     fn entry(index: u64, term: u64, payload: Payload) -> Entry {
         Entry {
             index: LogIndex(index),
             term: Term(term),
             payload,
+        }
+    }
+
+    fn installed() -> InstallSnapshotResponse {
+        InstallSnapshotResponse {
+            term: Term(5),
+            match_index: LogIndex(300),
+            index: LogIndex(300),
+            offset: 0,
+            received: 130,
+            round: 3,
         }
     }
 
@@ -386,35 +411,40 @@ mod tests {
         assert_eq!(line(short_log), "reject prev=i5 conflict=i4");
         let install = InstallSnapshot {
             term: Term(5),
-            snapshot: snapshot(),
+            index: LogIndex(300),
+            snapshot_term: Term(4),
+            membership: Default::default(),
+            total_len: 130,
+            offset: 64,
+            data: vec![9; 66],
             round: 3,
         };
         assert_eq!(
             line(Message::InstallSnapshot(install)),
-            "InstallSnapshot t5 snapshot=i300/t4 bytes=130 round=3"
+            "InstallSnapshot t5 snapshot=i300/t4 bytes=64..130/130 round=3"
         );
-        let installed = InstallSnapshotResponse {
-            term: Term(5),
-            match_index: LogIndex(300),
-            round: 3,
+        assert_eq!(
+            line(Message::InstallSnapshotResponse(installed())),
+            "InstallSnapshotResponse t5 match=i300 round=3"
+        );
+        let partly = InstallSnapshotResponse {
+            match_index: LogIndex(0),
+            received: 64,
+            offset: 64,
+            ..installed()
         };
         assert_eq!(
-            line(Message::InstallSnapshotResponse(installed)),
-            "InstallSnapshotResponse t5 match=i300 round=3"
+            line(Message::InstallSnapshotResponse(partly)),
+            "InstallSnapshotResponse t5 snapshot=i300 chunk=64 received=64 round=3"
         );
     }
 
     #[test]
     fn inputs() {
         assert_eq!(line(Input::Tick), "tick");
-        let installed = InstallSnapshotResponse {
-            term: Term(5),
-            match_index: LogIndex(300),
-            round: 3,
-        };
         let receive = Input::Receive {
             from: NodeId(2),
-            msg: Message::InstallSnapshotResponse(installed),
+            msg: Message::InstallSnapshotResponse(installed()),
         };
         assert_eq!(
             line(receive),

@@ -200,6 +200,8 @@ impl Raft {
         self.votes.clear();
         self.election_elapsed = 0;
         self.heartbeat_elapsed = 0;
+        // A leader receives no snapshot; free a half-assembled one.
+        self.incoming = None;
         let next = self.log.last_index().next();
         self.progress = self
             .peers

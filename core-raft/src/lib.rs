@@ -121,6 +121,8 @@ pub struct Raft {
     /// up at this tick.
     transfer: Option<(NodeId, u64)>,
     reads: ReadQueue,
+    /// Follower only: a snapshot being received in chunks.
+    incoming: Option<snapshot::IncomingSnapshot>,
 
     /// Actions produced by the current step.
     out: Vec<Action>,
@@ -193,6 +195,7 @@ impl Raft {
             round: 0,
             transfer: None,
             reads: ReadQueue::default(),
+            incoming: None,
             out: Vec::new(),
             config,
         };
@@ -521,6 +524,9 @@ impl Raft {
                     let reply = InstallSnapshotResponse {
                         term: self.term,
                         match_index: LogIndex(0),
+                        index: m.index,
+                        offset: m.offset,
+                        received: 0,
                         round: m.round,
                     };
                     self.send(from, Message::InstallSnapshotResponse(reply));

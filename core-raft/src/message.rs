@@ -171,25 +171,75 @@ pub struct AppendEntriesResponse {
     pub round: u64,
 }
 
-/// Send a whole snapshot to a follower whose next entry is compacted away (§7).
+/// One chunk of the leader's latest snapshot, for a follower whose next
+/// entry is compacted away (§7, with the paper's `offset`/`data`/`done`).
+///
+/// A snapshot travels in chunks so that no frame holds a whole state: the
+/// leader keeps a bounded window of chunks in flight and the follower
+/// assembles them in order. A transfer is named by the leader's `term` and
+/// the snapshot's `index`: within one term only one leader exists, and it
+/// never changes the bytes of its snapshot at an index, so chunks of one
+/// name always fit together. `snapshot_term`, `membership` and `total_len`
+/// repeat in every chunk, so any chunk is understood on its own.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct InstallSnapshot {
     /// Leader's term.
     pub term: Term,
-    /// The snapshot.
-    pub snapshot: Snapshot,
+    /// Last log index the snapshot covers.
+    pub index: LogIndex,
+    /// Term of the entry at `index`.
+    pub snapshot_term: Term,
+    /// The membership in effect at `index`.
+    pub membership: crate::Membership,
+    /// Size of the whole snapshot's data, in bytes.
+    pub total_len: u64,
+    /// Where `data` starts in the snapshot's data.
+    pub offset: u64,
+    /// The chunk's bytes; the last chunk ends at `total_len`.
+    pub data: Vec<u8>,
     /// Leader's heartbeat round (as in AppendEntries).
     pub round: u64,
 }
 
-/// Answer to [`Message::InstallSnapshot`].
+impl InstallSnapshot {
+    /// `snapshot` whole, in one chunk (for tests and hand-made scenarios;
+    /// a leader sends chunks of `Config::snapshot_chunk_bytes`).
+    pub fn whole(term: Term, snapshot: &Snapshot, round: u64) -> InstallSnapshot {
+        InstallSnapshot {
+            term,
+            index: snapshot.index,
+            snapshot_term: snapshot.term,
+            membership: snapshot.membership.clone(),
+            total_len: snapshot.data.len() as u64,
+            offset: 0,
+            data: snapshot.data.clone(),
+            round,
+        }
+    }
+
+    /// True for the chunk that completes the snapshot.
+    pub fn is_last(&self) -> bool {
+        self.offset.saturating_add(self.data.len() as u64) == self.total_len
+    }
+}
+
+/// Answer to [`Message::InstallSnapshot`]: either the follower holds the
+/// whole snapshot (`match_index` > 0), or how far it has assembled it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct InstallSnapshotResponse {
     /// Follower's current term.
     pub term: Term,
-    /// The last index the follower now holds (at least the snapshot's index
-    /// when it was accepted).
+    /// The last index the follower now holds, once it holds the whole
+    /// snapshot (at least the snapshot's index); 0 while the transfer is
+    /// under way or when the chunk was refused.
     pub match_index: LogIndex,
+    /// The snapshot the answered chunk belongs to.
+    pub index: LogIndex,
+    /// The offset of the answered chunk.
+    pub offset: u64,
+    /// How many bytes of that snapshot the follower has assembled in order:
+    /// the offset it wants next. Below `offset`, it missed a chunk.
+    pub received: u64,
     /// Echo of the request's `round`.
     pub round: u64,
 }
@@ -240,12 +290,12 @@ impl Message {
 mod tests {
     use super::*;
 
-    /// The wire shape of `Message` (key/value protocol version 3),
+    /// The wire shape of `Message` (key/value protocol version 5),
     /// written out by hand as plain struct variants: a change to the
     /// message types that changes the bytes on the wire fails here, and
-    /// must come with a protocol version bump. (Version 2 had no
-    /// `transfer` flag and no `TimeoutNow`; snapshots carried no
-    /// membership.)
+    /// must come with a protocol version bump. (Version 4 sent a snapshot
+    /// whole in one InstallSnapshot; version 2 had no `transfer` flag and
+    /// no `TimeoutNow`, and its snapshots carried no membership.)
     #[derive(Serialize, Deserialize)]
     enum OldMessage {
         RequestVote {
@@ -276,12 +326,20 @@ mod tests {
         },
         InstallSnapshot {
             term: Term,
-            snapshot: Snapshot,
+            index: LogIndex,
+            snapshot_term: Term,
+            membership: crate::Membership,
+            total_len: u64,
+            offset: u64,
+            data: Vec<u8>,
             round: u64,
         },
         InstallSnapshotResponse {
             term: Term,
             match_index: LogIndex,
+            index: LogIndex,
+            offset: u64,
+            received: u64,
             round: u64,
         },
         TimeoutNow {
@@ -302,15 +360,6 @@ mod tests {
                 payload: Payload::Command(vec![1, 2, 3, 200]),
             },
         ]
-    }
-
-    fn snapshot() -> Snapshot {
-        Snapshot {
-            membership: Default::default(),
-            index: LogIndex(300),
-            term: Term(4),
-            data: vec![9; 130],
-        }
     }
 
     fn reject() -> Reject {
@@ -402,12 +451,22 @@ mod tests {
             (
                 Message::InstallSnapshot(InstallSnapshot {
                     term: Term(5),
-                    snapshot: snapshot(),
+                    index: LogIndex(300),
+                    snapshot_term: Term(4),
+                    membership: crate::Membership::with_voters([NodeId(1), NodeId(2)]),
+                    total_len: 1 << 33,
+                    offset: 1 << 32,
+                    data: vec![9; 130],
                     round: 1 << 20,
                 }),
                 OldMessage::InstallSnapshot {
                     term: Term(5),
-                    snapshot: snapshot(),
+                    index: LogIndex(300),
+                    snapshot_term: Term(4),
+                    membership: crate::Membership::with_voters([NodeId(1), NodeId(2)]),
+                    total_len: 1 << 33,
+                    offset: 1 << 32,
+                    data: vec![9; 130],
                     round: 1 << 20,
                 },
             ),
@@ -415,11 +474,17 @@ mod tests {
                 Message::InstallSnapshotResponse(InstallSnapshotResponse {
                     term: Term(5),
                     match_index: LogIndex(300),
+                    index: LogIndex(300),
+                    offset: 1 << 32,
+                    received: 1 << 33,
                     round: 3,
                 }),
                 OldMessage::InstallSnapshotResponse {
                     term: Term(5),
                     match_index: LogIndex(300),
+                    index: LogIndex(300),
+                    offset: 1 << 32,
+                    received: 1 << 33,
                     round: 3,
                 },
             ),

@@ -30,7 +30,9 @@ pub(crate) enum Mode {
 ///   above `match_index`, except that a probe carrying no entries is recorded
 ///   at its `prev_log_index`, which may equal `match_index`.
 /// * In `Probe` at most one message is in flight; in `Snapshot(i)` exactly
-///   the snapshot, at index `i`, is.
+///   the snapshot, at index `i`, is (as one record, however many of its
+///   chunks are on the way), and its acknowledged bytes never pass the
+///   bytes sent.
 #[derive(Clone, Debug)]
 pub(crate) struct Progress {
     /// Highest index known to be replicated on the follower. Only grows
@@ -49,6 +51,23 @@ pub(crate) struct Progress {
     pub(crate) acked_round: u64,
     /// The follower answered since the last check-quorum sweep.
     pub(crate) recently_active: bool,
+    /// In `Snapshot` mode: how far the chunks have gone.
+    chunks: ChunkCursor,
+}
+
+/// Where a chunked snapshot transfer stands, in bytes of the snapshot.
+///
+/// Invariant: `acked <= next` except transiently inside a method; chunks
+/// in flight cover `acked..next`, at most a window's worth.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ChunkCursor {
+    /// Bytes the follower has confirmed assembling.
+    acked: u64,
+    /// Offset of the next chunk to send.
+    next: u64,
+    /// The last chunk has been sent (and not rewound since). Needed besides
+    /// `next == total` so that an empty snapshot still sends one chunk.
+    sent_last: bool,
 }
 
 impl Progress {
@@ -62,6 +81,7 @@ impl Progress {
             inflight: VecDeque::new(),
             acked_round: 0,
             recently_active: false,
+            chunks: ChunkCursor::default(),
         };
         pr.debug_check();
         pr
@@ -133,12 +153,76 @@ impl Progress {
         self.debug_check();
     }
 
-    /// A snapshot through `index` was sent at tick `now`; it is the only
-    /// message in flight until it is answered or presumed lost.
+    /// A transfer of the snapshot through `index` starts at tick `now`, from
+    /// its first byte. Until it ends it is the only thing in flight; its
+    /// `inflight` record carries the tick of its latest progress, so a
+    /// transfer that stalls is noticed like a lost message.
     pub(crate) fn become_snapshot(&mut self, index: LogIndex, now: u64) {
         self.mode = Mode::Snapshot(index);
         self.inflight.clear();
         self.inflight.push_back((index, now));
+        self.chunks = ChunkCursor::default();
+        self.debug_check();
+    }
+
+    /// The next chunk of a snapshot of `total` bytes to send, as (offset,
+    /// length), if the window of `window` unacknowledged bytes allows one;
+    /// marks it sent.
+    pub(crate) fn next_snapshot_chunk(
+        &mut self,
+        total: u64,
+        chunk: u64,
+        window: u64,
+    ) -> Option<(u64, u64)> {
+        let c = &mut self.chunks;
+        if !matches!(self.mode, Mode::Snapshot(_)) || c.sent_last {
+            return None;
+        }
+        if c.next > c.acked && c.next - c.acked >= window {
+            return None;
+        }
+        let offset = c.next.min(total);
+        let len = chunk.min(total - offset);
+        c.next = offset + len;
+        c.sent_last = c.next == total;
+        Some((offset, len))
+    }
+
+    /// The follower answered the chunk at `offset`: it has assembled
+    /// `received` bytes. Less than `offset` means it missed an earlier
+    /// chunk (lost, or it restarted): send again from there. Otherwise it
+    /// is progress (or an old answer), and the window moves on.
+    pub(crate) fn snapshot_chunk_answered(&mut self, offset: u64, received: u64, now: u64) {
+        let c = &mut self.chunks;
+        if received < offset && offset >= c.next {
+            // It answers a chunk sent before the leader last moved back
+            // (nothing at or past `next` has been sent since): that gap is
+            // already being filled.
+            return;
+        }
+        if received < offset {
+            c.acked = received;
+            c.next = received;
+            c.sent_last = false;
+        } else if received > c.acked {
+            c.acked = received;
+            c.next = c.next.max(received);
+        } else {
+            return;
+        }
+        if let Some(front) = self.inflight.front_mut() {
+            front.1 = now;
+        }
+        self.debug_check();
+    }
+
+    /// The transfer stalled: resend from the last acknowledged byte.
+    pub(crate) fn rewind_snapshot(&mut self, now: u64) {
+        self.chunks.next = self.chunks.acked;
+        self.chunks.sent_last = false;
+        if let Some(front) = self.inflight.front_mut() {
+            front.1 = now;
+        }
         self.debug_check();
     }
 
@@ -208,7 +292,9 @@ impl Progress {
             Mode::Probe => self.inflight.len() <= 1,
             Mode::Replicate => true,
             Mode::Snapshot(index) => {
-                self.inflight.len() == 1 && self.inflight.front().is_some_and(|(i, _)| *i == index)
+                self.inflight.len() == 1
+                    && self.inflight.front().is_some_and(|(i, _)| *i == index)
+                    && self.chunks.acked <= self.chunks.next
             }
         };
         if !shape_ok {

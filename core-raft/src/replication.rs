@@ -55,8 +55,9 @@ impl Raft {
                     Mode::Probe => pr.become_probe(pr.next_index()),
                     Mode::Replicate => pr.become_probe(pr.match_index().next()),
                     Mode::Snapshot(_) => {
-                        // Resend (the latest snapshot, which may be newer).
-                        self.send_snapshot(peer);
+                        // Resend from the last acknowledged byte (or the
+                        // latest snapshot from the start, if newer).
+                        self.resume_snapshot(peer);
                         continue;
                     }
                 }

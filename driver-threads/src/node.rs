@@ -8,6 +8,8 @@
 //! outbound connection per peer (reconnected with backoff), ticks from the
 //! poll timeout. Persists go to a `storage::DiskWriter` thread, which wakes
 //! the loop when a batch is durable; the loop keeps serving meanwhile.
+//! Snapshot captures are encoded on a thread of their own, which wakes the
+//! loop the same way when done.
 
 use crate::faults::FaultFile;
 use crate::net::{accept_all, flush};
@@ -24,7 +26,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
-use storage::{DiskStorage, DiskWriter, StorageError};
+use storage::fs::{Fs, RealFs};
+use storage::{DiskStorage, DiskWriter, StorageError, StorageOptions};
 
 /// Most bytes queued for one connection before frames to it are dropped
 /// (Raft retransmits; a client retries).
@@ -34,7 +37,9 @@ const LISTENER: Token = Token(0);
 /// Outbound peer connections get tokens below this one (a fresh token per
 /// peer address); accepted ones start here.
 const FIRST_ACCEPTED: usize = 1 << 20;
-/// The disk thread wakes the loop with this token when a batch is durable.
+/// The disk thread wakes the loop with this token when a batch is durable,
+/// and a capture thread when a snapshot is encoded (mio allows one waker
+/// per poll).
 const DISK_DONE: Token = Token(FIRST_ACCEPTED - 1);
 
 /// Why a node stopped.
@@ -82,6 +87,10 @@ struct Io {
     listener: TcpListener,
     disk: DiskWriter,
     durable: mpsc::Receiver<Result<u64, StorageError>>,
+    waker: Arc<Waker>,
+    /// Snapshot captures encoded by their threads: (index, result).
+    captured_tx: mpsc::Sender<NodeInput>,
+    captured: mpsc::Receiver<NodeInput>,
     outbound: BTreeMap<NodeId, Outbound>,
     /// Which peer each outbound token belongs to.
     outbound_tokens: BTreeMap<Token, NodeId>,
@@ -100,9 +109,22 @@ pub fn run_node<S: StateMachine>(
     sm: S,
     stop: &AtomicBool,
 ) -> Result<S, NodeError> {
+    run_node_on(RealFs, opts, sm, stop)
+}
+
+/// [`run_node`] with the data directory on the filesystem `fs`: tests pass a
+/// `storage::simfs::SimFs` to fail the disk under a running node.
+pub fn run_node_on<S: StateMachine, F: Fs>(
+    fs: F,
+    opts: NodeOptions,
+    sm: S,
+    stop: &AtomicBool,
+) -> Result<S, NodeError> {
     opts.validate()?;
-    let (identity, _) = storage::identity::load_or_create(&opts.data_dir, opts.cluster, opts.id)?;
-    let (disk, durable, report) = DiskStorage::open(&opts.data_dir)?;
+    let (identity, _) =
+        storage::identity::load_or_create_in(&fs, &opts.data_dir, opts.cluster, opts.id)?;
+    let (disk, durable, report) =
+        DiskStorage::open_in(fs, &opts.data_dir, StorageOptions::default())?;
     if let Some(torn) = &report.torn_tail {
         tracing::warn!("recovered after a crash: {torn}");
     }
@@ -122,8 +144,12 @@ pub fn run_node<S: StateMachine>(
         }
     };
     tracing::info!(id = opts.id, "shutting down");
-    io.disk.finish()?;
-    result.map(|()| node.into_state())
+    let finished = io.disk.finish();
+    // The error that stopped the loop first: a disk error names its file
+    // there, and `finish` only repeats it as "the disk thread stopped".
+    result?;
+    finished?;
+    Ok(node.into_state())
 }
 
 /// When the next tick is due.
@@ -173,6 +199,7 @@ impl Io {
             self.handle_event(event, &mut inputs)?;
         }
         self.drain_durable(&mut inputs)?;
+        inputs.extend(self.captured.try_iter());
         if clock.due() {
             inputs.push(NodeInput::Tick);
         }
@@ -193,13 +220,14 @@ impl Io {
 
     /// Bind the listener and start the disk thread. Peers are dialed as the
     /// shell names them.
-    fn open(opts: &NodeOptions, disk: DiskStorage) -> Result<Io, NodeError> {
+    fn open<F: Fs>(opts: &NodeOptions, disk: DiskStorage<F>) -> Result<Io, NodeError> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), DISK_DONE)?);
         let (tx, durable) = mpsc::channel();
+        let disk_waker = Arc::clone(&waker);
         let on_durable = move |r: Result<u64, StorageError>| {
             let _ = tx.send(r);
-            let _ = waker.wake();
+            let _ = disk_waker.wake();
         };
         let faults = opts
             .fault_injection
@@ -208,6 +236,7 @@ impl Io {
             Some(f) => DiskWriter::start(f.slow_disk(disk), on_durable),
             None => DiskWriter::start(disk, on_durable),
         };
+        let (captured_tx, captured) = mpsc::channel();
         let mut listener = TcpListener::bind(opts.address())?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -216,6 +245,9 @@ impl Io {
             listener,
             disk,
             durable,
+            waker,
+            captured_tx,
+            captured,
             outbound: BTreeMap::new(),
             outbound_tokens: BTreeMap::new(),
             next_outbound_token: 1,
@@ -394,10 +426,33 @@ impl Io {
                 }
                 NodeAction::Dial { to, addr } => self.dial(to, addr),
                 NodeAction::Stop { reason } => return Err(NodeError::Replica(reason)),
+                NodeAction::Capture(job) => self.capture(job),
                 NodeAction::Observed(_) => {} // Only with observe_applies (left off here).
             }
         }
         Ok(())
+    }
+
+    /// Encode a snapshot capture on a thread of its own (snapshots are rare,
+    /// and one at a time), and wake the loop with the result.
+    fn capture(&self, job: core_kv::SnapshotJob) {
+        let tx = self.captured_tx.clone();
+        let waker = Arc::clone(&self.waker);
+        let index = job.index();
+        let spawned = std::thread::Builder::new()
+            .name("snapshot".into())
+            .spawn(move || {
+                let data = job.run();
+                let _ = tx.send(NodeInput::Captured { index, data });
+                let _ = waker.wake();
+            });
+        if let Err(e) = spawned {
+            // The replica takes no other snapshot until this one returns.
+            let _ = self.captured_tx.send(NodeInput::Captured {
+                index,
+                data: Err(format!("cannot start the snapshot thread: {e}")),
+            });
+        }
     }
 
     /// Write what is queued on every connection, as far as the sockets take it.

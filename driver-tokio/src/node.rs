@@ -24,7 +24,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use storage::{DiskStorage, DiskWriter, StorageError};
+use storage::fs::{Fs, RealFs};
+use storage::{DiskStorage, DiskWriter, StorageError, StorageOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -76,6 +77,8 @@ enum Event {
         conn: ConnId,
     },
     Durable(Result<u64, StorageError>),
+    /// A snapshot capture was encoded on a blocking thread.
+    Captured(NodeInput),
 }
 
 /// An accepted connection as the loop sees it.
@@ -95,9 +98,26 @@ pub async fn run_node<S>(
 where
     S: StateMachine + Send + 'static,
 {
+    run_node_on(RealFs, opts, sm, shutdown).await
+}
+
+/// [`run_node`] with the data directory on the filesystem `fs`: tests pass a
+/// `storage::simfs::SimFs` to fail the disk under a running node.
+pub async fn run_node_on<S, F>(
+    fs: F,
+    opts: NodeOptions,
+    sm: S,
+    shutdown: impl Future<Output = ()>,
+) -> Result<S, NodeError>
+where
+    S: StateMachine + Send + 'static,
+    F: Fs,
+{
     opts.validate()?;
-    let (identity, _) = storage::identity::load_or_create(&opts.data_dir, opts.cluster, opts.id)?;
-    let (disk, durable, report) = DiskStorage::open(&opts.data_dir)?;
+    let (identity, _) =
+        storage::identity::load_or_create_in(&fs, &opts.data_dir, opts.cluster, opts.id)?;
+    let (disk, durable, report) =
+        DiskStorage::open_in(fs, &opts.data_dir, StorageOptions::default())?;
     if let Some(torn) = &report.torn_tail {
         tracing::warn!("recovered after a crash: {torn}");
     }
@@ -125,6 +145,7 @@ where
     };
     let mut fault_poll = tokio::time::interval(Duration::from_millis(FAULTS_POLL_MS));
     fault_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let captures = events_tx.clone();
     tokio::spawn(accept_loop(listener, events_tx));
     let mut peers = Peers {
         links: BTreeMap::new(),
@@ -154,19 +175,29 @@ where
             },
         };
         let actions = node.step(input);
-        if let Err(e) = carry_out(&node, actions, &mut disk, &mut peers, &mut conns) {
+        let mut io = LoopIo {
+            disk: &mut disk,
+            peers: &mut peers,
+            conns: &mut conns,
+            captures: &captures,
+        };
+        if let Err(e) = carry_out(&node, actions, &mut io) {
             break Err(e);
         }
         // Step whatever else is already waiting before handing the turn's
         // persist batches to the disk thread together: they share an fsync.
-        if let Err(e) = drain_queued(&mut node, &mut events, &mut disk, &mut peers, &mut conns) {
+        if let Err(e) = drain_queued(&mut node, &mut events, &mut io) {
             break Err(e);
         }
         disk.flush();
     };
     tracing::info!(id = opts.id, "shutting down");
-    disk.finish()?;
-    stopped.map(|()| node.into_state())
+    let finished = disk.finish();
+    // The error that stopped the loop first: a disk error names its file
+    // there, and `finish` only repeats it as "the disk thread stopped".
+    stopped?;
+    finished?;
+    Ok(node.into_state())
 }
 
 /// Turn a task's event into the shell's input (keeping the loop's own
@@ -193,27 +224,35 @@ fn event_input(
         }
         Event::Durable(Ok(batch)) => NodeInput::Persisted { batch },
         Event::Durable(Err(e)) => return Err(e),
+        Event::Captured(input) => input,
     }))
 }
 
 /// Most queued events stepped in one turn.
 const EVENTS_PER_TURN: usize = 1024;
 
+/// What carrying out the shell's actions touches.
+struct LoopIo<'a> {
+    disk: &'a mut DiskWriter,
+    peers: &'a mut Peers,
+    conns: &'a mut BTreeMap<ConnId, Conn>,
+    /// Where an encoded snapshot capture is reported.
+    captures: &'a mpsc::UnboundedSender<Event>,
+}
+
 /// Step the events already queued (up to [`EVENTS_PER_TURN`]).
 fn drain_queued<S: StateMachine>(
     node: &mut ReplicaNode<S>,
     events: &mut mpsc::UnboundedReceiver<Event>,
-    disk: &mut DiskWriter,
-    peers: &mut Peers,
-    conns: &mut BTreeMap<ConnId, Conn>,
+    io: &mut LoopIo<'_>,
 ) -> Result<(), NodeError> {
     for _ in 0..EVENTS_PER_TURN {
         let Ok(event) = events.try_recv() else {
             return Ok(());
         };
-        if let Some(input) = event_input(event, conns)? {
+        if let Some(input) = event_input(event, io.conns)? {
             let actions = node.step(input);
-            carry_out(node, actions, disk, peers, conns)?;
+            carry_out(node, actions, io)?;
         }
     }
     Ok(())
@@ -223,10 +262,14 @@ fn drain_queued<S: StateMachine>(
 fn carry_out<S: StateMachine>(
     node: &ReplicaNode<S>,
     actions: Vec<NodeAction>,
-    disk: &mut DiskWriter,
-    peers: &mut Peers,
-    conns: &mut BTreeMap<ConnId, Conn>,
+    io: &mut LoopIo<'_>,
 ) -> Result<(), NodeError> {
+    let LoopIo {
+        disk,
+        peers,
+        conns,
+        captures,
+    } = io;
     for action in actions {
         match action {
             NodeAction::Persist { batch, actions } => disk.queue(batch, actions),
@@ -249,6 +292,16 @@ fn carry_out<S: StateMachine>(
                 }
             }
             NodeAction::Stop { reason } => return Err(NodeError::Replica(reason)),
+            NodeAction::Capture(job) => {
+                // Encoding a large state takes a while: off the loop, on
+                // tokio's blocking pool.
+                let captures = (*captures).clone();
+                tokio::task::spawn_blocking(move || {
+                    let index = job.index();
+                    let data = job.run();
+                    let _ = captures.send(Event::Captured(NodeInput::Captured { index, data }));
+                });
+            }
             NodeAction::Observed(_) => {} // Only with observe_applies, which drivers leave off.
         }
     }

@@ -6,6 +6,7 @@
 //!
 //! It is public so that users can test their own state machines.
 
+pub mod fuzz;
 pub mod golden;
 pub mod kvsim;
 pub mod shardsim;

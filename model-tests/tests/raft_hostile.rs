@@ -91,19 +91,22 @@ fn messages_from_unknown_nodes_are_dropped() {
             reject: None,
             round: 1_000,
         }),
-        Message::InstallSnapshot(InstallSnapshot {
-            term: term.next(),
-            snapshot: Snapshot {
+        Message::InstallSnapshot(InstallSnapshot::whole(
+            term.next(),
+            &Snapshot {
                 membership: core_raft::Membership::with_voters((1..=3).map(core_raft::NodeId)),
                 index: LogIndex(50),
                 term,
                 data: vec![],
             },
-            round: 0,
-        }),
+            0,
+        )),
         Message::InstallSnapshotResponse(InstallSnapshotResponse {
             term,
             match_index: last,
+            index: last,
+            offset: 0,
+            received: 0,
             round: 0,
         }),
     ];
@@ -224,16 +227,16 @@ fn malformed_and_old_install_snapshot_change_nothing() {
     let mut c = busy_cluster();
     let term = c.node(n(2)).term();
     let is = |index: u64, sterm: Term| {
-        Message::InstallSnapshot(InstallSnapshot {
+        Message::InstallSnapshot(InstallSnapshot::whole(
             term,
-            snapshot: Snapshot {
+            &Snapshot {
                 membership: core_raft::Membership::with_voters((1..=3).map(core_raft::NodeId)),
                 index: LogIndex(index),
                 term: sterm,
                 data: b"junk".to_vec(),
             },
-            round: 0,
-        })
+            0,
+        ))
     };
     for (name, msg) in [
         ("index 0", is(0, Term(0))),
@@ -309,16 +312,33 @@ fn stale_and_duplicated_responses_are_harmless() {
         Message::InstallSnapshotResponse(InstallSnapshotResponse {
             term,
             match_index: LogIndex(0),
+            index: LogIndex(0),
+            offset: 0,
+            received: 0,
             round: 0,
         }),
         Message::InstallSnapshotResponse(InstallSnapshotResponse {
             term,
             match_index: LogIndex(u64::MAX),
+            index: LogIndex(u64::MAX),
+            offset: u64::MAX,
+            received: u64::MAX,
             round: u64::MAX,
         }),
         Message::InstallSnapshotResponse(InstallSnapshotResponse {
             term,
+            match_index: LogIndex(0),
+            index: last,
+            offset: 1 << 40,
+            received: u64::MAX,
+            round: 1,
+        }),
+        Message::InstallSnapshotResponse(InstallSnapshotResponse {
+            term,
             match_index: LogIndex(2),
+            index: LogIndex(2),
+            offset: 0,
+            received: 3,
             round: 1,
         }),
         Message::RequestVoteResponse(RequestVoteResponse {
@@ -446,19 +466,27 @@ fn random_message(rng: &mut SplitMix64, term: Term, last: LogIndex) -> Message {
             }),
             round: pick(20),
         }),
-        4 => Message::InstallSnapshot(InstallSnapshot {
-            term: t,
-            snapshot: Snapshot {
-                membership: core_raft::Membership::with_voters((1..=3).map(core_raft::NodeId)),
+        4 => {
+            // A chunk somewhere in a small snapshot, or past its end.
+            let total_len = pick(8);
+            let offset = pick(10);
+            Message::InstallSnapshot(InstallSnapshot {
+                term: t,
                 index: i(pick(li)),
-                term: Term(pick(t.0 + 2)),
-                data: vec![],
-            },
-            round: pick(20),
-        }),
+                snapshot_term: Term(pick(t.0 + 2)),
+                membership: core_raft::Membership::with_voters((1..=3).map(core_raft::NodeId)),
+                total_len,
+                offset,
+                data: vec![7; pick(4) as usize],
+                round: pick(20),
+            })
+        }
         _ => Message::InstallSnapshotResponse(InstallSnapshotResponse {
             term: t,
             match_index: i(pick(li)),
+            index: i(pick(li)),
+            offset: pick(10),
+            received: pick(10),
             round: pick(20),
         }),
     }

@@ -477,16 +477,16 @@ fn read_index_reads_fail_on_a_follower() {
 /// index beyond everything committed.
 fn corrupt_snapshot(c: &C, leader: core_raft::NodeId) -> Message {
     let r = c.node(leader).raft();
-    Message::InstallSnapshot(InstallSnapshot {
-        term: r.term(),
-        snapshot: Snapshot {
+    Message::InstallSnapshot(InstallSnapshot::whole(
+        r.term(),
+        &Snapshot {
             membership: core_raft::Membership::with_voters((1..=3).map(core_raft::NodeId)),
             index: LogIndex(r.last_index().0 + 5),
             term: r.term(),
             data: vec![0xff, 0xff, 0xff],
         },
-        round: 0,
-    })
+        0,
+    ))
 }
 
 /// DESIGN.md "hostile input is normal" and Rsm::failure: a snapshot from a
@@ -547,7 +547,7 @@ fn a_failed_replica_answers_every_pending_submission() {
     let mut msg = corrupt_snapshot(&c, n(1));
     if let Message::InstallSnapshot(m) = &mut msg {
         m.term = m.term.next();
-        m.snapshot.term = m.term;
+        m.snapshot_term = m.term;
     }
     c.step(n(1), RsmInput::Receive { from: n(2), msg });
     assert!(c.node(n(1)).failure().is_some());

@@ -201,11 +201,20 @@ impl NodeOptions {
     pub fn rsm_config(&self, rng_seed: u64) -> RsmConfig {
         let mut raft = Config::new(NodeId(self.id), Vec::new());
         raft.rng_seed = rng_seed;
+        // An AppendEntries' entries and a snapshot chunk travel in one
+        // frame beside the message's other fields (a membership at most a
+        // few kB): half a frame leaves room.
+        let half_frame = (self.max_frame_bytes as usize / 2).max(1);
+        raft.snapshot_chunk_bytes = raft.snapshot_chunk_bytes.min(half_frame);
+        raft.max_bytes_per_message = raft.max_bytes_per_message.min(half_frame);
         RsmConfig {
             max_raft_state: self.max_raft_state,
             // Bounded write amplification whatever the state's size; the
             // lab's fixed rule is for the simulated lab ports.
             snapshot_rule: core_kv::SnapshotRule::ScaleWithState,
+            // A large state is encoded on a worker thread, not between
+            // heartbeats and client replies.
+            capture_off_loop: true,
             ..RsmConfig::new(raft)
         }
     }

@@ -38,9 +38,11 @@ use crate::peers::{Bootstrap, PeerBook};
 use crate::ConnId;
 use core_kv::{
     ChangeOutcome, ClusterChange, NotLeader, Rsm, RsmAction, RsmConfig, RsmError, RsmInput,
-    StateMachine,
+    SnapshotJob, StateMachine,
 };
-use core_raft::{Action, Durable, Member, Membership, MembershipChange, NodeId, Role as RaftRole};
+use core_raft::{
+    Action, Durable, LogIndex, Member, Membership, MembershipChange, NodeId, Role as RaftRole,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use wire::{encode_frame, Decoder, Hello};
 
@@ -106,6 +108,13 @@ pub enum NodeInput {
     /// from now on drop the Raft frames of these links, replacing the
     /// links cut before. Drivers feed it only when fault injection is on.
     Faults(LinkFaults),
+    /// A [`NodeAction::Capture`] has been run: its result.
+    Captured {
+        /// The job's index.
+        index: LogIndex,
+        /// What [`SnapshotJob::run`] returned.
+        data: Result<Vec<u8>, String>,
+    },
 }
 
 /// What a replica node wants done, in order.
@@ -148,6 +157,11 @@ pub enum NodeAction {
         /// Why, for the log.
         reason: String,
     },
+    /// Only with `RsmConfig::capture_off_loop`: encode this snapshot
+    /// capture away from the event loop ([`SnapshotJob::run`], on a worker
+    /// thread) and report the result with [`NodeInput::Captured`]. Nothing
+    /// waits for it meanwhile.
+    Capture(SnapshotJob),
     /// Only with `RsmConfig::observe_applies`: an `Apply` or `ApplySnapshot`
     /// the replica has just carried out, for invariant checkers (the
     /// simulator). Drivers leave observation off and never see it.
@@ -406,6 +420,9 @@ impl<S: StateMachine> ReplicaNode<S> {
                 self.replica_step(RsmInput::Change { id, change });
             }
             NodeInput::Faults(links) => self.faults = links,
+            NodeInput::Captured { index, data } => {
+                self.replica_step(RsmInput::Captured { index, data });
+            }
         }
         std::mem::take(&mut self.out)
     }
@@ -783,6 +800,7 @@ impl<S: StateMachine> ReplicaNode<S> {
                 RsmAction::Reply { id, result } => self.reply(id, result),
                 RsmAction::Changed { id, outcome } => self.changed(id, outcome),
                 RsmAction::Observed(a) => self.out.push(NodeAction::Observed(a)),
+                RsmAction::Capture(job) => self.out.push(NodeAction::Capture(job)),
                 // Persists went to their batch.
                 RsmAction::Raft(_) => {}
             }

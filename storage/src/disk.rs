@@ -2,22 +2,28 @@
 //! and log truncation after a snapshot.
 
 use crate::error::StorageError;
+use crate::fs::{Fs, RealFs};
 use crate::mem::Storage;
 use crate::record::{self, Checkpoint, RecordRef, SnapshotMeta};
 use crate::segment::{sync_dir, ActiveSegment, SegmentInfo};
 use crate::snapshot_file;
 use crate::{RecoveryReport, StorageOptions};
 use core_raft::{Action, Durable, HardState, LogIndex};
-use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Raft's durable state in a directory: a CRC-checked segmented log plus
 /// snapshot files. See the crate documentation for the caller's duties.
+///
+/// `F` is the filesystem: the real one unless a test passes a
+/// [`crate::simfs::SimFs`] to [`DiskStorage::open_in`].
 #[derive(Debug)]
-pub struct DiskStorage {
+pub struct DiskStorage<F: Fs = RealFs> {
+    pub(crate) fs: F,
+    /// Held for the store's life: one owner per directory.
+    pub(crate) _lock: F::Lock,
     pub(crate) dir: PathBuf,
     pub(crate) options: StorageOptions,
-    pub(crate) active: ActiveSegment,
+    pub(crate) active: ActiveSegment<F>,
     /// Every segment held, oldest first; the last one is `active`.
     pub(crate) segments: Vec<SegmentInfo>,
     // What the log records so far (the checkpoint of a new segment).
@@ -30,12 +36,19 @@ pub struct DiskStorage {
     pub(crate) cleanup_due: bool,
     /// Scratch buffer for one `append` call.
     pub(crate) buf: Vec<u8>,
+    /// The first write or fsync error, after which nothing more is written
+    /// or synced (see [`StorageError::Failed`]).
+    pub(crate) failed: Option<String>,
 }
 
 impl DiskStorage {
     /// Open (creating if needed) the store in `dir` with default options and
     /// recover its state. Pass the returned [`Durable`] to
     /// [`core_raft::Raft::restore`]; the report says what recovery repaired.
+    ///
+    /// The directory stays locked until the store is dropped: a second open
+    /// of it, in this process or another, fails with
+    /// [`StorageError::InUse`].
     pub fn open(
         dir: impl AsRef<Path>,
     ) -> Result<(DiskStorage, Durable, RecoveryReport), StorageError> {
@@ -47,7 +60,18 @@ impl DiskStorage {
         dir: impl AsRef<Path>,
         options: StorageOptions,
     ) -> Result<(DiskStorage, Durable, RecoveryReport), StorageError> {
-        crate::recovery::recover(dir.as_ref(), options)
+        Self::open_in(RealFs, dir, options)
+    }
+}
+
+impl<F: Fs> DiskStorage<F> {
+    /// [`DiskStorage::open_with`] on the filesystem `fs`.
+    pub fn open_in(
+        fs: F,
+        dir: impl AsRef<Path>,
+        options: StorageOptions,
+    ) -> Result<(DiskStorage<F>, Durable, RecoveryReport), StorageError> {
+        crate::recovery::recover(fs, dir.as_ref(), options)
     }
 
     /// Write every `Persist*` action in `actions`, in order, ignoring the
@@ -55,11 +79,35 @@ impl DiskStorage {
     /// until [`DiskStorage::sync`]. A `PersistSnapshot` writes its snapshot
     /// file durably at once (temporary file, fsync, rename, directory fsync);
     /// the log record naming it becomes durable with the next sync.
+    ///
+    /// After an error, this and every later write or sync fails: what
+    /// reached the disk is unknown until the next [`DiskStorage::open`].
     pub fn append(&mut self, actions: &[Action]) -> Result<(), StorageError> {
+        self.check_failed()?;
         self.buf.clear();
         let result = self.append_inner(actions);
         let flushed = self.flush_buf();
-        result.and(flushed)
+        self.note_failure(result.and(flushed))
+    }
+
+    /// Refuse to go on after an earlier failure.
+    fn check_failed(&self) -> Result<(), StorageError> {
+        match &self.failed {
+            Some(first) => Err(StorageError::Failed(first.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Remember the first failure: never retry an fsync and carry on (a
+    /// failed fsync may have dropped the dirty pages, and the next one would
+    /// then succeed without writing them: PostgreSQL's "fsyncgate").
+    fn note_failure(&mut self, result: Result<(), StorageError>) -> Result<(), StorageError> {
+        if let Err(e) = &result {
+            if self.failed.is_none() {
+                self.failed = Some(e.to_string());
+            }
+        }
+        result
     }
 
     fn append_inner(&mut self, actions: &[Action]) -> Result<(), StorageError> {
@@ -78,7 +126,7 @@ impl DiskStorage {
                     snapshot,
                     discard_log,
                 } => {
-                    snapshot_file::write(&self.dir, snapshot)?;
+                    snapshot_file::write(&self.fs, &self.dir, snapshot)?;
                     let meta = SnapshotMeta {
                         index: snapshot.index,
                         term: snapshot.term,
@@ -103,8 +151,14 @@ impl DiskStorage {
 
     /// Make every write so far durable with one fsync (group commit), then
     /// delete the snapshot files and log segments a durable snapshot has made
-    /// redundant.
+    /// redundant. After an error, this and every later write or sync fails.
     pub fn sync(&mut self) -> Result<(), StorageError> {
+        self.check_failed()?;
+        let result = self.sync_inner();
+        self.note_failure(result)
+    }
+
+    fn sync_inner(&mut self) -> Result<(), StorageError> {
         if self.pending_bytes > 0 {
             self.active.sync()?;
             self.pending_bytes = 0;
@@ -183,7 +237,7 @@ impl DiskStorage {
         self.active.sync()?;
         self.pending_bytes = 0;
         let seq = self.segments.last().map_or(1, |s| s.seq + 1);
-        self.active = ActiveSegment::create(&self.dir, seq)?;
+        self.active = ActiveSegment::create(&self.fs, &self.dir, seq)?;
         self.segments.push(SegmentInfo {
             seq,
             path: self.active.path.clone(),
@@ -212,12 +266,14 @@ impl DiskStorage {
         };
         let keep = snapshot_file::snapshot_name(meta.index);
         let mut removed = false;
-        for entry in fs::read_dir(&self.dir).map_err(StorageError::io("list", &self.dir))? {
-            let entry = entry.map_err(StorageError::io("list", &self.dir))?;
-            let name = entry.file_name();
+        let names = self
+            .fs
+            .read_dir(&self.dir)
+            .map_err(StorageError::io("list", &self.dir))?;
+        for name in names {
             let name = name.to_string_lossy();
             if snapshot_file::parse_snapshot_name(&name).is_some() && name != keep {
-                remove(&entry.path())?;
+                remove(&self.fs, &self.dir.join(&*name))?;
                 removed = true;
             }
         }
@@ -229,23 +285,24 @@ impl DiskStorage {
         // Newest first: a crash part-way leaves a gap, and recovery starts
         // after the last gap, at a segment this rule allowed to start from.
         for segment in self.segments.drain(..first_kept).rev() {
-            remove(&segment.path)?;
+            remove(&self.fs, &segment.path)?;
             tracing::debug!(segment = %segment.path.display(), "deleted a log segment covered by the snapshot");
             removed = true;
         }
         if removed {
-            sync_dir(&self.dir)?;
+            sync_dir(&self.fs, &self.dir)?;
         }
         Ok(())
     }
 }
 
 /// Remove one file.
-pub(crate) fn remove(path: &Path) -> Result<(), StorageError> {
-    fs::remove_file(path).map_err(StorageError::io("remove", path))
+pub(crate) fn remove(fs: &impl Fs, path: &Path) -> Result<(), StorageError> {
+    fs.remove_file(path)
+        .map_err(StorageError::io("remove", path))
 }
 
-impl Storage for DiskStorage {
+impl<F: Fs> Storage for DiskStorage<F> {
     fn append(&mut self, actions: &[Action]) -> Result<(), StorageError> {
         DiskStorage::append(self, actions)
     }

@@ -26,6 +26,28 @@ pub enum StorageError {
         #[source]
         source: io::Error,
     },
+    /// Another store (in this process or another) has the data directory
+    /// open.
+    #[error(
+        "data directory {dir} is in use by another process{}: a directory belongs to one \
+         running node; stop that node first, or give this one another --data-dir",
+        holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    InUse {
+        /// The data directory.
+        dir: PathBuf,
+        /// The process id the holder recorded, if it could be read.
+        holder: Option<u32>,
+    },
+    /// A write or fsync failed earlier, so what reached the disk is unknown:
+    /// retrying an fsync that failed can report success for data the
+    /// kernel already dropped, so the store refuses all further writes.
+    #[error(
+        "storage stopped after an earlier error ({0}); nothing written since the last \
+         successful sync is acknowledged. Restart the node: recovery reads back what the \
+         disk holds"
+    )]
+    Failed(String),
     /// The data directory's identity file is missing where it must exist,
     /// damaged, or names another node, cluster or data format.
     #[error("data directory identity {path}: {what}")]

@@ -20,13 +20,13 @@
 //! incarnation 9f3c1e77a2b04d51
 //! ```
 
+use crate::dir_lock;
 use crate::error::StorageError;
+use crate::fs::{Fs, FsFile, RealFs};
 use crate::segment::sync_dir;
 use std::collections::hash_map::RandomState;
-use std::fs;
 use std::hash::{BuildHasher, Hasher};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The data-directory format this release reads and writes. Format 3 added
@@ -52,16 +52,34 @@ pub struct NodeIdentity {
 /// belongs to another node or cluster, was written by another format, or
 /// holds Raft state without an identity (a release before format 3).
 /// Returns the identity and whether it was just created.
+///
+/// Fails with [`StorageError::InUse`] while a [`crate::DiskStorage`] (of
+/// this process or another) has the directory open: the identity of a
+/// directory in use is not this caller's to read or create.
 pub fn load_or_create(
     dir: &Path,
     cluster: u64,
     node: u64,
 ) -> Result<(NodeIdentity, bool), StorageError> {
-    fs::create_dir_all(dir).map_err(StorageError::io("create data directory", dir))?;
+    load_or_create_in(&RealFs, dir, cluster, node)
+}
+
+/// [`load_or_create`] on the filesystem `fs`.
+pub fn load_or_create_in<F: Fs>(
+    fs: &F,
+    dir: &Path,
+    cluster: u64,
+    node: u64,
+) -> Result<(NodeIdentity, bool), StorageError> {
+    fs.create_dir_all(dir)
+        .map_err(StorageError::io("create data directory", dir))?;
+    // Held while reading or creating, so that two nodes starting at once on
+    // one directory cannot both create an identity.
+    let _lock = dir_lock::lock(fs, dir)?;
     let path = dir.join(IDENTITY_FILE);
-    match fs::read_to_string(&path) {
-        Ok(text) => {
-            let found = parse(&path, &text)?;
+    match fs.read(&path) {
+        Ok(bytes) => {
+            let found = decode(&path, &bytes)?;
             if found.cluster != cluster || found.node != node {
                 return Err(StorageError::Identity {
                     path,
@@ -75,7 +93,7 @@ pub fn load_or_create(
             Ok((found, false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if holds_raft_state(dir)? {
+            if holds_raft_state(fs, dir)? {
                 return Err(StorageError::Identity {
                     path,
                     what: format!(
@@ -91,7 +109,7 @@ pub fn load_or_create(
                 node,
                 incarnation: fresh_incarnation(),
             };
-            write(dir, &path, &identity)?;
+            write(fs, dir, &path, &identity)?;
             tracing::info!(
                 dir = %dir.display(),
                 node,
@@ -104,16 +122,25 @@ pub fn load_or_create(
     }
 }
 
-fn holds_raft_state(dir: &Path) -> Result<bool, StorageError> {
-    for entry in fs::read_dir(dir).map_err(StorageError::io("list", dir))? {
-        let entry = entry.map_err(StorageError::io("list", dir))?;
-        let name = entry.file_name();
+fn holds_raft_state(fs: &impl Fs, dir: &Path) -> Result<bool, StorageError> {
+    for name in fs.read_dir(dir).map_err(StorageError::io("list", dir))? {
         let name = name.to_string_lossy();
         if name.ends_with(".seg") || name.ends_with(".snap") {
             return Ok(true);
         }
     }
     Ok(false)
+}
+
+/// Parse the bytes of an identity file; `path` only names the file in
+/// errors. Public so that the parser can be fuzzed on buffers in memory
+/// (`sim fuzz`).
+pub fn decode(path: &Path, bytes: &[u8]) -> Result<NodeIdentity, StorageError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| StorageError::Identity {
+        path: path.to_path_buf(),
+        what: "the file is not UTF-8 text".into(),
+    })?;
+    parse(path, text)
 }
 
 fn parse(path: &Path, text: &str) -> Result<NodeIdentity, StorageError> {
@@ -154,19 +181,25 @@ fn parse(path: &Path, text: &str) -> Result<NodeIdentity, StorageError> {
     Ok(identity)
 }
 
-fn write(dir: &Path, path: &PathBuf, identity: &NodeIdentity) -> Result<(), StorageError> {
+fn write(
+    fs: &impl Fs,
+    dir: &Path,
+    path: &Path,
+    identity: &NodeIdentity,
+) -> Result<(), StorageError> {
     let text = format!(
         "format {DATA_FORMAT}\ncluster {}\nnode {}\nincarnation {:016x}\n",
         identity.cluster, identity.node, identity.incarnation
     );
     let tmp = dir.join(format!("{IDENTITY_FILE}.tmp"));
-    let mut file = fs::File::create(&tmp).map_err(StorageError::io("create", &tmp))?;
+    let mut file = fs.create(&tmp).map_err(StorageError::io("create", &tmp))?;
     file.write_all(text.as_bytes())
         .map_err(StorageError::io("write", &tmp))?;
     file.sync_all().map_err(StorageError::io("fsync", &tmp))?;
     drop(file);
-    fs::rename(&tmp, path).map_err(StorageError::io("rename into place", &tmp))?;
-    sync_dir(dir)
+    fs.rename(&tmp, path)
+        .map_err(StorageError::io("rename into place", &tmp))?;
+    sync_dir(fs, dir)
 }
 
 /// A random nonzero number: the standard library's per-process random
@@ -185,6 +218,8 @@ fn fresh_incarnation() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::path::PathBuf;
 
     fn temp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(

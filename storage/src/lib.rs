@@ -22,7 +22,9 @@
 //!    [`core_raft::Durable`] (already checked with
 //!    [`core_raft::Durable::validate`]) for [`core_raft::Raft::restore`],
 //!    and a [`RecoveryReport`] worth logging. An error means the directory
-//!    is damaged beyond a torn final write: do not start the node.
+//!    is damaged beyond a torn final write, or is in use by another store
+//!    ([`StorageError::InUse`]: it stays locked while the store lives): do
+//!    not start the node.
 //! 2. For each list of actions the machine returns, hand every run of
 //!    consecutive `Persist*` actions to [`DiskStorage::persist_batch`] (one
 //!    fsync for the run) before performing the action that follows the run;
@@ -31,25 +33,36 @@
 //!    runs as they arrive and [`DiskStorage::sync`] once (group commit),
 //!    holding back the dependent sends and replies until the sync returns.
 //! 3. Treat any write error as fatal for the node: what reached the disk is
-//!    unknown, and the next [`DiskStorage::open`] will sort it out.
+//!    unknown, and the next [`DiskStorage::open`] will sort it out. The store
+//!    enforces it: after a failed write or fsync, every later one fails too,
+//!    since a retried fsync can succeed without writing anything.
 //!
 //! Drivers can be written against the [`Storage`] trait, which
 //! [`MemStorage`] also implements for tests that want no disk, and can
 //! leave the writing to a [`DiskWriter`] thread (group commit off the event
 //! loop).
+//!
+//! Every file operation goes through the [`fs::Fs`] trait: the real
+//! filesystem by default, or [`simfs::SimFs`], which loses unsynced writes
+//! and directory entries at a simulated power cut and fails chosen
+//! operations, for tests ([`DiskStorage::open_in`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod dir_lock;
 mod disk;
 mod error;
+pub mod fs;
 pub mod identity;
 mod mem;
 pub mod record;
 mod recovery;
 mod segment;
-mod snapshot_file;
+pub mod simfs;
+pub mod snapshot_file;
 mod writer;
 
+pub use dir_lock::LOCK_FILE;
 pub use disk::DiskStorage;
 pub use error::StorageError;
 pub use identity::{NodeIdentity, DATA_FORMAT};

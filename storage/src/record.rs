@@ -22,6 +22,13 @@ pub const HEADER_BYTES: usize = 8;
 /// larger than this is refused rather than split.
 pub const MAX_RECORD_BYTES: usize = 1 << 30;
 
+/// The smallest unit a disk writes atomically. Between two fsyncs a disk
+/// may write the sectors of a file in any order, so a power cut can leave
+/// any sector of the unsynced tail unwritten, reading as zeros, while later
+/// ones were written. Real sectors are 512 bytes or a multiple, aligned to
+/// their size, so a lost sector of any size is a run of lost 512-byte ones.
+pub const SECTOR_BYTES: usize = 512;
+
 /// Which snapshot a record refers to; the snapshot's data lives in its own
 /// file (`snapshot-<index>.snap`, see the crate documentation).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,10 +148,17 @@ pub enum Frame {
     /// A good record and its framed length.
     Record(Record, usize),
     /// Bytes that a crash in the middle of an append could have left: a
-    /// short header, a short payload, a zero-filled tail, or a checksum
-    /// mismatch in a record that ends exactly at the end of the data.
-    /// Whether that is acceptable depends on where it is (only at the very
-    /// end of the log).
+    /// short header, a short payload, a zero-filled tail, a checksum
+    /// mismatch in a record that ends exactly at the end of the data, or a
+    /// zero length or checksum mismatch explained by a lost sector (see
+    /// [`SECTOR_BYTES`]: a sector the record overlaps reads as zeros from
+    /// the record's start or its own start to its end). Whether that is
+    /// acceptable depends on where it is (only at the end of the log).
+    ///
+    /// The last rule is etcd's: without it an ordinary power cut on a disk
+    /// that reorders writes could stop a node for good. Its price is that
+    /// damage to a record that happens to hold a zeroed sector is taken for
+    /// a torn write if it is in the newest segment.
     Torn(String),
     /// Damage a crash cannot explain.
     Corrupt(String),
@@ -166,6 +180,8 @@ pub fn decode(bytes: &[u8], at: usize) -> Frame {
     if len == 0 {
         return if zero_tail() {
             Frame::Torn(format!("zero-filled tail of {} bytes", rest.len()))
+        } else if spans_lost_sector(bytes, at, at + HEADER_BYTES) {
+            Frame::Torn("record header lies in a sector that was never written".into())
         } else {
             Frame::Corrupt("record length is zero (a record is never empty)".into())
         };
@@ -187,6 +203,10 @@ pub fn decode(bytes: &[u8], at: usize) -> Frame {
         let what = format!("checksum mismatch: header says {crc:#010x}, payload of {len} bytes hashes to {actual:#010x}");
         return if HEADER_BYTES + len == rest.len() {
             Frame::Torn(what)
+        } else if spans_lost_sector(bytes, at, at + HEADER_BYTES + len) {
+            Frame::Torn(format!(
+                "{what}; part of it lies in a sector that was never written"
+            ))
         } else {
             Frame::Corrupt(what)
         };
@@ -201,6 +221,23 @@ pub fn decode(bytes: &[u8], at: usize) -> Frame {
             "payload passed its checksum but does not decode as a record: {e}"
         )),
     }
+}
+
+/// True if a sector overlapping `bytes[from..to]` reads as a sector a crash
+/// never wrote does: all zeros from `from` (for the sector it starts in,
+/// whose earlier bytes may be older records) or from the sector's start, to
+/// the sector's end or the end of the data.
+fn spans_lost_sector(bytes: &[u8], from: usize, to: usize) -> bool {
+    let to = to.min(bytes.len());
+    let mut start = from;
+    while start < to {
+        let end = ((start / SECTOR_BYTES + 1) * SECTOR_BYTES).min(bytes.len());
+        if bytes[start..end].iter().all(|b| *b == 0) {
+            return true;
+        }
+        start = end;
+    }
+    false
 }
 
 #[cfg(test)]
@@ -234,6 +271,51 @@ mod tests {
         assert!(matches!(decode(&buf[..buf.len() - 1], 0), Frame::Torn(_)));
         assert!(matches!(decode(&buf[..5], 0), Frame::Torn(_)));
         assert!(matches!(decode(&[0u8; 40], 0), Frame::Torn(_)));
+    }
+
+    /// Three records of 600 payload bytes; the second spans the sector
+    /// boundaries at 1024 (and 1536, the first ends past 512).
+    fn three_records() -> (Vec<u8>, usize) {
+        let entry = |i: u64| Entry {
+            index: LogIndex(i),
+            term: Term(1),
+            payload: Payload::Command(vec![7; 590]),
+        };
+        let mut buf = Vec::new();
+        let first = encode(&RecordRef::Entries(&[entry(1)]), &mut buf).unwrap();
+        for i in 2..=3 {
+            encode(&RecordRef::Entries(&[entry(i)]), &mut buf).unwrap();
+        }
+        (buf, first)
+    }
+
+    #[test]
+    fn a_sector_that_never_landed_before_later_data_is_a_torn_record() {
+        let (mut buf, second) = three_records();
+        // The sector [1024, 1536) was lost; the record after it landed.
+        buf[1024..1536].fill(0);
+        assert!(matches!(decode(&buf, 0), Frame::Record(..)));
+        assert!(
+            matches!(decode(&buf, second), Frame::Torn(ref w) if w.contains("never written")),
+            "{:?}",
+            decode(&buf, second)
+        );
+        // A lost sector holding a record's header: zeros from the record's
+        // start to the end of its sector.
+        let (mut buf, second) = three_records();
+        buf[second..1024].fill(0);
+        assert!(matches!(decode(&buf, second), Frame::Torn(_)));
+    }
+
+    #[test]
+    fn a_damaged_record_without_a_zeroed_sector_is_corruption() {
+        let (mut buf, second) = three_records();
+        buf[1100] ^= 1;
+        assert!(matches!(decode(&buf, second), Frame::Corrupt(_)));
+        // Zeros that do not fill a sector are damage, not a lost sector.
+        let (mut buf, second) = three_records();
+        buf[1024..1535].fill(0);
+        assert!(matches!(decode(&buf, second), Frame::Corrupt(_)));
     }
 
     #[test]

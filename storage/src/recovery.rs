@@ -4,12 +4,13 @@
 
 use crate::disk::{remove, DiskStorage};
 use crate::error::StorageError;
+use crate::fs::Fs;
 use crate::record::{self, Checkpoint, Frame, Record, RecordRef};
 use crate::segment::{self, sync_dir, ActiveSegment, SegmentInfo};
 use crate::snapshot_file;
-use crate::{RecoveryReport, StorageOptions, TornTail};
+use crate::{dir_lock, RecoveryReport, StorageOptions, TornTail};
 use core_raft::{Durable, LogIndex, Term};
-use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// A segment file: its sequence number and path.
@@ -23,18 +24,17 @@ struct Listing {
     temps: Vec<PathBuf>,
 }
 
-fn list(dir: &Path) -> Result<Listing, StorageError> {
+fn list(fs: &impl Fs, dir: &Path) -> Result<Listing, StorageError> {
     let mut listing = Listing::default();
-    for entry in fs::read_dir(dir).map_err(StorageError::io("list", dir))? {
-        let entry = entry.map_err(StorageError::io("list", dir))?;
-        let name = entry.file_name();
+    for name in fs.read_dir(dir).map_err(StorageError::io("list", dir))? {
+        let path = dir.join(&name);
         let name = name.to_string_lossy();
         if let Some(seq) = segment::parse_segment_name(&name) {
-            listing.segments.push((seq, entry.path()));
+            listing.segments.push((seq, path));
         } else if let Some(index) = snapshot_file::parse_snapshot_name(&name) {
-            listing.snapshots.push((index, entry.path()));
+            listing.snapshots.push((index, path));
         } else if snapshot_file::is_temp_name(&name) {
-            listing.temps.push(entry.path());
+            listing.temps.push(path);
         }
     }
     listing.segments.sort();
@@ -52,12 +52,15 @@ struct Replayed {
 /// Replay the segment at `path` into `durable`. Only the last segment may end
 /// in a torn record; it is cut off and reported.
 fn replay_segment(
+    fs: &impl Fs,
     path: &Path,
     is_last: bool,
     durable: &mut Durable,
     report: &mut RecoveryReport,
 ) -> Result<Option<Replayed>, StorageError> {
-    let bytes = fs::read(path).map_err(StorageError::io("read segment", path))?;
+    let bytes = fs
+        .read(path)
+        .map_err(StorageError::io("read segment", path))?;
     let corrupt = |offset: usize, what: String| StorageError::CorruptRecord {
         path: path.to_path_buf(),
         offset: offset as u64,
@@ -78,7 +81,7 @@ fn replay_segment(
                 at += len;
             }
             Frame::Torn(what) if is_last => {
-                cut_torn_tail(path, at, bytes.len(), what, report)?;
+                cut_torn_tail(fs, path, at, bytes.len(), what, report)?;
                 break;
             }
             Frame::Torn(what) => {
@@ -116,6 +119,7 @@ fn checkpoint_in_place(record: &Record, first: bool) -> Result<Option<Checkpoint
 /// torn record starts, and report it. The record's persist was never
 /// acknowledged as durable, so dropping it loses nothing promised.
 fn cut_torn_tail(
+    fs: &impl Fs,
     path: &Path,
     at: usize,
     len: usize,
@@ -123,7 +127,7 @@ fn cut_torn_tail(
     report: &mut RecoveryReport,
 ) -> Result<(), StorageError> {
     tracing::warn!(segment = %path.display(), offset = at, %what, "truncating a torn final record");
-    segment::truncate(path, at as u64)?;
+    segment::truncate(fs, path, at as u64)?;
     report.torn_tail = Some(TornTail {
         path: path.to_path_buf(),
         offset: at as u64,
@@ -140,15 +144,19 @@ fn cut_torn_tail(
 /// temporaries go first since no record can name them. Every other leftover
 /// is removed, and a new segment created, only once the recovered state has
 /// checked out.
-pub(crate) fn recover(
+pub(crate) fn recover<F: Fs>(
+    fs: F,
     dir: &Path,
     options: StorageOptions,
-) -> Result<(DiskStorage, Durable, RecoveryReport), StorageError> {
-    fs::create_dir_all(dir).map_err(StorageError::io("create data directory", dir))?;
+) -> Result<(DiskStorage<F>, Durable, RecoveryReport), StorageError> {
+    fs.create_dir_all(dir)
+        .map_err(StorageError::io("create data directory", dir))?;
+    // Before reading anything: another store may be writing here.
+    let lock = dir_lock::lock(&fs, dir)?;
     let dir = dir.to_path_buf();
     let mut report = RecoveryReport::default();
-    let listing = list(&dir)?;
-    remove_unfinished_snapshots(&listing, &mut report)?;
+    let listing = list(&fs, &dir)?;
+    remove_unfinished_snapshots(&fs, &listing, &mut report)?;
     if listing.segments.is_empty() && !listing.snapshots.is_empty() {
         return Err(StorageError::MissingSegments {
             dir,
@@ -160,8 +168,8 @@ pub(crate) fn recover(
         mut durable,
         mut segments,
         active_len,
-    } = replay_run(run, &mut report)?;
-    let current = load_named_snapshot(&dir, &mut durable)?;
+    } = replay_run(&fs, run, &mut report)?;
+    let current = load_named_snapshot(&fs, &dir, &mut durable)?;
     let current_index = current.map(|(index, _)| index);
     check_segments_cover(&dir, &segments, current_index.unwrap_or(LogIndex(0)))?;
     durable
@@ -171,10 +179,11 @@ pub(crate) fn recover(
             source,
         })?;
     let snapshots = &listing.snapshots;
-    remove_leftovers(&dir, leftovers, snapshots, current_index, &mut report)?;
+    remove_leftovers(&fs, &dir, leftovers, snapshots, current_index, &mut report)?;
     let snapshot = current.map(|(index, term)| record::SnapshotMeta { index, term });
     let next_seq = listing.segments.last().map_or(1, |(seq, _)| seq + 1);
     let active = open_active(
+        &fs,
         &dir,
         next_seq,
         &mut segments,
@@ -183,6 +192,8 @@ pub(crate) fn recover(
         active_len,
     )?;
     let storage = DiskStorage {
+        fs,
+        _lock: lock,
         dir,
         options,
         active,
@@ -193,6 +204,7 @@ pub(crate) fn recover(
         pending_bytes: 0,
         cleanup_due: false,
         buf: Vec::new(),
+        failed: None,
     };
     report.segments = storage.segments.len();
     log_recovered(&storage, &report);
@@ -200,7 +212,7 @@ pub(crate) fn recover(
 }
 
 /// One line saying what recovery found and did.
-fn log_recovered(storage: &DiskStorage, report: &RecoveryReport) {
+fn log_recovered<F: Fs>(storage: &DiskStorage<F>, report: &RecoveryReport) {
     tracing::info!(
         dir = %storage.dir.display(),
         segments = report.segments,
@@ -214,12 +226,13 @@ fn log_recovered(storage: &DiskStorage, report: &RecoveryReport) {
 /// A snapshot never renamed into place: its persist never completed, and no
 /// record can name it, so it goes at once.
 fn remove_unfinished_snapshots(
+    fs: &impl Fs,
     listing: &Listing,
     report: &mut RecoveryReport,
 ) -> Result<(), StorageError> {
     for tmp in &listing.temps {
         tracing::warn!(file = %tmp.display(), "removing a snapshot left unfinished by a crash");
-        remove(tmp)?;
+        remove(fs, tmp)?;
         report.removed.push(tmp.clone());
     }
     Ok(())
@@ -248,6 +261,7 @@ struct ReplayedLog {
 
 /// Replay every segment of the live run, oldest first.
 fn replay_run(
+    fs: &impl Fs,
     run: &[SegmentFile],
     report: &mut RecoveryReport,
 ) -> Result<ReplayedLog, StorageError> {
@@ -256,7 +270,7 @@ fn replay_run(
     let mut active_len = 0;
     for (i, (seq, path)) in run.iter().enumerate() {
         let is_last = i + 1 == run.len();
-        match replay_segment(path, is_last, &mut durable, report)? {
+        match replay_segment(fs, path, is_last, &mut durable, report)? {
             Some(replayed) => {
                 segments.push(SegmentInfo {
                     seq: *seq,
@@ -269,7 +283,7 @@ fn replay_run(
                 // The newest segment was created but its checkpoint never
                 // reached the disk: drop it and keep appending to the one before.
                 // (`active_len` still holds that one's length.)
-                remove(path)?;
+                remove(fs, path)?;
                 report.removed.push(path.clone());
             }
         }
@@ -285,6 +299,7 @@ fn replay_run(
 /// the file it names, checking that the file is the one the log expects.
 /// Returns that snapshot's index and term.
 fn load_named_snapshot(
+    fs: &impl Fs,
     dir: &Path,
     durable: &mut Durable,
 ) -> Result<Option<(LogIndex, Term)>, StorageError> {
@@ -292,10 +307,12 @@ fn load_named_snapshot(
         return Ok(None);
     };
     let path = dir.join(snapshot_file::snapshot_name(index));
-    if !path.exists() {
-        return Err(StorageError::MissingSnapshot { path, index });
-    }
-    let snapshot = snapshot_file::read(&path)?;
+    let snapshot = match snapshot_file::read(fs, &path) {
+        Err(StorageError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            return Err(StorageError::MissingSnapshot { path, index })
+        }
+        other => other?,
+    };
     if (snapshot.index, snapshot.term) != (index, term) {
         return Err(StorageError::CorruptSnapshot {
             path,
@@ -335,6 +352,7 @@ fn check_segments_cover(
 /// Remove the segments before the live run and every snapshot file but the
 /// current one (if any), then make the removals durable.
 fn remove_leftovers(
+    fs: &impl Fs,
     dir: &Path,
     leftovers: &[SegmentFile],
     snapshots: &[(LogIndex, PathBuf)],
@@ -342,17 +360,17 @@ fn remove_leftovers(
     report: &mut RecoveryReport,
 ) -> Result<(), StorageError> {
     for (_, path) in leftovers {
-        remove(path)?;
+        remove(fs, path)?;
         report.removed.push(path.clone());
     }
     for (index, path) in snapshots {
         if Some(*index) != current {
-            remove(path)?;
+            remove(fs, path)?;
             report.removed.push(path.clone());
         }
     }
     if !report.removed.is_empty() {
-        sync_dir(dir)?;
+        sync_dir(fs, dir)?;
     }
     Ok(())
 }
@@ -361,20 +379,21 @@ fn remove_leftovers(
 /// segment survived, start segment `next_seq` (after every sequence number
 /// seen, so no name is reused), opening with a checkpoint of the recovered
 /// state, and add it to `segments`.
-fn open_active(
+fn open_active<F: Fs>(
+    fs: &F,
     dir: &Path,
     next_seq: u64,
     segments: &mut Vec<SegmentInfo>,
     durable: &Durable,
     snapshot: Option<record::SnapshotMeta>,
     active_len: u64,
-) -> Result<ActiveSegment, StorageError> {
+) -> Result<ActiveSegment<F>, StorageError> {
     if let Some(last) = segments.last() {
-        return ActiveSegment::reopen(last.path.clone(), active_len);
+        return ActiveSegment::reopen(fs, last.path.clone(), active_len);
     }
     let seq = next_seq;
     let last_index = durable.last_index();
-    let mut active = ActiveSegment::create(dir, seq)?;
+    let mut active = ActiveSegment::create(fs, dir, seq)?;
     let checkpoint = Checkpoint {
         hard_state: durable.hard_state,
         snapshot,

@@ -4,9 +4,8 @@
 //! successor is created, so only the last one can end in a torn record.
 
 use crate::error::StorageError;
+use crate::fs::{Fs, FsFile};
 use core_raft::LogIndex;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// File name of the segment with sequence number `seq`.
@@ -38,31 +37,29 @@ pub(crate) struct SegmentInfo {
 
 /// The segment being appended to.
 #[derive(Debug)]
-pub(crate) struct ActiveSegment {
+pub(crate) struct ActiveSegment<F: Fs> {
     pub path: PathBuf,
-    file: File,
+    file: F::File,
     /// Bytes in the file (written, not necessarily synced).
     pub len: u64,
 }
 
-impl ActiveSegment {
-    /// Create a new, empty segment file and make its name durable.
-    pub fn create(dir: &Path, seq: u64) -> Result<ActiveSegment, StorageError> {
+impl<F: Fs> ActiveSegment<F> {
+    /// Create a new, empty segment file and make its name durable: records
+    /// fsynced into a file whose directory entry was lost are lost too.
+    pub fn create(fs: &F, dir: &Path, seq: u64) -> Result<ActiveSegment<F>, StorageError> {
         let path = dir.join(segment_name(seq));
-        let file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
+        let file = fs
+            .create_new(&path)
             .map_err(StorageError::io("create segment", &path))?;
-        sync_dir(dir)?;
+        sync_dir(fs, dir)?;
         Ok(ActiveSegment { path, file, len: 0 })
     }
 
     /// Reopen an existing segment of `len` valid bytes for appending.
-    pub fn reopen(path: PathBuf, len: u64) -> Result<ActiveSegment, StorageError> {
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&path)
+    pub fn reopen(fs: &F, path: PathBuf, len: u64) -> Result<ActiveSegment<F>, StorageError> {
+        let file = fs
+            .open_append(&path)
             .map_err(StorageError::io("open segment", &path))?;
         Ok(ActiveSegment { path, file, len })
     }
@@ -85,17 +82,15 @@ impl ActiveSegment {
 }
 
 /// Make the directory's entries (created, renamed, removed files) durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+pub(crate) fn sync_dir(fs: &impl Fs, dir: &Path) -> Result<(), StorageError> {
+    fs.sync_dir(dir)
         .map_err(StorageError::io("fsync directory", dir))
 }
 
 /// Cut a segment back to `len` bytes, durably (recovery of a torn tail).
-pub(crate) fn truncate(path: &Path, len: u64) -> Result<(), StorageError> {
-    let file = OpenOptions::new()
-        .write(true)
-        .open(path)
+pub(crate) fn truncate(fs: &impl Fs, path: &Path, len: u64) -> Result<(), StorageError> {
+    let mut file = fs
+        .open_write(path)
         .map_err(StorageError::io("open segment for truncation", path))?;
     file.set_len(len)
         .map_err(StorageError::io("truncate segment", path))?;

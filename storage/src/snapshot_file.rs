@@ -12,10 +12,9 @@
 //! a crash before the rename and is removed.
 
 use crate::error::StorageError;
+use crate::fs::{Fs, FsFile};
 use crate::segment::sync_dir;
 use core_raft::{LogIndex, Snapshot};
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Format 2: the snapshot carries the cluster membership at its index.
@@ -48,7 +47,11 @@ pub(crate) fn is_temp_name(name: &str) -> bool {
 }
 
 /// Write `snapshot` durably into `dir`; returns its path.
-pub(crate) fn write(dir: &Path, snapshot: &Snapshot) -> Result<PathBuf, StorageError> {
+pub(crate) fn write<F: Fs>(
+    fs: &F,
+    dir: &Path,
+    snapshot: &Snapshot,
+) -> Result<PathBuf, StorageError> {
     let payload = postcard::to_allocvec(snapshot).map_err(|source| StorageError::Encode {
         what: "a snapshot",
         source,
@@ -61,20 +64,35 @@ pub(crate) fn write(dir: &Path, snapshot: &Snapshot) -> Result<PathBuf, StorageE
 
     let path = dir.join(snapshot_name(snapshot.index));
     let tmp = dir.join(format!("{}{TEMP_SUFFIX}", snapshot_name(snapshot.index)));
-    let mut file = fs::File::create(&tmp).map_err(StorageError::io("create snapshot", &tmp))?;
+    let mut file = fs
+        .create(&tmp)
+        .map_err(StorageError::io("create snapshot", &tmp))?;
     file.write_all(&bytes)
         .map_err(StorageError::io("write snapshot", &tmp))?;
+    // Before the rename: a crash after it must find the whole file.
     file.sync_all()
         .map_err(StorageError::io("fsync snapshot", &tmp))?;
     drop(file);
-    fs::rename(&tmp, &path).map_err(StorageError::io("rename snapshot into place", &tmp))?;
-    sync_dir(dir)?;
+    fs.rename(&tmp, &path)
+        .map_err(StorageError::io("rename snapshot into place", &tmp))?;
+    // Before the log record naming it is written: that record may become
+    // durable with the next sync, and must never name a file a crash lost.
+    sync_dir(fs, dir)?;
     Ok(path)
 }
 
 /// Read and check the snapshot file at `path`.
-pub(crate) fn read(path: &Path) -> Result<Snapshot, StorageError> {
-    let bytes = fs::read(path).map_err(StorageError::io("read snapshot", path))?;
+pub(crate) fn read(fs: &impl Fs, path: &Path) -> Result<Snapshot, StorageError> {
+    let bytes = fs
+        .read(path)
+        .map_err(StorageError::io("read snapshot", path))?;
+    decode(path, &bytes)
+}
+
+/// Check and decode the bytes of a snapshot file; `path` only names the
+/// file in errors. Public so that the decoder can be fuzzed on buffers in
+/// memory (`sim fuzz`); recovery reads files through [`crate::DiskStorage`].
+pub fn decode(path: &Path, bytes: &[u8]) -> Result<Snapshot, StorageError> {
     let corrupt = |offset: usize, what: String| StorageError::CorruptSnapshot {
         path: path.to_path_buf(),
         offset: offset as u64,

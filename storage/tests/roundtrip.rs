@@ -4,77 +4,10 @@
 
 mod common;
 
-use common::TempDir;
-use core_raft::message::Payload;
+use common::{random_action, TempDir};
 use core_raft::rng::SplitMix64;
-use core_raft::{Action, Durable, Entry, HardState, LogIndex, NodeId, Snapshot, Term};
+use core_raft::{Action, Durable};
 use storage::{DiskStorage, StorageOptions};
-
-/// One random persist action that a correct node could emit given `model`.
-fn random_action(rng: &mut SplitMix64, model: &Durable) -> Action {
-    let hs = model.hard_state;
-    let snap_index = model.snapshot.as_ref().map_or(0, |s| s.index.0);
-    let last = model.last_index().0;
-    match rng.range_inclusive(0, 9) {
-        0 | 1 => {
-            let term = hs.term.0 + rng.range_inclusive(0, 1);
-            Action::PersistHardState(HardState {
-                term: Term(term.max(1)),
-                vote: (rng.range_inclusive(0, 1) == 1).then(|| NodeId(rng.range_inclusive(1, 3))),
-                commit: LogIndex(rng.range_inclusive(0, last)),
-            })
-        }
-        2 if last > snap_index => {
-            let index = rng.range_inclusive(snap_index + 1, last);
-            let term = model
-                .entries
-                .iter()
-                .find(|e| e.index.0 == index)
-                .expect("live entry")
-                .term;
-            Action::PersistSnapshot {
-                snapshot: Snapshot {
-                    membership: Default::default(),
-                    index: LogIndex(index),
-                    term,
-                    data: vec![rng.next_u64() as u8; rng.range_inclusive(0, 64) as usize],
-                },
-                discard_log: false,
-            }
-        }
-        3 if rng.range_inclusive(0, 3) == 0 => Action::PersistSnapshot {
-            snapshot: Snapshot {
-                membership: Default::default(),
-                index: LogIndex(snap_index + rng.range_inclusive(1, 20)),
-                term: hs.term,
-                data: b"installed".to_vec(),
-            },
-            discard_log: true,
-        },
-        _ => {
-            // Mostly appends at the end, sometimes an overwrite of a suffix.
-            let from = if rng.range_inclusive(0, 4) == 0 {
-                rng.range_inclusive(snap_index + 1, last + 1)
-            } else {
-                last + 1
-            };
-            let count = rng.range_inclusive(1, 6);
-            let term = hs.term.max(Term(1));
-            let entries = (from..from + count)
-                .map(|i| Entry {
-                    index: LogIndex(i),
-                    term,
-                    payload: if rng.range_inclusive(0, 9) == 0 {
-                        Payload::Noop
-                    } else {
-                        Payload::Command(vec![i as u8; rng.range_inclusive(0, 200) as usize])
-                    },
-                })
-                .collect();
-            Action::PersistEntries(entries)
-        }
-    }
-}
 
 /// The active segment and its length: everything up to there is durable.
 fn synced_position(disk: &DiskStorage) -> (std::path::PathBuf, u64) {

@@ -92,13 +92,21 @@ pub fn read_frame<R: Read, T: DeserializeOwned>(
         });
     }
     let len = check_len(prefix, max_frame_bytes)?;
-    let mut payload = vec![0u8; len];
-    let got = read_full(r, &mut payload)?;
+    // The buffer grows with the bytes that arrive, not with the length the
+    // peer announced: a prefix claiming the maximum followed by silence or
+    // a hang-up must not cost the maximum (`sim fuzz` found 64 MiB
+    // allocated for a 29-byte input when it was sized up front).
+    let mut payload = Vec::with_capacity(len.min(FIRST_READ_BYTES));
+    let got = r.take(len as u64).read_to_end(&mut payload)?;
     if got < len {
         return Err(FrameError::Truncated { got, want: len });
     }
     Ok(Some(postcard::from_bytes(&payload)?))
 }
+
+/// What [`read_frame`] reserves before the payload arrives; larger payloads
+/// grow the buffer as their bytes come in (at most doubling what arrived).
+const FIRST_READ_BYTES: usize = 64 << 10;
 
 /// Like `read_exact`, but reports how much arrived before end of stream.
 fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {

@@ -195,3 +195,54 @@ fn handshake_checks() {
     d.push(&f);
     assert_eq!(d.next_message::<Hello>().unwrap(), Some(ours));
 }
+
+/// A reader over fixed bytes that remembers the largest buffer it was
+/// asked to fill: the size of what `read_frame` had allocated for it.
+struct Watched<'a> {
+    bytes: &'a [u8],
+    largest_buf: usize,
+}
+
+impl std::io::Read for Watched<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.largest_buf = self.largest_buf.max(buf.len());
+        self.bytes.read(buf)
+    }
+}
+
+/// A peer that announces a maximal frame and then hangs up gets a
+/// `Truncated` error, and the reader never sized a buffer for what it
+/// merely claimed (found by `sim fuzz`: 64 MiB for a 29-byte input).
+#[test]
+fn read_frame_does_not_allocate_for_an_announced_length() {
+    let max: u32 = 64 << 20;
+    let mut bytes = max.to_be_bytes().to_vec();
+    bytes.extend_from_slice(b"only a few bytes follow");
+    let mut r = Watched {
+        bytes: &bytes,
+        largest_buf: 0,
+    };
+    let err = wire::read_frame::<_, Vec<u8>>(&mut r, max).unwrap_err();
+    assert!(
+        matches!(err, wire::FrameError::Truncated { got: 23, want } if want == max as usize),
+        "{err}"
+    );
+    assert!(
+        r.largest_buf <= 64 << 10,
+        "asked to fill {} bytes",
+        r.largest_buf
+    );
+}
+
+/// A frame larger than the first reservation still arrives whole.
+#[test]
+fn read_frame_grows_its_buffer_for_a_large_payload() {
+    let payload: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
+    let bytes = wire::encode_frame(&payload, 1 << 20).unwrap();
+    let mut r = &bytes[..];
+    let back: Vec<u8> = wire::read_frame(&mut r, 1 << 20).unwrap().unwrap();
+    assert_eq!(back, payload);
+    assert!(wire::read_frame::<_, Vec<u8>>(&mut r, 1 << 20)
+        .unwrap()
+        .is_none());
+}

@@ -92,6 +92,12 @@ enum Command {
         /// large state stay rare).
         #[arg(long, default_value_t = 1 << 20)]
         max_raft_state: usize,
+        /// Largest frame, in bytes, this node sends or accepts on any
+        /// connection (peers and clients). Snapshots travel to lagging
+        /// followers in chunks of at most half a frame (and at most 1 MiB),
+        /// so a state of any size fits through it.
+        #[arg(long, default_value_t = node_shell::DEFAULT_MAX_FRAME_BYTES, value_parser = clap::value_parser!(u32).range(4096..))]
+        max_frame_bytes: u32,
         /// I/O runtime: tokio, or a mio event loop on a std thread. Both speak
         /// the same wire format, so one cluster can mix them.
         #[arg(long, value_enum, default_value_t = Runtime::Tokio)]
@@ -420,6 +426,7 @@ fn main() -> ExitCode {
             cluster_id,
             tick_ms,
             max_raft_state,
+            max_frame_bytes,
             runtime,
             fault_injection,
         } => {
@@ -446,6 +453,7 @@ fn main() -> ExitCode {
                 tick_ms,
                 max_raft_state: Some(max_raft_state),
                 fault_injection,
+                max_frame_bytes,
                 ..base
             };
             if let Err(e) = opts.validate() {

@@ -13,8 +13,8 @@ pub struct LocalCluster {
     runtime: String,
     /// ...except these.
     runtimes: BTreeMap<usize, String>,
-    /// More `kv serve` arguments for every node.
-    extra_args: Vec<String>,
+    /// More `kv serve` flags given to every node.
+    serve_args: Vec<String>,
     addrs: Vec<SocketAddr>,
     children: BTreeMap<usize, Child>,
     exe: PathBuf,
@@ -29,7 +29,7 @@ impl LocalCluster {
         LocalCluster {
             runtime: runtime.to_string(),
             runtimes: BTreeMap::new(),
-            extra_args: Vec::new(),
+            serve_args: Vec::new(),
             addrs,
             children,
             exe,
@@ -48,9 +48,10 @@ impl LocalCluster {
         self.runtimes.get(&id).unwrap_or(&self.runtime)
     }
 
-    /// Pass `args` to every `kv serve` started from now on.
-    pub fn add_args(&mut self, args: &[&str]) {
-        self.extra_args.extend(args.iter().map(|a| a.to_string()));
+    /// Give every node started from now on these `kv serve` flags too.
+    pub fn with_serve_args(mut self, args: &[&str]) -> LocalCluster {
+        self.serve_args = args.iter().map(|a| a.to_string()).collect();
+        self
     }
 
     /// The nodes' addresses, in id order.
@@ -114,7 +115,7 @@ impl LocalCluster {
             .arg("serve")
             .args(args)
             .args(["--runtime", self.runtime_of(id)])
-            .args(&self.extra_args)
+            .args(&self.serve_args)
             .arg("--data-dir")
             .arg(self.node_dir(id))
             .stdout(Stdio::null())

@@ -35,7 +35,39 @@ enum System {
     /// groups at any instant, appends exactly once across moves,
     /// linearizability of every history.
     Shard(ShardArgs),
+    /// Fuzz every decoder of bytes from the network or a disk (frames,
+    /// handshake, Raft messages, KV frames and snapshots, MapReduce
+    /// messages, storage records, snapshot and identity files) with seeded
+    /// random and mutated inputs: no panic, and a bounded allocation per
+    /// input.
+    Fuzz(FuzzArgs),
 }
+
+#[derive(Parser)]
+struct FuzzArgs {
+    /// Inputs per target.
+    #[arg(long, default_value_t = 10_000_000)]
+    inputs: u64,
+    /// The run's seed; input i of a target depends on (seed, target, i) only.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Fuzz only this target (see the list printed by a run).
+    #[arg(long)]
+    target: Option<String>,
+    /// Rebuild input INDEX of --target with --seed, print it and decode it
+    /// without catching a panic (for the backtrace).
+    #[arg(long, value_name = "INDEX", requires = "target")]
+    replay: Option<u64>,
+    /// Targets fuzzed at once, one thread each.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+}
+
+/// Counts allocations per thread so that `sim fuzz` can bound what one
+/// input makes a decoder allocate. The simulator's other commands pay one
+/// thread-local update per allocation for it, which their timings absorb.
+#[global_allocator]
+static ALLOC: model_tests::fuzz::alloc::CountingAlloc = model_tests::fuzz::alloc::CountingAlloc;
 
 #[derive(Parser)]
 struct ShardArgs {
@@ -106,6 +138,123 @@ fn main() -> ExitCode {
         System::Raft(args) => raft(args),
         System::Kv(args) => kv(args),
         System::Shard(args) => shard(args),
+        System::Fuzz(args) => fuzz(args),
+    }
+}
+
+fn fuzz(args: FuzzArgs) -> ExitCode {
+    use model_tests::fuzz::{self, targets};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    let all = targets::all();
+    let chosen: Vec<usize> = match &args.target {
+        Some(name) => match all.iter().position(|t| t.name == name) {
+            Some(i) => vec![i],
+            None => {
+                let names: Vec<&str> = all.iter().map(|t| t.name).collect();
+                eprintln!("no target {name:?}; targets: {}", names.join(", "));
+                return ExitCode::FAILURE;
+            }
+        },
+        None => (0..all.len()).collect(),
+    };
+    if let Some(index) = args.replay {
+        let t = chosen[0];
+        let data = fuzz::input(t, &(all[t].corpus)(), &all[t], args.seed, index);
+        println!(
+            "{} input {index} of seed {}: {} bytes",
+            all[t].name,
+            args.seed,
+            data.len()
+        );
+        println!("{}", fuzz::hex(&data));
+        let (_, allocated) = fuzz::replay(t, args.seed, index);
+        let limit = targets::BOUND.limit(data.len());
+        println!("decoded without panic; peak allocation {allocated} bytes (bound {limit})");
+        return if allocated <= limit {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    if !fuzz::alloc::is_installed() {
+        eprintln!("the counting allocator is not installed; allocation figures would be 0");
+        return ExitCode::FAILURE;
+    }
+    let bound = targets::BOUND;
+    println!(
+        "fuzzing {} target(s), {} inputs each, seed {}; allocation bound per input: {} x length + {} bytes",
+        chosen.len(),
+        args.inputs,
+        args.seed,
+        bound.per_input_byte,
+        bound.fixed
+    );
+    // Panics are counted and the first is printed with its replay command;
+    // the default hook would print every one of possibly millions.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let next = AtomicUsize::new(0);
+    let reports = Mutex::new(Vec::new());
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..args.jobs.max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&t) = chosen.get(i) else { break };
+                let r = fuzz::run(t, args.seed, args.inputs);
+                let secs = r.elapsed.as_secs_f64();
+                let mut line = format!(
+                    "{:<22} {:>10} inputs  {} panics  max alloc {} B (input of {} B; {}% of bound)  {} over bound  {:.1} s  {:.0} inputs/s",
+                    r.name,
+                    r.inputs,
+                    r.panics,
+                    r.max_alloc.0,
+                    r.max_alloc.1,
+                    r.max_bound_percent,
+                    r.over_bound,
+                    secs,
+                    r.inputs as f64 / secs.max(1e-9)
+                );
+                if let Some(f) = &r.first_panic {
+                    line += &format!(
+                        "\n  first panic at input {}: {}\n  input ({} bytes): {}\n  replay: sim fuzz --target {} --seed {} --replay {}",
+                        f.index, f.message, f.input.len(), fuzz::hex(&f.input), r.name, args.seed, f.index
+                    );
+                }
+                if let Some(o) = &r.first_over_bound {
+                    line += &format!(
+                        "\n  first input over the bound: {} ({} bytes) allocated {} B, bound {} B\n  replay: sim fuzz --target {} --seed {} --replay {}",
+                        o.index, o.len, o.allocated, o.limit, r.name, args.seed, o.index
+                    );
+                }
+                println!("{line}");
+                reports.lock().expect("no panic holds it").push(r);
+            });
+        }
+    });
+    std::panic::set_hook(default_hook);
+    let reports = reports.into_inner().expect("no panic holds it");
+    let failed: Vec<&str> = reports
+        .iter()
+        .filter(|r| !r.clean())
+        .map(|r| r.name)
+        .collect();
+    let total: u64 = reports.iter().map(|r| r.inputs).sum();
+    println!(
+        "{total} inputs in {:.1} s: {}",
+        started.elapsed().as_secs_f64(),
+        if failed.is_empty() {
+            "no panic, every input within its allocation bound".to_string()
+        } else {
+            format!("FAILED: {}", failed.join(", "))
+        }
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

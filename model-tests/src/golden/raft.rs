@@ -61,8 +61,9 @@
 //! [`crate::sim::scenario::test_config`]: `election=10..20` (election
 //! timeout range in ticks, inclusive), `heartbeat=3` (ticks),
 //! `pre-vote=on`, `check-quorum=on`, `noop=on` (the leader's empty entry),
-//! `batch=512` (entries per AppendEntries), `inflight=8` (appends in flight
-//! per follower). Each node's election jitter is seeded by its id, so runs
+//! `batch=512` (entries per AppendEntries), `inflight=8` (appends, and
+//! snapshot chunks, in flight per follower), `chunk=1048576` (bytes per
+//! InstallSnapshot chunk). Each node's election jitter is seeded by its id, so runs
 //! are deterministic.
 //!
 //! Note on check-quorum: a follower that heard from a leader ignores vote
@@ -118,6 +119,7 @@ struct Settings {
     noop: bool,
     batch: Option<usize>,
     inflight: Option<usize>,
+    chunk: Option<usize>,
 }
 
 impl Settings {
@@ -130,6 +132,7 @@ impl Settings {
             "noop",
             "batch",
             "inflight",
+            "chunk",
         ])?;
         let election = match c.value("election") {
             None => (10, 20),
@@ -156,6 +159,11 @@ impl Settings {
                 .map(number)
                 .transpose()?
                 .map(|n| n as usize),
+            chunk: c
+                .value("chunk")
+                .map(number)
+                .transpose()?
+                .map(|n| n as usize),
         })
     }
 
@@ -170,6 +178,9 @@ impl Settings {
         }
         if let Some(n) = self.inflight {
             c.max_inflight_messages = n;
+        }
+        if let Some(n) = self.chunk {
+            c.snapshot_chunk_bytes = n;
         }
     }
 }

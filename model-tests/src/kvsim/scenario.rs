@@ -133,6 +133,9 @@ where
             RsmInput::Change { change, .. } => self
                 .w
                 .step_server(Self::index(id), NodeInput::Change(change)),
+            RsmInput::Captured { index, data } => self
+                .w
+                .step_server(Self::index(id), NodeInput::Captured { index, data }),
         };
         self.after(id, &actions);
         actions

@@ -50,6 +50,11 @@ pub struct KvSwarmOptions {
     pub reconfig_per_mille: u64,
     /// How the snapshot threshold scales with the state.
     pub snapshot_rule: SnapshotRule,
+    /// Size of one InstallSnapshot chunk.
+    pub snapshot_chunk_bytes: usize,
+    /// Snapshot captures come back later, as the drivers encode them off
+    /// their event loop.
+    pub capture_off_loop: bool,
 }
 
 impl KvSwarmOptions {
@@ -78,6 +83,8 @@ impl KvSwarmOptions {
             spare_servers: [0, 2, 3][r.pick(3)],
             reconfig_per_mille: [0, 100, 300, 600][r.pick(4)],
             snapshot_rule: [SnapshotRule::Fixed, SnapshotRule::ScaleWithState][r.pick(2)],
+            snapshot_chunk_bytes: [1 << 20, 64, 700][r.pick(3)],
+            capture_off_loop: r.chance(1, 2),
         }
     }
 }
@@ -86,7 +93,7 @@ impl fmt::Display for KvSwarmOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} servers + {} spare, {} put clients on {} keys, {} appenders, drop {}‰, dup {}‰, delay ≤{} ms{}, partition {}‰, crash {}‰, snapshot {:?} {:?}, read-index {}, reconfig {}‰",
+            "{} servers + {} spare, {} put clients on {} keys, {} appenders, drop {}‰, dup {}‰, delay ≤{} ms{}, partition {}‰, crash {}‰, snapshot {:?} {:?}, read-index {}, reconfig {}‰, snapshot chunks of {} bytes{}",
             self.servers,
             self.spare_servers,
             self.put_clients,
@@ -101,7 +108,13 @@ impl fmt::Display for KvSwarmOptions {
             self.max_raft_state,
             self.snapshot_rule,
             self.read_index,
-            self.reconfig_per_mille
+            self.reconfig_per_mille,
+            self.snapshot_chunk_bytes,
+            if self.capture_off_loop {
+                ", captures off the loop"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -149,6 +162,8 @@ pub fn run_kv_swarm(seed: u64, chaos_ms: u64) -> KvSwarmReport {
     config.net = o.net.clone();
     config.max_raft_state = o.max_raft_state;
     config.snapshot_rule = o.snapshot_rule;
+    config.raft.snapshot_chunk_bytes = o.snapshot_chunk_bytes;
+    config.capture_off_loop = o.capture_off_loop;
     config.read_index = o.read_index;
     let mut w: World<KvStore> = World::new(config);
     w.set_service_check(kv_exactly_once);

@@ -56,6 +56,10 @@ pub struct WorldConfig {
     pub snapshot_rule: SnapshotRule,
     /// Serve read-only operations with ReadIndex.
     pub read_index: bool,
+    /// Snapshot captures are encoded "off the loop": each comes back as a
+    /// later event, 0..=30 virtual ms after it was taken (by hand: at the
+    /// end of the step), as the drivers do it on a worker thread.
+    pub capture_off_loop: bool,
     /// Virtual milliseconds per tick (servers and clients).
     pub tick_ms: u64,
     /// Longest virtual time a disk sync takes (each one takes 0..=this).
@@ -93,6 +97,7 @@ impl WorldConfig {
             max_raft_state: None,
             snapshot_rule: SnapshotRule::Fixed,
             read_index: true,
+            capture_off_loop: false,
             tick_ms: core_raft::DEFAULT_TICK_MS,
             sync_ms_max: 1,
             delivery: Delivery::Timed,
@@ -203,6 +208,13 @@ enum Event {
     Sync {
         node: usize,
         incarnation: u64,
+    },
+    /// A snapshot capture encoded "on a worker thread".
+    Captured {
+        node: usize,
+        incarnation: u64,
+        index: LogIndex,
+        data: Result<Vec<u8>, String>,
     },
     ClientTick,
 }
@@ -498,6 +510,7 @@ where
             snapshot_rule: self.config.snapshot_rule,
             read_index: self.config.read_index,
             observe_applies: true,
+            capture_off_loop: self.config.capture_off_loop,
         };
         let node = NodeConfig {
             id: server_id(i),
@@ -737,6 +750,7 @@ where
             snapshot_rule: self.config.snapshot_rule,
             read_index: self.config.read_index,
             observe_applies: true,
+            capture_off_loop: self.config.capture_off_loop,
         }
     }
 
@@ -759,6 +773,16 @@ where
             Event::Sync { node, incarnation } => {
                 if self.slots[node].incarnation == incarnation && self.is_up(node) {
                     self.sync(node);
+                }
+            }
+            Event::Captured {
+                node,
+                incarnation,
+                index,
+                data,
+            } => {
+                if self.slots[node].incarnation == incarnation && self.is_up(node) {
+                    self.server_step(node, NodeInput::Captured { index, data });
                 }
             }
             Event::Peer {
@@ -1006,9 +1030,13 @@ where
         }
         let mut applied: Vec<Entry> = Vec::new();
         let mut wrote = false;
+        let mut captures = Vec::new();
         for action in actions {
             wrote |= matches!(action, NodeAction::Persist { .. });
-            self.carry_out(i, action, &mut applied);
+            match action {
+                NodeAction::Capture(job) => captures.push(job),
+                action => self.carry_out(i, action, &mut applied),
+            }
         }
         self.after_step(i, &applied);
         let mut actions = std::mem::take(&mut self.last_actions);
@@ -1016,6 +1044,25 @@ where
             // By hand, a disk syncs at the end of the step that wrote.
             self.sync(i);
             actions.extend(std::mem::take(&mut self.last_actions));
+        }
+        for job in captures {
+            // The encoding is deterministic; only its completion time is
+            // drawn (in virtual time).
+            let (index, data) = (job.index(), job.run());
+            if manual {
+                if self.is_up(i) {
+                    actions.extend(self.server_step(i, NodeInput::Captured { index, data }));
+                }
+                continue;
+            }
+            let event = Event::Captured {
+                node: i,
+                incarnation: self.slots[i].incarnation,
+                index,
+                data,
+            };
+            let delay = self.rng.below(31);
+            self.queue.push(self.now_ms + delay, event);
         }
         actions
     }
@@ -1063,6 +1110,7 @@ where
                 self.check(r);
             }
             NodeAction::Observed(_) => {}
+            NodeAction::Capture(_) => unreachable!("server_step runs captures"),
         }
     }
 
@@ -1175,7 +1223,7 @@ where
                 Some(r) => {
                     let raft = r.raft();
                     format!(
-                        "  s{i}: {:?} {} last={} commit={} applied={} snap={} pending={} unsynced={}\n",
+                        "  s{i}: {:?} {} last={} commit={} applied={} snap={} pending={} unsynced={} voters={:?} learners={:?}\n",
                         raft.role(),
                         raft.term(),
                         raft.last_index(),
@@ -1183,7 +1231,9 @@ where
                         raft.applied_index(),
                         raft.snapshot_index(),
                         r.pending(),
-                        self.slots[i].disk.unsynced()
+                        self.slots[i].disk.unsynced(),
+                        raft.membership().voters,
+                        raft.membership().learners,
                     )
                 }
             };
@@ -1344,16 +1394,16 @@ mod tests {
                 false,
             ),
             (
-                Message::InstallSnapshot(InstallSnapshot {
-                    term: t,
-                    snapshot: Snapshot {
+                Message::InstallSnapshot(InstallSnapshot::whole(
+                    t,
+                    &Snapshot {
                         membership: Default::default(),
                         index: i,
                         term: t,
                         data: vec![1],
                     },
-                    round: 1,
-                }),
+                    1,
+                )),
                 true,
                 true,
             ),
@@ -1361,6 +1411,9 @@ mod tests {
                 Message::InstallSnapshotResponse(InstallSnapshotResponse {
                     term: t,
                     match_index: i,
+                    index: i,
+                    offset: 0,
+                    received: 1,
                     round: 1,
                 }),
                 false,

@@ -51,6 +51,10 @@ pub struct SwarmOptions {
     /// Out of 1000, per fault decision: the operator changes the
     /// membership or transfers leadership ([`super::operator`]).
     pub reconfig_per_mille: u64,
+    /// Size of one InstallSnapshot chunk (small ones split every snapshot
+    /// into many chunks, whose loss, duplication and reordering the
+    /// transfer must survive).
+    pub snapshot_chunk_bytes: usize,
 }
 
 impl SwarmOptions {
@@ -85,6 +89,7 @@ impl SwarmOptions {
             // for every seed.
             spare_nodes: [0, 2, 4][rng.pick(3)],
             reconfig_per_mille: [0, 100, 300, 600][rng.pick(4)],
+            snapshot_chunk_bytes: [1 << 20, 64, 700][rng.pick(3)],
         }
     }
 }
@@ -93,7 +98,7 @@ impl fmt::Display for SwarmOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} nodes + {} spare, drop {}‰, dup {}‰, delay ≤{} ms{}, partition {}‰, crash {}‰, torn {}‰, sync ≤{} ms, snapshot {:?}, pre-vote {}, check-quorum {}, noop {}, batch {}, inflight {}, {} proposals/s, reconfig {}‰",
+            "{} nodes + {} spare, drop {}‰, dup {}‰, delay ≤{} ms{}, partition {}‰, crash {}‰, torn {}‰, sync ≤{} ms, snapshot {:?}, pre-vote {}, check-quorum {}, noop {}, batch {}, inflight {}, {} proposals/s, reconfig {}‰, snapshot chunks of {} bytes",
             self.nodes,
             self.spare_nodes,
             self.net.drop_per_mille,
@@ -111,7 +116,8 @@ impl fmt::Display for SwarmOptions {
             self.max_entries_per_message,
             self.max_inflight_messages,
             self.proposals_per_second,
-            self.reconfig_per_mille
+            self.reconfig_per_mille,
+            self.snapshot_chunk_bytes
         )
     }
 }
@@ -148,6 +154,7 @@ pub fn swarm_cluster(seed: u64, o: &SwarmOptions, trace: TraceMode) -> Cluster {
     raft.leader_noop = o.leader_noop;
     raft.max_entries_per_message = o.max_entries_per_message;
     raft.max_inflight_messages = o.max_inflight_messages;
+    raft.snapshot_chunk_bytes = o.snapshot_chunk_bytes;
     let slots = o.nodes + o.spare_nodes;
     let voters: Vec<NodeId> = (0..o.nodes as u64).map(NodeId).collect();
     let nodes = (0..slots as u64)

@@ -153,8 +153,8 @@ pub async fn run_chaos(opts: &ChaosOptions) -> std::io::Result<ChaosReport> {
         opts.data_dir.clone(),
         addrs.clone(),
         opts.runtime.of_node(1),
-    );
-    cluster.add_args(&["--fault-injection"]);
+    )
+    .with_serve_args(&["--fault-injection"]);
     for id in 1..=opts.nodes {
         cluster.set_runtime(id, opts.runtime.of_node(id));
         cluster.start(id)?;
