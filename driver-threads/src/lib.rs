@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod client;
+mod faults;
 pub mod kv;
 pub mod mr;
 pub mod net;

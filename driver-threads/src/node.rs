@@ -11,12 +11,15 @@
 //! Snapshot captures are encoded on a thread of their own, which wakes the
 //! loop the same way when done.
 
+use crate::faults::FaultFile;
 use crate::net::{accept_all, flush};
 use core_kv::StateMachine;
 use core_raft::NodeId;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use node_shell::{ConnId, NodeAction, NodeInput, NodeOptions, OptionsError, ReplicaNode};
+use node_shell::{
+    ConnId, NodeAction, NodeInput, NodeOptions, OptionsError, ReplicaNode, FAULTS_POLL_MS,
+};
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -94,6 +97,8 @@ struct Io {
     next_outbound_token: usize,
     conns: BTreeMap<Token, Conn>,
     next_token: usize,
+    /// With fault injection on: the control file, and when to read it next.
+    faults: Option<(FaultFile, Instant)>,
 }
 
 /// Run replica `opts.id` of `sm` until `stop` is set (checked at least every
@@ -198,6 +203,12 @@ impl Io {
         if clock.due() {
             inputs.push(NodeInput::Tick);
         }
+        if let Some((file, next)) = &mut self.faults {
+            if Instant::now() >= *next {
+                *next = Instant::now() + Duration::from_millis(FAULTS_POLL_MS);
+                inputs.extend(file.poll());
+            }
+        }
         for input in inputs {
             self.carry_out(node.step(input))?;
         }
@@ -214,10 +225,17 @@ impl Io {
         let waker = Arc::new(Waker::new(poll.registry(), DISK_DONE)?);
         let (tx, durable) = mpsc::channel();
         let disk_waker = Arc::clone(&waker);
-        let disk = DiskWriter::start(disk, move |r| {
+        let on_durable = move |r: Result<u64, StorageError>| {
             let _ = tx.send(r);
             let _ = disk_waker.wake();
-        });
+        };
+        let faults = opts
+            .fault_injection
+            .then(|| FaultFile::enable(opts.id, &opts.data_dir));
+        let disk = match &faults {
+            Some(f) => DiskWriter::start(f.slow_disk(disk), on_durable),
+            None => DiskWriter::start(disk, on_durable),
+        };
         let (captured_tx, captured) = mpsc::channel();
         let mut listener = TcpListener::bind(opts.address())?;
         poll.registry()
@@ -235,6 +253,7 @@ impl Io {
             next_outbound_token: 1,
             conns: BTreeMap::new(),
             next_token: FIRST_ACCEPTED,
+            faults: faults.map(|f| (f, Instant::now())),
         })
     }
 

@@ -13,9 +13,12 @@
 //!   the next fsync.
 //! * One loop owns the shell and fires ticks.
 
+use crate::faults::FaultFile;
 use core_kv::StateMachine;
 use core_raft::NodeId;
-use node_shell::{ConnId, NodeAction, NodeInput, NodeOptions, OptionsError, ReplicaNode};
+use node_shell::{
+    ConnId, NodeAction, NodeInput, NodeOptions, OptionsError, ReplicaNode, FAULTS_POLL_MS,
+};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -130,9 +133,18 @@ where
     tracing::info!(id = opts.id, addr = %opts.address(), "serving (tokio runtime)");
     let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
     let durable_tx = events_tx.clone();
-    let mut disk = DiskWriter::start(disk, move |r| {
+    let on_durable = move |r: Result<u64, StorageError>| {
         let _ = durable_tx.send(Event::Durable(r));
-    });
+    };
+    let mut faults = opts
+        .fault_injection
+        .then(|| FaultFile::enable(opts.id, &opts.data_dir));
+    let mut disk = match &faults {
+        Some(f) => DiskWriter::start(f.slow_disk(disk), on_durable),
+        None => DiskWriter::start(disk, on_durable),
+    };
+    let mut fault_poll = tokio::time::interval(Duration::from_millis(FAULTS_POLL_MS));
+    fault_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let captures = events_tx.clone();
     tokio::spawn(accept_loop(listener, events_tx));
     let mut peers = Peers {
@@ -149,6 +161,12 @@ where
                 // The hellos say whether the node belongs to a cluster yet.
                 peers.refresh_hellos(&node);
                 NodeInput::Tick
+            }
+            _ = fault_poll.tick(), if faults.is_some() => {
+                match faults.as_mut().and_then(FaultFile::poll) {
+                    Some(input) => input,
+                    None => continue,
+                }
             }
             Some(event) = events.recv() => match event_input(event, &mut conns) {
                 Ok(Some(input)) => input,

@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod faults;
 pub mod frame;
 pub mod gate;
 pub mod mr;
@@ -18,6 +19,9 @@ pub mod peers;
 pub mod replica;
 
 pub use admin::{AdminReply, AdminRequest, NodeStatus};
+pub use faults::{
+    FaultControl, FaultPlan, LinkFaults, FAULTS_APPLIED_LOG, FAULTS_FILE, FAULTS_POLL_MS,
+};
 pub use frame::{Frame, PeerIdentity, CLIENT_NODE, DEFAULT_MAX_FRAME_BYTES};
 pub use gate::{BatchId, Gated, PersistGate};
 pub use options::{NodeOptions, OptionsError, DEFAULT_CLUSTER};

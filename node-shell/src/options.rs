@@ -48,6 +48,9 @@ pub struct NodeOptions {
     pub max_raft_state: Option<usize>,
     /// Largest frame accepted or sent on any connection.
     pub max_frame_bytes: u32,
+    /// Obey the fault-injection control file in the data directory
+    /// ([`crate::faults`]): for tests of real clusters only, off by default.
+    pub fault_injection: bool,
 }
 
 /// Options that cannot run.
@@ -124,6 +127,7 @@ impl NodeOptions {
             tick_ms: core_raft::DEFAULT_TICK_MS,
             max_raft_state: Some(1 << 20),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            fault_injection: false,
         }
     }
 

@@ -26,8 +26,12 @@
 //!    connections, in order, and log the reason of every close.
 //! 7. On [`NodeAction::Stop`], stop the node and report the reason:
 //!    restarting from storage is safe.
+//! 8. Only with fault injection switched on (tests): feed
+//!    [`NodeInput::Faults`] whenever the control file changes (see
+//!    [`crate::faults`]).
 
 use crate::admin::{AdminReply, AdminRequest, NodeStatus};
+use crate::faults::LinkFaults;
 use crate::frame::{Frame, PeerIdentity, CLIENT_NODE};
 use crate::gate::{BatchId, PersistGate};
 use crate::peers::{Bootstrap, PeerBook};
@@ -100,6 +104,10 @@ pub enum NodeInput {
     /// to the cluster. Nothing is answered: the outcome shows in the
     /// replica's Raft state. Operators outside use `Frame::Admin`.
     Change(ClusterChange),
+    /// Fault injection (tests of real clusters; see [`crate::faults`]):
+    /// from now on drop the Raft frames of these links, replacing the
+    /// links cut before. Drivers feed it only when fault injection is on.
+    Faults(LinkFaults),
     /// A [`NodeAction::Capture`] has been run: its result.
     Captured {
         /// The job's index.
@@ -209,6 +217,8 @@ pub struct ReplicaNode<S: StateMachine> {
     /// a write while it has fewer voters than it was started with.
     bootstrapped: bool,
     ticks: u64,
+    /// Links cut by fault injection (empty unless a driver says otherwise).
+    faults: LinkFaults,
 }
 
 impl<S: StateMachine> ReplicaNode<S> {
@@ -267,6 +277,7 @@ impl<S: StateMachine> ReplicaNode<S> {
             forming,
             bootstrapped: false,
             ticks: 0,
+            faults: LinkFaults::default(),
         };
         node.found_if_ready();
         Ok(node)
@@ -408,6 +419,7 @@ impl<S: StateMachine> ReplicaNode<S> {
                 let id = self.next_own_change;
                 self.replica_step(RsmInput::Change { id, change });
             }
+            NodeInput::Faults(links) => self.faults = links,
             NodeInput::Captured { index, data } => {
                 self.replica_step(RsmInput::Captured { index, data });
             }
@@ -535,6 +547,8 @@ impl<S: StateMachine> ReplicaNode<S> {
         let c = self.conns.get_mut(&conn).expect("caller checked");
         match c.decoder.next_message::<Frame<S::Op, S::Output>>() {
             Ok(None) => Ok(false),
+            // Fault injection: lost on the way in, as if never sent.
+            Ok(Some(Frame::Raft(_))) if self.faults.drop_from.contains(&from) => Ok(true),
             Ok(Some(Frame::Raft(msg))) => {
                 // The membership may have changed since the handshake.
                 let incarnation = self.book.seen(from).map_or(0, |s| s.incarnation);
@@ -775,6 +789,8 @@ impl<S: StateMachine> ReplicaNode<S> {
     fn carry_out(&mut self, actions: Vec<RsmAction<S::Output>>) {
         for action in actions {
             match action {
+                // Fault injection: lost on the way out.
+                RsmAction::Raft(Action::Send { to, .. }) if self.faults.drop_to.contains(&to) => {}
                 RsmAction::Raft(Action::Send { to, msg }) => {
                     let frame: Frame<S::Op, S::Output> = Frame::Raft(msg);
                     if let Some(bytes) = self.encode(&frame) {

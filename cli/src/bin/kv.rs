@@ -102,6 +102,85 @@ enum Command {
         /// the same wire format, so one cluster can mix them.
         #[arg(long, value_enum, default_value_t = Runtime::Tokio)]
         runtime: Runtime,
+        /// For tests only (`kv chaos` sets it): obey the fault-injection
+        /// control file DATA_DIR/faults, read every 50 ms. Its lines:
+        /// `drop-to ID..` (this node's Raft frames to those peers are
+        /// lost), `drop-from ID..` (their Raft frames to this node are
+        /// lost), `disk-delay-ms MS` (each fsync waits that long first);
+        /// an empty or missing file means no faults. Off by default; when
+        /// on, the node says so in a warning at start and logs every
+        /// change. Only a local file controls it: nothing on the network
+        /// can.
+        #[arg(long)]
+        fault_injection: bool,
+    },
+    /// Test a local cluster under faults and check what its clients saw.
+    ///
+    /// Starts a cluster of `kv serve` processes (with --fault-injection)
+    /// under DATA_DIR, runs recording clients (versioned Puts and Gets on
+    /// three keys), and for --duration injects faults one at a time: each
+    /// round every requested kind once, in a random order, each aimed at
+    /// the leader half of the time. Then it heals everything (clears the
+    /// faults, resumes paused nodes, starts dead ones) and requires that a
+    /// new write is acknowledged and every node catches up within
+    /// --progress-timeout, that the history is linearizable, and that
+    /// every acknowledged write is still there when each key is read back.
+    /// Prints a summary (seed, faults by kind, operations ok / failed /
+    /// unknown, failover times from a leader fault to the next
+    /// acknowledged write, verdict) and exits non-zero on FAIL; a
+    /// non-linearizable history is drawn in DATA_DIR/linearizability.html.
+    ///
+    /// Every random choice comes from --seed (printed at the start and in
+    /// the summary): the same seed repeats the same schedule of faults,
+    /// though not the cluster's own timing.
+    ///
+    ///   kv chaos --duration 60s --nemesis kill,pause,partition,restart,disk --runtime mixed
+    Chaos {
+        /// How long to inject faults: a number and a unit (500ms, 60s, 10m,
+        /// 1h; a plain number is seconds).
+        #[arg(long, default_value = "60s", value_parser = cli::kv::chaos::parse_duration)]
+        duration: Duration,
+        /// Kinds of fault to inject, comma-separated (one at a time, each
+        /// undone before the next).
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "kill,pause,partition,restart,disk"
+        )]
+        nemesis: Vec<cli::kv::chaos::Nemesis>,
+        /// Seed of every random choice (default: from the clock; printed
+        /// either way).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// The nodes' I/O runtime; mixed puts odd-numbered nodes on tokio
+        /// and even-numbered ones on threads.
+        #[arg(long, value_enum, default_value_t = cli::kv::chaos::ChaosRuntime::Tokio)]
+        runtime: cli::kv::chaos::ChaosRuntime,
+        /// Nodes in the cluster (3 to 9).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(3..=9))]
+        nodes: u64,
+        /// Recording clients (1 to 64), each with one operation in flight.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+        clients: u64,
+        /// Keys the clients use at any one time (1 to 1000): few, so that
+        /// they race on each.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        keys: u64,
+        /// Move the clients to fresh keys this often (every key of every
+        /// epoch is read back at the end). The checker's memory grows with
+        /// the square of the operations on one key: without epochs a
+        /// 10-minute run on 3 keys needed up to 17 GB.
+        #[arg(long, default_value = "20s", value_parser = cli::kv::chaos::parse_duration)]
+        key_epoch: Duration,
+        /// Data directory for the nodes (default: a fresh one under the
+        /// system's temporary directory); must be empty or new.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// After healing: how long the cluster may take to acknowledge a
+        /// new write, and again to bring every node up to date.
+        #[arg(long, default_value = "20s", value_parser = cli::kv::chaos::parse_duration)]
+        progress_timeout: Duration,
     },
     /// Start a local 3-node cluster, run a mixed workload, kill the leader,
     /// time the failover, restart it, and check the recorded history for
@@ -349,6 +428,7 @@ fn main() -> ExitCode {
             max_raft_state,
             max_frame_bytes,
             runtime,
+            fault_injection,
         } => {
             let protocol = core_kv::KV_PROTOCOL_VERSION;
             let base = if peers.is_empty() {
@@ -372,6 +452,7 @@ fn main() -> ExitCode {
                 cluster: cluster_id,
                 tick_ms,
                 max_raft_state: Some(max_raft_state),
+                fault_injection,
                 max_frame_bytes,
                 ..base
             };
@@ -542,6 +623,38 @@ async fn run_async(command: Command) -> ExitCode {
             phase_secs,
             runtime,
         } => demo(data_dir, clients, phase_secs, runtime).await,
+        Command::Chaos {
+            duration,
+            nemesis,
+            seed,
+            runtime,
+            nodes,
+            clients,
+            keys,
+            key_epoch,
+            data_dir,
+            progress_timeout,
+        } => {
+            let mut nemeses = nemesis;
+            nemeses.sort();
+            nemeses.dedup();
+            let opts = cli::kv::chaos::ChaosOptions {
+                data_dir: data_dir.unwrap_or_else(|| {
+                    std::env::temp_dir().join(format!("kv-chaos-{}", std::process::id()))
+                }),
+                exe: PathBuf::new(),
+                nodes: nodes as usize,
+                clients: clients as usize,
+                keys: keys as usize,
+                key_epoch,
+                duration,
+                nemeses,
+                seed: seed.unwrap_or_else(clock_seed),
+                runtime,
+                progress_timeout,
+            };
+            chaos(opts).await
+        }
         Command::Cluster {
             nodes,
             data_dir,
@@ -661,6 +774,73 @@ async fn demo(
             ExitCode::FAILURE
         }
     }
+}
+
+async fn chaos(mut opts: cli::kv::chaos::ChaosOptions) -> ExitCode {
+    use cli::kv::demo::is_empty_or_missing;
+    if !is_empty_or_missing(&opts.data_dir) {
+        eprintln!(
+            "kv chaos: {} is not empty; give an empty or new --data-dir",
+            opts.data_dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    opts.exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("kv chaos: cannot find my own executable: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli::kv::chaos::run_chaos(&opts).await {
+        Ok(report) => {
+            if report.verdict == linearizability::Verdict::Illegal {
+                // The failure's end, where the operation that cannot be
+                // linearized is (the summary shows its first line; the
+                // prefix before it can run to thousands of lines, which
+                // the timeline page shows).
+                let lines: Vec<&str> = report.linearizability.lines().collect();
+                let keep = 30.min(lines.len());
+                if lines.len() > keep {
+                    println!(
+                        "{}\n  ... ({} lines of the linearizable prefix left out)",
+                        lines[0],
+                        lines.len() - keep
+                    );
+                }
+                for l in &lines[lines.len() - keep..] {
+                    println!("{l}");
+                }
+            }
+            println!("{report}");
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                println!(
+                    "data, node logs and any timeline are in {}",
+                    opts.data_dir.display()
+                );
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!(
+                "kv chaos: {e} (seed {}; data and logs in {})",
+                opts.seed,
+                opts.data_dir.display()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A seed that differs between runs: the clock's nanoseconds and the
+/// process id.
+fn clock_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
 }
 
 async fn cluster(nodes: usize, data_dir: Option<PathBuf>, runtime: Runtime) -> ExitCode {

@@ -4,12 +4,15 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 /// `kv serve` processes with their data and logs under one directory.
 pub struct LocalCluster {
-    /// `--runtime` passed to every node.
+    /// `--runtime` passed to every node...
     runtime: String,
+    /// ...except these.
+    runtimes: BTreeMap<usize, String>,
     /// More `kv serve` flags given to every node.
     serve_args: Vec<String>,
     addrs: Vec<SocketAddr>,
@@ -25,12 +28,24 @@ impl LocalCluster {
         let children = BTreeMap::new();
         LocalCluster {
             runtime: runtime.to_string(),
+            runtimes: BTreeMap::new(),
             serve_args: Vec::new(),
             addrs,
             children,
             exe,
             dir,
         }
+    }
+
+    /// Run node `id` on `runtime` from its next start on (a cluster may
+    /// mix both: they speak one wire format).
+    pub fn set_runtime(&mut self, id: usize, runtime: &str) {
+        self.runtimes.insert(id, runtime.to_string());
+    }
+
+    /// Node `id`'s `--runtime`.
+    pub fn runtime_of(&self, id: usize) -> &str {
+        self.runtimes.get(&id).unwrap_or(&self.runtime)
     }
 
     /// Give every node started from now on these `kv serve` flags too.
@@ -99,7 +114,7 @@ impl LocalCluster {
         let child = Command::new(&self.exe)
             .arg("serve")
             .args(args)
-            .args(["--runtime", &self.runtime])
+            .args(["--runtime", self.runtime_of(id)])
             .args(&self.serve_args)
             .arg("--data-dir")
             .arg(self.node_dir(id))
@@ -115,6 +130,59 @@ impl LocalCluster {
         if let Some(mut c) = self.children.remove(&id) {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// Whether node `id` was started and has not been reaped since.
+    pub fn is_running(&self, id: usize) -> bool {
+        self.children.contains_key(&id)
+    }
+
+    /// Send node `id` a signal by name (`STOP`, `CONT`, `TERM`, ...) with
+    /// the system's `kill` command, which spares this crate an unsafe FFI
+    /// call for a test tool.
+    pub fn signal(&self, id: usize, signal: &str) -> std::io::Result<()> {
+        let Some(child) = self.children.get(&id) else {
+            return Err(std::io::Error::other(format!("node {id} is not running")));
+        };
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .stderr(Stdio::null())
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!(
+                "kill -{signal} {} failed ({status})",
+                child.id()
+            )))
+        }
+    }
+
+    /// SIGTERM node `id` and wait up to `patience` for it to exit (then
+    /// SIGKILL it). Returns its exit status, or `None` if it had to be
+    /// killed.
+    pub fn terminate(
+        &mut self,
+        id: usize,
+        patience: Duration,
+    ) -> std::io::Result<Option<ExitStatus>> {
+        self.signal(id, "TERM")?;
+        let deadline = Instant::now() + patience;
+        let Some(child) = self.children.get_mut(&id) else {
+            return Ok(None);
+        };
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.children.remove(&id);
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                self.kill(id);
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 

@@ -1,6 +1,7 @@
 //! The `kv` command's larger pieces.
 
 pub mod bench;
+pub mod chaos;
 pub mod demo;
 pub mod local;
 pub mod member;
