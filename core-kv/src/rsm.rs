@@ -665,6 +665,13 @@ impl<S: StateMachine> Rsm<S> {
     /// The state machine was restored from `snapshot` (in `execute`).
     fn install(&mut self, snapshot: Snapshot) {
         self.snapshot_bytes = snapshot.data.len();
+        // Rare and worth knowing: the node was too far behind for the log.
+        tracing::info!(
+            node = %self.raft.id(),
+            index = %snapshot.index,
+            bytes = snapshot.data.len(),
+            "installed the leader's snapshot"
+        );
         // Entries through the snapshot were applied elsewhere; we cannot tell
         // whether the waiters' entries are among them.
         let later = self.waiting.split_off(&snapshot.index.next());

@@ -181,6 +181,11 @@ enum Command {
         /// new write, and again to bring every node up to date.
         #[arg(long, default_value = "20s", value_parser = cli::kv::chaos::parse_duration)]
         progress_timeout: Duration,
+        /// The nodes' --max-raft-state (bytes of log before a snapshot).
+        /// A small one (say 4096) makes a node that was down or cut off
+        /// catch up through a chunked snapshot instead of the log.
+        #[arg(long, default_value_t = 1 << 20)]
+        max_raft_state: usize,
     },
     /// Start a local 3-node cluster, run a mixed workload, kill the leader,
     /// time the failover, restart it, and check the recorded history for
@@ -634,6 +639,7 @@ async fn run_async(command: Command) -> ExitCode {
             key_epoch,
             data_dir,
             progress_timeout,
+            max_raft_state,
         } => {
             let mut nemeses = nemesis;
             nemeses.sort();
@@ -652,6 +658,7 @@ async fn run_async(command: Command) -> ExitCode {
                 seed: seed.unwrap_or_else(clock_seed),
                 runtime,
                 progress_timeout,
+                max_raft_state,
             };
             chaos(opts).await
         }

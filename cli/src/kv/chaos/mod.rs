@@ -121,6 +121,8 @@ pub struct ChaosOptions {
     /// After healing: how long the cluster may take to acknowledge a new
     /// write and to bring every node up to date.
     pub progress_timeout: Duration,
+    /// The nodes' `--max-raft-state`.
+    pub max_raft_state: usize,
 }
 
 impl ChaosOptions {
@@ -128,7 +130,7 @@ impl ChaosOptions {
     pub fn replay_command(&self) -> String {
         let kinds: Vec<&str> = self.nemeses.iter().map(|n| n.name()).collect();
         format!(
-            "kv chaos --seed {} --duration {}s --nemesis {} --runtime {} --nodes {} --clients {} --keys {} --key-epoch {}s",
+            "kv chaos --seed {} --duration {}s --nemesis {} --runtime {} --nodes {} --clients {} --keys {} --key-epoch {}s --max-raft-state {}",
             self.seed,
             self.duration.as_secs_f64(),
             kinds.join(","),
@@ -136,7 +138,8 @@ impl ChaosOptions {
             self.nodes,
             self.clients,
             self.keys,
-            self.key_epoch.as_secs_f64()
+            self.key_epoch.as_secs_f64(),
+            self.max_raft_state
         )
     }
 }
@@ -154,7 +157,11 @@ pub async fn run_chaos(opts: &ChaosOptions) -> std::io::Result<ChaosReport> {
         addrs.clone(),
         opts.runtime.of_node(1),
     )
-    .with_serve_args(&["--fault-injection"]);
+    .with_serve_args(&[
+        "--fault-injection",
+        "--max-raft-state",
+        &opts.max_raft_state.to_string(),
+    ]);
     for id in 1..=opts.nodes {
         cluster.set_runtime(id, opts.runtime.of_node(id));
         cluster.start(id)?;
