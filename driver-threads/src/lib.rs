@@ -17,7 +17,6 @@
 
 pub mod admin;
 pub mod client;
-mod faults;
 pub mod kv;
 pub mod mr;
 pub mod net;

@@ -11,14 +11,14 @@
 //! Snapshot captures are encoded on a thread of their own, which wakes the
 //! loop the same way when done.
 
-use crate::faults::FaultFile;
 use crate::net::{accept_all, flush};
 use core_kv::StateMachine;
 use core_raft::NodeId;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use node_shell::{
-    ConnId, NodeAction, NodeInput, NodeOptions, OptionsError, ReplicaNode, FAULTS_POLL_MS,
+    ConnId, FaultFile, NodeAction, NodeInput, NodeOptions, OptionsError, ReplicaNode,
+    FAULTS_POLL_MS,
 };
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 use storage::fs::{Fs, RealFs};
-use storage::{DiskStorage, DiskWriter, StorageError, StorageOptions};
+use storage::{DelayedSync, DiskStorage, DiskWriter, StorageError, StorageOptions};
 
 /// Most bytes queued for one connection before frames to it are dropped
 /// (Raft retransmits; a client retries).
@@ -206,7 +206,7 @@ impl Io {
         if let Some((file, next)) = &mut self.faults {
             if Instant::now() >= *next {
                 *next = Instant::now() + Duration::from_millis(FAULTS_POLL_MS);
-                inputs.extend(file.poll());
+                inputs.extend(file.poll_with(|p| std::fs::read_to_string(p)));
             }
         }
         for input in inputs {
@@ -233,7 +233,7 @@ impl Io {
             .fault_injection
             .then(|| FaultFile::enable(opts.id, &opts.data_dir));
         let disk = match &faults {
-            Some(f) => DiskWriter::start(f.slow_disk(disk), on_durable),
+            Some(f) => DiskWriter::start(DelayedSync::new(disk, f.disk_delay()), on_durable),
             None => DiskWriter::start(disk, on_durable),
         };
         let (captured_tx, captured) = mpsc::channel();

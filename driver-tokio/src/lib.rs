@@ -13,7 +13,6 @@
 #![warn(missing_docs)]
 
 pub mod client;
-mod faults;
 pub mod kv;
 pub mod mr;
 pub mod node;

@@ -13,11 +13,11 @@
 //!   the next fsync.
 //! * One loop owns the shell and fires ticks.
 
-use crate::faults::FaultFile;
 use core_kv::StateMachine;
 use core_raft::NodeId;
 use node_shell::{
-    ConnId, NodeAction, NodeInput, NodeOptions, OptionsError, ReplicaNode, FAULTS_POLL_MS,
+    ConnId, FaultFile, NodeAction, NodeInput, NodeOptions, OptionsError, ReplicaNode,
+    FAULTS_POLL_MS,
 };
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use storage::fs::{Fs, RealFs};
-use storage::{DiskStorage, DiskWriter, StorageError, StorageOptions};
+use storage::{DelayedSync, DiskStorage, DiskWriter, StorageError, StorageOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -140,7 +140,7 @@ where
         .fault_injection
         .then(|| FaultFile::enable(opts.id, &opts.data_dir));
     let mut disk = match &faults {
-        Some(f) => DiskWriter::start(f.slow_disk(disk), on_durable),
+        Some(f) => DiskWriter::start(DelayedSync::new(disk, f.disk_delay()), on_durable),
         None => DiskWriter::start(disk, on_durable),
     };
     let mut fault_poll = tokio::time::interval(Duration::from_millis(FAULTS_POLL_MS));
@@ -163,7 +163,7 @@ where
                 NodeInput::Tick
             }
             _ = fault_poll.tick(), if faults.is_some() => {
-                match faults.as_mut().and_then(FaultFile::poll) {
+                match faults.as_mut().and_then(|f| f.poll_with(|p| std::fs::read_to_string(p))) {
                     Some(input) => input,
                     None => continue,
                 }

@@ -23,9 +23,13 @@
 //! replicas are dropped: handshakes go through (so connections stay up, as
 //! they do when a switch drops packets) and clients are served as usual.
 
+use crate::NodeInput;
 use core_raft::NodeId;
 use std::collections::BTreeSet;
 use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use thiserror::Error;
 
 /// The control file's name inside the node's data directory.
@@ -190,6 +194,55 @@ impl FaultControl {
                 None
             }
         }
+    }
+}
+
+/// What both drivers keep for a node with fault injection on: where its
+/// control file is, what it said last, and the fsync delay it asks for
+/// (shared with the driver's `storage::DelayedSync`). The reading itself
+/// is the driver's (this crate does no I/O): it passes a reader to
+/// [`FaultFile::poll_with`].
+#[derive(Debug)]
+pub struct FaultFile {
+    path: PathBuf,
+    control: FaultControl,
+    delay_ms: Arc<AtomicU64>,
+}
+
+impl FaultFile {
+    /// Fault injection on for `node`, controlled by the file in `data_dir`.
+    pub fn enable(node: u64, data_dir: &Path) -> FaultFile {
+        let path = data_dir.join(FAULTS_FILE);
+        let control = FaultControl::enable(NodeId(node), &path.display().to_string());
+        FaultFile {
+            path,
+            control,
+            delay_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The fsync delay in milliseconds, as the file last set it.
+    pub fn disk_delay(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.delay_ms)
+    }
+
+    /// Read the file with `read` (a missing one means no faults): the
+    /// shell's input if the link faults may have changed.
+    pub fn poll_with(
+        &mut self,
+        read: impl FnOnce(&Path) -> std::io::Result<String>,
+    ) -> Option<NodeInput> {
+        let text = match read(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                tracing::warn!("fault injection: cannot read {}: {e}", self.path.display());
+                return None;
+            }
+        };
+        let plan = self.control.update(&text)?;
+        self.delay_ms.store(plan.disk_delay_ms, Ordering::Relaxed);
+        Some(NodeInput::Faults(plan.links))
     }
 }
 

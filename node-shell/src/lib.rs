@@ -20,7 +20,7 @@ pub mod replica;
 
 pub use admin::{AdminReply, AdminRequest, NodeStatus};
 pub use faults::{
-    FaultControl, FaultPlan, LinkFaults, FAULTS_APPLIED_LOG, FAULTS_FILE, FAULTS_POLL_MS,
+    FaultControl, FaultFile, FaultPlan, LinkFaults, FAULTS_APPLIED_LOG, FAULTS_FILE, FAULTS_POLL_MS,
 };
 pub use frame::{Frame, PeerIdentity, CLIENT_NODE, DEFAULT_MAX_FRAME_BYTES};
 pub use gate::{BatchId, Gated, PersistGate};

@@ -49,6 +49,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod delayed;
 mod dir_lock;
 mod disk;
 mod error;
@@ -62,6 +63,7 @@ pub mod simfs;
 pub mod snapshot_file;
 mod writer;
 
+pub use delayed::DelayedSync;
 pub use dir_lock::LOCK_FILE;
 pub use disk::DiskStorage;
 pub use error::StorageError;
