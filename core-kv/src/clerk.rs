@@ -293,6 +293,19 @@ impl<O: ClerkOp<Out>, Out> Clerk<O, Out> {
                 let hint = hint.filter(|h| *h != from_index);
                 self.resend(hint, true);
             }
+            Response::Busy if from_index != p.target => {} // Late, as above.
+            Response::Busy => {
+                // The request was refused unseen, so the next send is not a
+                // resend (a Put keeps its exact answer). Back off a random
+                // part of half the retry interval, so that the clients a
+                // loaded server turned away do not all return at once.
+                self.leader = Some(from_index);
+                let spread = (self.config.retry_ticks / 2).max(1);
+                let ticks = 1 + self.rng.next_u64() % spread;
+                let p = self.pending.as_mut().expect("checked above");
+                p.delayed = true;
+                p.ticks_left = ticks;
+            }
             Response::Done(outcome) => {
                 self.leader = Some(from_index);
                 let p = self.pending.take().expect("checked above");

@@ -55,6 +55,7 @@ pub type KvReplica = Rsm<KvStore>;
 /// request ids instead of whole requests echoed in replies. 3: Raft
 /// snapshots carry the membership and log entries may hold one. 4: node
 /// identities (incarnations) and operator requests. 5: snapshots travel in
-/// chunks. A node or client of another version is refused with a message
+/// chunks. 6: a replica may answer
+/// a request `Busy` (at its limit of requests in flight). A node or client of another version is refused with a message
 /// naming both.
-pub const KV_PROTOCOL_VERSION: u32 = 5;
+pub const KV_PROTOCOL_VERSION: u32 = 6;

@@ -114,6 +114,10 @@ pub enum Response<Out = Outcome> {
         /// The server this one believes leads.
         leader_hint: Option<NodeId>,
     },
+    /// This server holds as many requests as it may (its limit on requests
+    /// in flight): the request was not taken and did not take effect. Retry
+    /// the same server after a back-off.
+    Busy,
 }
 
 /// The key/value store answers stale duplicates `ErrMaybe` itself (lab 2's

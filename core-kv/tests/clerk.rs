@@ -594,3 +594,48 @@ fn stale_servers_that_point_at_each_other_do_not_trap_the_clerk() {
         assert!(visited.len() <= 5, "seed {seed}: {visited:?}");
     }
 }
+
+/// Bounded memory (issue 12): a server at its limit of requests in flight
+/// answers `Busy` without taking the request. The clerk keeps that server,
+/// waits between 1 and RETRY/2 ticks (spread by its seed, so turned-away
+/// clients do not return together), sends the same request to it again,
+/// and, since the busy server never saw the request, a later ErrVersion is
+/// still the exact answer rather than ErrMaybe.
+#[test]
+fn a_busy_server_is_retried_after_a_back_off_and_busy_is_not_a_resend() {
+    let mut waits = std::collections::BTreeSet::new();
+    for seed in 0..32 {
+        let mut c = clerk(3, seed);
+        let (to, r) = sent(&c.step(ClerkInput::Invoke(put("k", "v", 4))));
+        assert!(c.step(reply(to, r.seq, Response::Busy)).is_empty());
+        let mut ticks = 0;
+        let (again, r2) = loop {
+            ticks += 1;
+            let a = c.step(ClerkInput::Tick);
+            if !a.is_empty() {
+                break sent(&a);
+            }
+            assert!(ticks < RETRY, "seed {seed}: no retry within RETRY/2 ticks");
+        };
+        assert!(ticks <= RETRY / 2, "seed {seed}: waited {ticks} ticks");
+        waits.insert(ticks);
+        assert_eq!(
+            (again, r2.seq),
+            (to, r.seq),
+            "seed {seed}: same server, same request"
+        );
+        assert_eq!(c.leader(), Some(to));
+        let a = c.step(reply(to, r.seq, Response::Done(Outcome::ErrVersion)));
+        assert_eq!(done(&a), Some(Outcome::ErrVersion), "seed {seed}");
+    }
+    assert!(waits.len() > 1, "back-offs are spread, got only {waits:?}");
+
+    // A late Busy from a server the clerk already left changes nothing.
+    let mut c = clerk(3, 5);
+    let (first, r) = sent(&c.step(ClerkInput::Invoke(get("k"))));
+    let (second, _) = sent(&c.step(reply(first, r.seq, wrong_leader(None))));
+    assert_ne!(first, second);
+    assert!(c.step(reply(first, r.seq, Response::Busy)).is_empty());
+    let a = c.step(reply(second, r.seq, Response::Done(Outcome::ErrNoKey)));
+    assert_eq!(done(&a), Some(Outcome::ErrNoKey));
+}

@@ -17,7 +17,7 @@ use core_raft::NodeId;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use node_shell::{
-    ConnId, FaultFile, NodeAction, NodeInput, NodeOptions, OptionsError, ReplicaNode,
+    ClientLimits, ConnId, FaultFile, NodeAction, NodeInput, NodeOptions, OptionsError, ReplicaNode,
     FAULTS_POLL_MS,
 };
 use std::collections::BTreeMap;
@@ -69,6 +69,12 @@ struct Conn {
     stream: TcpStream,
     addr: SocketAddr,
     out: Vec<u8>,
+    /// Not read while more than `pause_reading_above` bytes of answers
+    /// wait for it (the client must take them first), or while the shell
+    /// holds it (`held`: as many of its requests in flight as it may
+    /// have). Back-pressure either way: TCP makes the client wait.
+    paused: bool,
+    held: bool,
 }
 
 /// The outbound connection to one peer.
@@ -99,6 +105,13 @@ struct Io {
     next_token: usize,
     /// With fault injection on: the control file, and when to read it next.
     faults: Option<(FaultFile, Instant)>,
+    limits: ClientLimits,
+    /// Accepting stopped on an error (no file descriptors left, say):
+    /// when to try again.
+    accept_again_at: Option<Instant>,
+    /// Connections refused at the limit since the last log line, and when
+    /// that was (one line a second at most).
+    refused: (usize, Instant),
 }
 
 /// Run replica `opts.id` of `sm` until `stop` is set (checked at least every
@@ -188,13 +201,19 @@ impl Io {
         clock: &mut Clock,
     ) -> Result<(), NodeError> {
         self.reconnect_peers(node);
-        let timeout = clock.next.saturating_duration_since(Instant::now());
+        let mut timeout = clock.next.saturating_duration_since(Instant::now());
+        if let Some(at) = self.accept_again_at {
+            timeout = timeout.min(at.saturating_duration_since(Instant::now()));
+        }
         if let Err(e) = self.poll.poll(events, Some(timeout)) {
             if e.kind() != io::ErrorKind::Interrupted {
                 return Err(e.into());
             }
         }
         let mut inputs = Vec::new();
+        if self.accept_again_at.is_some_and(|at| Instant::now() >= at) {
+            self.accept(&mut inputs)?;
+        }
         for event in events.iter() {
             self.handle_event(event, &mut inputs)?;
         }
@@ -215,6 +234,76 @@ impl Io {
         // One hand-over per turn: the batches of every step share an fsync.
         self.disk.flush();
         self.flush_all();
+        self.resume_paused(node)
+    }
+
+    /// Read the paused connections whose answers have drained, and step
+    /// what they sent.
+    fn resume_paused<S: StateMachine>(
+        &mut self,
+        node: &mut ReplicaNode<S>,
+    ) -> Result<(), NodeError> {
+        let pause_above = self.limits.pause_reading_above;
+        let drained: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.paused && !c.held && c.out.len() <= pause_above)
+            .map(|(t, _)| *t)
+            .collect();
+        if drained.is_empty() {
+            return Ok(());
+        }
+        let mut inputs = Vec::new();
+        for token in drained {
+            self.read_conn(token, &mut inputs);
+        }
+        for input in inputs {
+            self.carry_out(node.step(input))?;
+        }
+        self.disk.flush();
+        self.flush_all();
+        Ok(())
+    }
+
+    /// Accept what waits on the listener, up to the connection limit.
+    fn accept(&mut self, inputs: &mut Vec<NodeInput>) -> Result<(), NodeError> {
+        let conns = &mut self.conns;
+        let room = self.limits.max_connections.saturating_sub(conns.len());
+        let ended = accept_all(
+            &self.listener,
+            &self.poll,
+            &mut self.next_token,
+            room,
+            |token, stream, addr| {
+                let out = Vec::new();
+                let (paused, held) = (false, false);
+                conns.insert(
+                    token,
+                    Conn {
+                        stream,
+                        addr,
+                        out,
+                        paused,
+                        held,
+                    },
+                );
+                inputs.push(NodeInput::Accepted {
+                    conn: conn_id(token),
+                });
+            },
+        )?;
+        self.accept_again_at = ended
+            .retry
+            .then(|| Instant::now() + Duration::from_millis(50));
+        self.refused.0 += ended.refused;
+        if self.refused.0 > 0 && self.refused.1.elapsed() >= Duration::from_secs(1) {
+            tracing::warn!(
+                "closed {} new connections at once: {} are open, the limit",
+                self.refused.0,
+                self.limits.max_connections
+            );
+            self.refused = (0, Instant::now());
+        }
         Ok(())
     }
 
@@ -254,6 +343,9 @@ impl Io {
             conns: BTreeMap::new(),
             next_token: FIRST_ACCEPTED,
             faults: faults.map(|f| (f, Instant::now())),
+            limits: opts.limits,
+            accept_again_at: None,
+            refused: (0, Instant::now()),
         })
     }
 
@@ -320,21 +412,7 @@ impl Io {
         inputs: &mut Vec<NodeInput>,
     ) -> Result<(), NodeError> {
         match event.token() {
-            LISTENER => {
-                let conns = &mut self.conns;
-                accept_all(
-                    &self.listener,
-                    &self.poll,
-                    &mut self.next_token,
-                    |token, stream, addr| {
-                        let out = Vec::new();
-                        conns.insert(token, Conn { stream, addr, out });
-                        inputs.push(NodeInput::Accepted {
-                            conn: conn_id(token),
-                        });
-                    },
-                )?;
-            }
+            LISTENER => self.accept(inputs)?,
             DISK_DONE => {}
             Token(t) if t < FIRST_ACCEPTED => {
                 if let Some(peer) = self.outbound_tokens.get(&Token(t)).copied() {
@@ -364,11 +442,23 @@ impl Io {
         }
     }
 
-    /// Read what is available on an accepted connection.
+    /// Write what is queued on an accepted connection, then read what is
+    /// available, unless too many answers still wait for it.
     fn read_conn(&mut self, token: Token, inputs: &mut Vec<NodeInput>) {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
+        if flush(&mut conn.stream, &mut conn.out).is_err() {
+            self.remove_conn(token);
+            inputs.push(NodeInput::Closed {
+                conn: conn_id(token),
+            });
+            return;
+        }
+        conn.paused = conn.held || conn.out.len() > self.limits.pause_reading_above;
+        if conn.paused {
+            return;
+        }
         let mut buf = [0u8; 64 * 1024];
         let open = loop {
             match conn.stream.read(&mut buf) {
@@ -382,7 +472,7 @@ impl Io {
                 Err(_) => break false,
             }
         };
-        if !open || flush(&mut conn.stream, &mut conn.out).is_err() {
+        if !open {
             self.remove_conn(token);
             inputs.push(NodeInput::Closed {
                 conn: conn_id(token),
@@ -417,12 +507,33 @@ impl Io {
                         }
                     }
                 }
-                NodeAction::Close { conn, reason } => {
+                NodeAction::Close {
+                    conn,
+                    reason,
+                    overload,
+                } => {
                     let token = Token(conn.0 as usize);
-                    if let Some(c) = self.conns.get(&token) {
-                        tracing::warn!(addr = %c.addr, "closing connection: {reason}");
+                    match self.conns.get(&token) {
+                        Some(c) if overload => {
+                            tracing::debug!(addr = %c.addr, "closing connection: {reason}");
+                        }
+                        Some(c) => tracing::warn!(addr = %c.addr, "closing connection: {reason}"),
+                        None => {}
                     }
                     self.remove_conn(token);
+                }
+                NodeAction::PauseReading { conn } => {
+                    if let Some(c) = self.conns.get_mut(&Token(conn.0 as usize)) {
+                        c.held = true;
+                    }
+                }
+                NodeAction::ResumeReading { conn } => {
+                    if let Some(c) = self.conns.get_mut(&Token(conn.0 as usize)) {
+                        // Read it at the end of the turn: bytes may have
+                        // arrived (edge-triggered: no event again) meanwhile.
+                        c.held = false;
+                        c.paused = true;
+                    }
                 }
                 NodeAction::Dial { to, addr } => self.dial(to, addr),
                 NodeAction::Stop { reason } => return Err(NodeError::Replica(reason)),

@@ -5,6 +5,11 @@
 //!
 //! * One task per accepted connection reads bytes and forwards them to the
 //!   node's loop; one task per connection writes what the loop queues.
+//!   The readers hand bytes over through a bounded channel, so a loop that
+//!   falls behind slows them down (and TCP slows the clients); a reader
+//!   whose connection has more than `pause_reading_above` bytes of answers
+//!   waiting reads nothing more until they drain; at most
+//!   `max_connections` are open (see `node_shell::limits`).
 //! * One task per peer the shell dials keeps an outbound connection
 //!   (reconnecting with backoff up to 1 s, starting each with the shell's
 //!   hello as of the last tick) and writes this node's Raft messages to it.
@@ -16,24 +21,36 @@
 use core_kv::StateMachine;
 use core_raft::NodeId;
 use node_shell::{
-    ConnId, FaultFile, NodeAction, NodeInput, NodeOptions, OptionsError, ReplicaNode,
+    ClientLimits, ConnId, FaultFile, NodeAction, NodeInput, NodeOptions, OptionsError, ReplicaNode,
     FAULTS_POLL_MS,
 };
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use storage::fs::{Fs, RealFs};
 use storage::{DelayedSync, DiskStorage, DiskWriter, StorageError, StorageOptions};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
-/// Frames queued for one connection before more are dropped (Raft
-/// retransmits; a client retries).
+/// Frames queued for one peer before more are dropped (Raft retransmits).
 const QUEUED_FRAMES: usize = 4096;
+
+/// Bytes queued for one accepted connection before more are dropped (a
+/// client retries). Reading pauses long before, at `pause_reading_above`;
+/// only answers to requests already taken can pile up beyond that.
+const MAX_QUEUED_BYTES: usize = 32 << 20;
+
+/// Reads handed from the connection tasks to the loop and not yet taken:
+/// with 64 KiB reads, at most 16 MiB in flight.
+const QUEUED_READS: usize = 256;
+
+/// Largest single read from a socket.
+const READ_BYTES: usize = 64 << 10;
 
 /// Why a node stopped.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +83,7 @@ pub enum NodeError {
 enum Event {
     Accepted {
         conn: ConnId,
-        writer: mpsc::Sender<Vec<u8>>,
+        writer: Writer,
         reader: JoinHandle<()>,
     },
     Received {
@@ -83,8 +100,67 @@ enum Event {
 
 /// An accepted connection as the loop sees it.
 struct Conn {
-    writer: mpsc::Sender<Vec<u8>>,
+    writer: Writer,
     reader: JoinHandle<()>,
+}
+
+/// The loop's end of an accepted connection's writer task.
+struct Writer {
+    queue: mpsc::UnboundedSender<Vec<u8>>,
+    backlog: Arc<Backlog>,
+}
+
+impl Writer {
+    /// Queue `bytes`, unless the connection already holds too many.
+    fn write(&self, bytes: Vec<u8>) {
+        let len = bytes.len();
+        if self.backlog.queued.load(Ordering::Relaxed) + len > MAX_QUEUED_BYTES {
+            return;
+        }
+        self.backlog.queued.fetch_add(len, Ordering::Relaxed);
+        if self.queue.send(bytes).is_err() {
+            self.backlog.written(len);
+        }
+    }
+}
+
+/// Answer bytes queued for one connection and not yet written, shared by
+/// the loop (which adds), the writer (which takes away) and the reader
+/// (which waits while there are too many).
+struct Backlog {
+    queued: AtomicUsize,
+    /// The shell holds the connection (as many of its requests in flight
+    /// as it may have): read nothing until it lets go.
+    held: AtomicBool,
+    drained: Notify,
+    pause_above: usize,
+}
+
+impl Backlog {
+    fn written(&self, len: usize) {
+        let before = self.queued.fetch_sub(len, Ordering::Relaxed);
+        if before > self.pause_above && before - len <= self.pause_above {
+            self.drained.notify_one();
+        }
+    }
+
+    fn hold(&self, held: bool) {
+        self.held.store(held, Ordering::Relaxed);
+        if !held {
+            self.drained.notify_one();
+        }
+    }
+
+    /// Wait until the shell lets go of the connection and the answers
+    /// queued are few enough to read more requests.
+    async fn room(&self) {
+        while self.held.load(Ordering::Relaxed)
+            || self.queued.load(Ordering::Relaxed) > self.pause_above
+        {
+            // A wake-up between the check and the wait is kept as a permit.
+            self.drained.notified().await;
+        }
+    }
 }
 
 /// Run replica `opts.id` of `sm` until `shutdown` resolves (finishing the
@@ -131,7 +207,12 @@ where
             source,
         })?;
     tracing::info!(id = opts.id, addr = %opts.address(), "serving (tokio runtime)");
+    // Two channels: connections' events through a bounded one (readers
+    // wait when the loop falls behind; Accepted, Received and Closed of a
+    // connection stay in order), the disk's and snapshot threads' through
+    // an unbounded one (they cannot wait, and there are few).
     let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
+    let (conn_events_tx, mut conn_events) = mpsc::channel::<Event>(QUEUED_READS);
     let durable_tx = events_tx.clone();
     let on_durable = move |r: Result<u64, StorageError>| {
         let _ = durable_tx.send(Event::Durable(r));
@@ -145,8 +226,8 @@ where
     };
     let mut fault_poll = tokio::time::interval(Duration::from_millis(FAULTS_POLL_MS));
     fault_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let captures = events_tx.clone();
-    tokio::spawn(accept_loop(listener, events_tx));
+    let captures = events_tx;
+    tokio::spawn(accept_loop(listener, conn_events_tx, opts.limits));
     let mut peers = Peers {
         links: BTreeMap::new(),
     };
@@ -173,6 +254,11 @@ where
                 Ok(None) => continue,
                 Err(e) => break Err(NodeError::Storage(e)),
             },
+            Some(event) = conn_events.recv() => match event_input(event, &mut conns) {
+                Ok(Some(input)) => input,
+                Ok(None) => continue,
+                Err(e) => break Err(NodeError::Storage(e)),
+            },
         };
         let actions = node.step(input);
         let mut io = LoopIo {
@@ -187,6 +273,9 @@ where
         // Step whatever else is already waiting before handing the turn's
         // persist batches to the disk thread together: they share an fsync.
         if let Err(e) = drain_queued(&mut node, &mut events, &mut io) {
+            break Err(e);
+        }
+        if let Err(e) = drain_queued(&mut node, &mut conn_events, &mut io) {
             break Err(e);
         }
         disk.flush();
@@ -240,14 +329,31 @@ struct LoopIo<'a> {
     captures: &'a mpsc::UnboundedSender<Event>,
 }
 
+/// Either kind of event channel, for [`drain_queued`].
+trait EventQueue {
+    fn try_take(&mut self) -> Option<Event>;
+}
+
+impl EventQueue for mpsc::UnboundedReceiver<Event> {
+    fn try_take(&mut self) -> Option<Event> {
+        self.try_recv().ok()
+    }
+}
+
+impl EventQueue for mpsc::Receiver<Event> {
+    fn try_take(&mut self) -> Option<Event> {
+        self.try_recv().ok()
+    }
+}
+
 /// Step the events already queued (up to [`EVENTS_PER_TURN`]).
 fn drain_queued<S: StateMachine>(
     node: &mut ReplicaNode<S>,
-    events: &mut mpsc::UnboundedReceiver<Event>,
+    events: &mut impl EventQueue,
     io: &mut LoopIo<'_>,
 ) -> Result<(), NodeError> {
     for _ in 0..EVENTS_PER_TURN {
-        let Ok(event) = events.try_recv() else {
+        let Some(event) = events.try_take() else {
             return Ok(());
         };
         if let Some(input) = event_input(event, io.conns)? {
@@ -282,13 +388,31 @@ fn carry_out<S: StateMachine>(
             NodeAction::Dial { to, addr } => peers.dial(node, to, addr),
             NodeAction::Write { conn, bytes } => {
                 if let Some(c) = conns.get(&conn) {
-                    let _ = c.writer.try_send(bytes);
+                    c.writer.write(bytes);
                 }
             }
-            NodeAction::Close { conn, reason } => {
-                tracing::warn!(%conn, "closing connection: {reason}");
+            NodeAction::Close {
+                conn,
+                reason,
+                overload,
+            } => {
+                if overload {
+                    tracing::debug!(%conn, "closing connection: {reason}");
+                } else {
+                    tracing::warn!(%conn, "closing connection: {reason}");
+                }
                 if let Some(c) = conns.remove(&conn) {
                     c.reader.abort();
+                }
+            }
+            NodeAction::PauseReading { conn } => {
+                if let Some(c) = conns.get(&conn) {
+                    c.writer.backlog.hold(true);
+                }
+            }
+            NodeAction::ResumeReading { conn } => {
+                if let Some(c) = conns.get(&conn) {
+                    c.writer.backlog.hold(false);
                 }
             }
             NodeAction::Stop { reason } => return Err(NodeError::Replica(reason)),
@@ -308,8 +432,12 @@ fn carry_out<S: StateMachine>(
     Ok(())
 }
 
-/// Accept connections and start a reader and a writer task for each.
-async fn accept_loop(listener: TcpListener, events: mpsc::UnboundedSender<Event>) {
+/// Accept connections and start a reader and a writer task for each, up
+/// to `limits.max_connections` open at once: the ones beyond are closed at
+/// once (and counted in a log line a second at most).
+async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Event>, limits: ClientLimits) {
+    let open = Arc::new(Semaphore::new(limits.max_connections));
+    let mut refused = (0usize, tokio::time::Instant::now());
     let mut next = 0u64;
     loop {
         let (stream, addr) = match listener.accept().await {
@@ -320,44 +448,108 @@ async fn accept_loop(listener: TcpListener, events: mpsc::UnboundedSender<Event>
                 continue;
             }
         };
+        let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+            drop(stream);
+            refused.0 += 1;
+            if refused.1.elapsed() >= Duration::from_secs(1) {
+                tracing::warn!(
+                    "closed {} new connections at once: {} are open, the limit",
+                    refused.0,
+                    limits.max_connections
+                );
+                refused = (0, tokio::time::Instant::now());
+            }
+            continue;
+        };
         next += 1;
         let conn = ConnId(next);
         tracing::debug!(%conn, %addr, "accepted");
         let _ = stream.set_nodelay(true);
-        let (mut read, mut write) = stream.into_split();
-        let (writer, mut queue) = mpsc::channel::<Vec<u8>>(QUEUED_FRAMES);
+        let (read, mut write) = stream.into_split();
+        let backlog = Arc::new(Backlog {
+            queued: AtomicUsize::new(0),
+            held: AtomicBool::new(false),
+            drained: Notify::new(),
+            pause_above: limits.pause_reading_above,
+        });
+        let (queue, mut queued) = mpsc::unbounded_channel::<Vec<u8>>();
+        let written = Arc::clone(&backlog);
         tokio::spawn(async move {
-            while let Some(bytes) = queue.recv().await {
-                if write.write_all(&bytes).await.is_err() {
+            while let Some(bytes) = queued.recv().await {
+                let len = bytes.len();
+                let ok = write.write_all(&bytes).await.is_ok();
+                written.written(len);
+                if !ok {
                     break;
                 }
             }
         });
-        let tx = events.clone();
-        let reader = tokio::spawn(async move {
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                match read.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        let bytes = buf[..n].to_vec();
-                        if tx.send(Event::Received { conn, bytes }).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-            let _ = tx.send(Event::Closed { conn });
-        });
+        // The reader starts once the loop has the connection: its first
+        // bytes must not overtake `Accepted` (the shell would drop them).
+        let (start, started) = tokio::sync::oneshot::channel();
+        let reader = tokio::spawn(read_conn(
+            conn,
+            read,
+            Arc::clone(&backlog),
+            events.clone(),
+            (permit, started),
+        ));
         let accepted = Event::Accepted {
             conn,
-            writer,
+            writer: Writer { queue, backlog },
             reader,
         };
-        if events.send(accepted).is_err() {
+        if events.send(accepted).await.is_err() {
             return; // The node stopped.
         }
+        let _ = start.send(());
     }
+}
+
+/// Forward what arrives on an accepted connection to the loop, then its
+/// end. Holds no buffer while the connection is idle, and reads nothing
+/// while too many answers wait for it. `open` is its place among the open
+/// connections (given back when it ends) and the signal that the loop knows
+/// the connection.
+async fn read_conn(
+    conn: ConnId,
+    read: tokio::net::tcp::OwnedReadHalf,
+    backlog: Arc<Backlog>,
+    events: mpsc::Sender<Event>,
+    open: (
+        tokio::sync::OwnedSemaphorePermit,
+        tokio::sync::oneshot::Receiver<()>,
+    ),
+) {
+    let (_place, accepted) = open;
+    if accepted.await.is_err() {
+        return; // The node stopped.
+    }
+    loop {
+        backlog.room().await;
+        if read.readable().await.is_err() {
+            break;
+        }
+        let mut buf = Vec::with_capacity(READ_BYTES);
+        match read.try_read_buf(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {
+                if buf.len() < READ_BYTES / 2 {
+                    buf.shrink_to_fit();
+                }
+                if events
+                    .send(Event::Received { conn, bytes: buf })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
+        }
+    }
+    let _ = events.send(Event::Closed { conn }).await;
 }
 
 /// The outbound links: one writer task per dialed peer.

@@ -28,7 +28,7 @@
 
 use crate::frame::{Frame, CLIENT_NODE};
 use core_kv::{
-    Clerk, ClerkAction, ClerkConfig, ClerkInput, ClerkOp, ClientId, ClientReply, Seq,
+    Clerk, ClerkAction, ClerkConfig, ClerkInput, ClerkOp, ClientId, ClientReply, Response, Seq,
     SessionOutput, SessionRequest, StateMachine,
 };
 use core_raft::NodeId;
@@ -217,6 +217,17 @@ where
                     result,
                     leader_addr,
                 })) => (id, result, leader_addr),
+                Ok(Some(Frame::Busy { id })) => {
+                    let reply = ClientReply {
+                        client: self.clerk.client(),
+                        seq: Seq(id),
+                        response: Response::Busy,
+                    };
+                    let from = NodeId(server);
+                    let actions = self.clerk.step(ClerkInput::Reply { from, reply });
+                    self.carry_out(actions, out);
+                    continue;
+                }
                 Ok(Some(_)) | Err(_) => {
                     self.decoders.remove(&server);
                     out.push(ClientAction::Close { server });

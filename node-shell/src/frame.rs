@@ -59,6 +59,13 @@ pub enum Frame<Op, Out> {
     /// the hello: which life of its data directory it is and where it
     /// listens. Checked against the cluster's membership.
     PeerIdentity(PeerIdentity),
+    /// The answer to the request with this `id` when the replica already
+    /// holds as many requests as it may (`ClientLimits`): the request was
+    /// not taken and did not take effect; retry after a back-off.
+    Busy {
+        /// The request's handle.
+        id: u64,
+    },
 }
 
 /// Who a replica is beyond its id (see [`Frame::PeerIdentity`]).

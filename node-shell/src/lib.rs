@@ -13,6 +13,7 @@ pub mod client;
 pub mod faults;
 pub mod frame;
 pub mod gate;
+pub mod limits;
 pub mod mr;
 pub mod options;
 pub mod peers;
@@ -24,6 +25,7 @@ pub use faults::{
 };
 pub use frame::{Frame, PeerIdentity, CLIENT_NODE, DEFAULT_MAX_FRAME_BYTES};
 pub use gate::{BatchId, Gated, PersistGate};
+pub use limits::{ClientLimits, HANDSHAKE_TICKS, MAX_HELLO_BYTES, PEER_RESERVE};
 pub use options::{NodeOptions, OptionsError, DEFAULT_CLUSTER};
 pub use peers::Bootstrap;
 pub use replica::{NodeAction, NodeConfig, NodeInput, ReplicaNode};

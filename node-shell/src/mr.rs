@@ -30,6 +30,17 @@ use wire::{encode_frame, Decoder, Hello};
 /// peer can make the coordinator buffer.
 pub const MAX_FRAME_BYTES: u32 = 1024 * 1024;
 
+/// Connections a coordinator keeps open at once; drivers close the ones
+/// they accept beyond it. With [`MAX_FRAME_BYTES`] per unfinished frame
+/// and [`MAX_QUEUED_BYTES`] per connection, a flood of connections costs
+/// the coordinator at most about 1 GiB, whatever they send.
+pub const MAX_CONNECTIONS: usize = 512;
+
+/// Answer bytes queued for one connection beyond which the coordinator
+/// closes it: a worker reads each answer before it asks again, so a queue
+/// this long means the other end does not read at all.
+pub const MAX_QUEUED_BYTES: usize = MAX_FRAME_BYTES as usize;
+
 /// Node id the coordinator presents in its handshake (workers ignore it).
 pub const COORDINATOR_NODE: u64 = 0;
 

@@ -2,6 +2,7 @@
 //! shell and replica configurations derived from them.
 
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
+use crate::limits::ClientLimits;
 use crate::peers::Bootstrap;
 use crate::replica::NodeConfig;
 use core_kv::RsmConfig;
@@ -48,6 +49,9 @@ pub struct NodeOptions {
     pub max_raft_state: Option<usize>,
     /// Largest frame accepted or sent on any connection.
     pub max_frame_bytes: u32,
+    /// What the node holds for its clients at most (requests in flight,
+    /// unfinished frames, queued answers, connections).
+    pub limits: ClientLimits,
     /// Obey the fault-injection control file in the data directory
     /// ([`crate::faults`]): for tests of real clusters only, off by default.
     pub fault_injection: bool,
@@ -127,6 +131,7 @@ impl NodeOptions {
             tick_ms: core_raft::DEFAULT_TICK_MS,
             max_raft_state: Some(1 << 20),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            limits: ClientLimits::default(),
             fault_injection: false,
         }
     }
@@ -191,6 +196,7 @@ impl NodeOptions {
             cluster: self.cluster,
             protocol: self.protocol,
             max_frame_bytes: self.max_frame_bytes,
+            limits: self.limits.within_frame(self.max_frame_bytes),
         }
     }
 

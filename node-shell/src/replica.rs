@@ -34,6 +34,7 @@ use crate::admin::{AdminReply, AdminRequest, NodeStatus};
 use crate::faults::LinkFaults;
 use crate::frame::{Frame, PeerIdentity, CLIENT_NODE};
 use crate::gate::{BatchId, PersistGate};
+use crate::limits::{ClientLimits, HANDSHAKE_TICKS, MAX_HELLO_BYTES};
 use crate::peers::{Bootstrap, PeerBook};
 use crate::ConnId;
 use core_kv::{
@@ -49,6 +50,10 @@ use wire::{encode_frame, Decoder, Hello};
 /// Ticks between "still waiting" log lines of a node that is not yet in a
 /// cluster (5 s at 10 ms ticks).
 const WAITING_LOG_TICKS: u64 = 500;
+
+/// Ticks between log lines summing up connections closed at the limits
+/// (1 s at 10 ms ticks).
+const OVERLOAD_LOG_TICKS: u64 = 100;
 
 /// Submission ids from this one up are changes no client waits for (the
 /// automatic additions of bootstrap peers, and `NodeInput::Change`).
@@ -71,6 +76,8 @@ pub struct NodeConfig {
     pub protocol: u32,
     /// Largest frame accepted or sent.
     pub max_frame_bytes: u32,
+    /// What the node holds for its clients at most.
+    pub limits: ClientLimits,
 }
 
 /// Everything that can happen to a replica node.
@@ -150,12 +157,30 @@ pub enum NodeAction {
         /// Its address.
         addr: String,
     },
-    /// Close an accepted connection; log `reason`.
+    /// Read nothing more from this accepted connection until
+    /// [`NodeAction::ResumeReading`]: it has as many requests in flight
+    /// as it may (`ClientLimits::max_in_flight_per_connection`). Bytes
+    /// already received are kept; TCP's flow control makes the client
+    /// wait.
+    PauseReading {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Read from this connection again.
+    ResumeReading {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Close an accepted connection; log `reason` (at debug level when
+    /// `overload`: the node logs a count of those once a second itself, so
+    /// that a flood of clients does not flood the log too).
     Close {
         /// The connection.
         conn: ConnId,
         /// Why, for the log.
         reason: String,
+        /// Closed to stay within the node's limits (`ClientLimits`).
+        overload: bool,
     },
     /// Only with `RsmConfig::capture_off_loop`: encode this snapshot
     /// capture away from the event loop ([`SnapshotJob::run`], on a worker
@@ -191,6 +216,13 @@ enum Role {
 struct Conn {
     decoder: Decoder,
     role: Role,
+    /// This connection's share of `ReplicaNode::unfinished_bytes`.
+    unfinished: usize,
+    /// Its requests taken and not yet answered.
+    in_flight: usize,
+    /// Reading is paused ([`NodeAction::PauseReading`]) until an answer
+    /// makes room.
+    paused: bool,
 }
 
 /// A replica node: the replica, its connections and its unanswered clients.
@@ -198,8 +230,25 @@ pub struct ReplicaNode<S: StateMachine> {
     config: NodeConfig,
     replica: Rsm<S>,
     conns: BTreeMap<ConnId, Conn>,
-    /// Submissions in flight: submission id -> (connection, client's id).
-    pending: BTreeMap<u64, (ConnId, u64)>,
+    /// Submissions in flight: submission id -> (connection, client's id,
+    /// request frame bytes).
+    pending: BTreeMap<u64, (ConnId, u64, usize)>,
+    /// The frame bytes of `pending`.
+    pending_bytes: usize,
+    /// Bytes of unfinished frames buffered on connections that are not
+    /// (yet) from a known peer.
+    unfinished_bytes: usize,
+    /// Connections that said they are clients.
+    clients: usize,
+    /// Paused connections that an answer has made room on: their buffered
+    /// requests are decoded, and reading resumes, at the end of the step.
+    unpaused: BTreeSet<ConnId>,
+    /// Connections closed at the limits since the last log line, and the
+    /// first one's reason.
+    overload_closes: (u64, String),
+    /// Accepted connections in order, with the tick by which each must
+    /// have finished its handshake.
+    handshakes: std::collections::VecDeque<(u64, ConnId)>,
     /// Operators' changes in flight, likewise.
     changes: BTreeMap<u64, (ConnId, u64)>,
     next_submission: u64,
@@ -268,6 +317,12 @@ impl<S: StateMachine> ReplicaNode<S> {
             config,
             conns: BTreeMap::new(),
             pending: BTreeMap::new(),
+            pending_bytes: 0,
+            unfinished_bytes: 0,
+            clients: 0,
+            overload_closes: (0, String::new()),
+            unpaused: BTreeSet::new(),
+            handshakes: std::collections::VecDeque::new(),
             changes: BTreeMap::new(),
             next_submission: 0,
             next_own_change: OWN_CHANGES,
@@ -391,25 +446,33 @@ impl<S: StateMachine> ReplicaNode<S> {
             NodeInput::Tick => {
                 self.ticks += 1;
                 self.replica_step(RsmInput::Tick);
+                self.end_slow_handshakes();
+                self.log_overload();
                 self.check_own_identity();
                 self.change_membership_on_its_own();
                 self.dial_new_peers();
                 self.log_if_waiting();
             }
             NodeInput::Accepted { conn } => {
-                let decoder = Decoder::new(self.config.max_frame_bytes);
+                // Nothing but a hello until the handshake is done.
+                let decoder = Decoder::new(MAX_HELLO_BYTES);
                 let fresh = Conn {
                     decoder,
                     role: Role::Unknown,
+                    unfinished: 0,
+                    in_flight: 0,
+                    paused: false,
                 };
-                if self.conns.insert(conn, fresh).is_some() {
+                if self.conns.contains_key(&conn) {
                     tracing::warn!(%conn, "connection handle reused while open; starting it afresh");
+                    self.forget(conn);
                 }
+                self.conns.insert(conn, fresh);
+                self.handshakes
+                    .push_back((self.ticks + HANDSHAKE_TICKS, conn));
             }
             NodeInput::Received { conn, bytes } => self.received(conn, &bytes),
-            NodeInput::Closed { conn } => {
-                self.conns.remove(&conn);
-            }
+            NodeInput::Closed { conn } => self.forget(conn),
             NodeInput::Persisted { batch } => {
                 let ready = self.gate.persisted(batch);
                 self.carry_out(ready);
@@ -424,7 +487,23 @@ impl<S: StateMachine> ReplicaNode<S> {
                 self.replica_step(RsmInput::Captured { index, data });
             }
         }
+        self.resume_unpaused();
         std::mem::take(&mut self.out)
+    }
+
+    /// Resume reading the paused connections that answers made room on,
+    /// first decoding the requests they had already sent.
+    fn resume_unpaused(&mut self) {
+        while let Some(conn) = self.unpaused.pop_first() {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            c.paused = false;
+            self.received(conn, &[]);
+            if self.conns.get(&conn).is_some_and(|c| !c.paused) {
+                self.out.push(NodeAction::ResumeReading { conn });
+            }
+        }
     }
 
     /// Decode what arrived on `conn` and act on every whole frame.
@@ -446,11 +525,64 @@ impl<S: StateMachine> ReplicaNode<S> {
             };
             match next {
                 Ok(true) => {}
-                Ok(false) => return,
+                Ok(false) => break,
                 Err(reason) => {
                     self.close(conn, reason);
                     return;
                 }
+            }
+        }
+        self.count_unfinished(conn);
+    }
+
+    /// Count what is left in `conn`'s decoder (an unfinished frame) toward
+    /// the bytes held for connections not known as peers; past
+    /// `max_unfinished_bytes`, close it.
+    fn count_unfinished(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let now = match c.role {
+            Role::Peer(_) => 0,
+            _ => c.decoder.buffered(),
+        };
+        self.unfinished_bytes = self.unfinished_bytes - c.unfinished + now;
+        c.unfinished = now;
+        let max = self.config.limits.max_unfinished_bytes;
+        if now > 0 && self.unfinished_bytes > max {
+            let reason = format!(
+                "clients hold {} bytes of unfinished requests, more than the limit of \
+                 {max}; this connection's {now} are dropped",
+                self.unfinished_bytes
+            );
+            self.close_overloaded(conn, reason);
+        }
+    }
+
+    /// Drop the bookkeeping of a connection that ended.
+    fn forget(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.remove(&conn) {
+            self.unfinished_bytes -= c.unfinished;
+            if c.role == Role::Client {
+                self.clients -= 1;
+            }
+        }
+    }
+
+    /// Close the connections whose handshake did not finish in time.
+    fn end_slow_handshakes(&mut self) {
+        while let Some(&(deadline, conn)) = self.handshakes.front() {
+            if deadline > self.ticks {
+                return;
+            }
+            self.handshakes.pop_front();
+            let unfinished = self
+                .conns
+                .get(&conn)
+                .is_some_and(|c| matches!(c.role, Role::Unknown | Role::PeerHello(_)));
+            if unfinished {
+                let reason = format!("no handshake within {HANDSHAKE_TICKS} ticks");
+                self.close_overloaded(conn, reason);
             }
         }
     }
@@ -469,11 +601,21 @@ impl<S: StateMachine> ReplicaNode<S> {
         // leader's messages from non-members; identities are checked next.
         ours.check(&hello, |n| n != self.config.id.0)
             .map_err(|e| format!("refused: {e}"))?;
-        c.role = if hello.node == CLIENT_NODE {
-            Role::Client
+        if hello.node == CLIENT_NODE {
+            let max = self.config.limits.max_clients();
+            if self.clients >= max {
+                let reason = format!("{max} clients are connected, the limit (--max-connections)");
+                self.close_overloaded(conn, reason);
+                return Ok(false);
+            }
+            self.clients += 1;
+            c.role = Role::Client;
+            let limits = self.config.limits.within_frame(self.config.max_frame_bytes);
+            c.decoder.set_max_frame_bytes(limits.max_request_bytes);
         } else {
-            Role::PeerHello(NodeId(hello.node))
-        };
+            c.role = Role::PeerHello(NodeId(hello.node));
+            c.decoder.set_max_frame_bytes(self.config.max_frame_bytes);
+        }
         Ok(true)
     }
 
@@ -566,21 +708,47 @@ impl<S: StateMachine> ReplicaNode<S> {
     /// One frame from a client: only requests are expected.
     fn client_frame(&mut self, conn: ConnId) -> Result<bool, String> {
         let c = self.conns.get_mut(&conn).expect("caller checked");
-        match c.decoder.next_message::<Frame<S::Op, S::Output>>() {
+        if c.in_flight >= self.config.limits.max_in_flight_per_connection {
+            // Decode no more until an answer makes room; the driver stops
+            // reading, so what waits is at most one read's worth.
+            if !c.paused {
+                c.paused = true;
+                self.out.push(NodeAction::PauseReading { conn });
+            }
+            return Ok(false);
+        }
+        let buffered = c.decoder.buffered();
+        let frame = c.decoder.next_message::<Frame<S::Op, S::Output>>();
+        let frame_bytes = buffered - c.decoder.buffered();
+        match frame {
             Ok(None) => Ok(false),
+            Ok(Some(Frame::Request { id, .. })) if self.full(frame_bytes) => {
+                let frame: Frame<S::Op, S::Output> = Frame::Busy { id };
+                if let Some(bytes) = self.encode(&frame) {
+                    self.out.push(NodeAction::Write { conn, bytes });
+                }
+                Ok(true)
+            }
             Ok(Some(Frame::Request { id, .. })) if !self.open_for_clients() => {
                 // Not "not leader" with a hint: the client should wait and
                 // try again, not chase anyone.
                 self.next_submission += 1;
                 let sub = self.next_submission;
-                self.pending.insert(sub, (conn, id));
+                self.pending.insert(sub, (conn, id, 0));
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.in_flight += 1;
+                }
                 self.reply(sub, Err(NotLeader { leader_hint: None }));
                 Ok(true)
             }
             Ok(Some(Frame::Request { id, op })) => {
                 self.next_submission += 1;
                 let sub = self.next_submission;
-                self.pending.insert(sub, (conn, id));
+                self.pending.insert(sub, (conn, id, frame_bytes));
+                self.pending_bytes += frame_bytes;
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.in_flight += 1;
+                }
                 self.replica_step(RsmInput::Submit { id: sub, op });
                 Ok(true)
             }
@@ -593,11 +761,30 @@ impl<S: StateMachine> ReplicaNode<S> {
         }
     }
 
+    /// Whether taking one more request of `bytes` would pass the limits on
+    /// requests in flight (operators' changes count too).
+    fn full(&self, bytes: usize) -> bool {
+        let limits = &self.config.limits;
+        self.pending.len() + self.changes.len() >= limits.max_pending_requests
+            || (self.pending_bytes + bytes > limits.max_pending_bytes && !self.pending.is_empty())
+    }
+
     /// An operator's request: the status at once, a change through Raft.
     fn admin(&mut self, conn: ConnId, id: u64, request: AdminRequest) {
         match request {
             AdminRequest::Status => {
                 let reply = AdminReply::Status(Box::new(self.status()));
+                self.write_admin_reply(conn, id, reply);
+            }
+            AdminRequest::Change(_) if self.full(0) => {
+                let outcome = ChangeOutcome::Refused {
+                    reason: "the node is at its limit of requests in flight".into(),
+                    retry: true,
+                };
+                let reply = AdminReply::Changed {
+                    outcome,
+                    leader_addr: None,
+                };
                 self.write_admin_reply(conn, id, reply);
             }
             AdminRequest::Change(change) => {
@@ -758,8 +945,37 @@ impl<S: StateMachine> ReplicaNode<S> {
     }
 
     fn close(&mut self, conn: ConnId, reason: String) {
-        self.conns.remove(&conn);
-        self.out.push(NodeAction::Close { conn, reason });
+        self.forget(conn);
+        let overload = false;
+        self.out.push(NodeAction::Close {
+            conn,
+            reason,
+            overload,
+        });
+    }
+
+    /// Close `conn` to stay within the limits: counted, and summed up in
+    /// the log once a second.
+    fn close_overloaded(&mut self, conn: ConnId, reason: String) {
+        if self.overload_closes.0 == 0 {
+            self.overload_closes.1 = reason.clone();
+        }
+        self.overload_closes.0 += 1;
+        self.forget(conn);
+        let overload = true;
+        self.out.push(NodeAction::Close {
+            conn,
+            reason,
+            overload,
+        });
+    }
+
+    /// Once a second: how many connections were closed at the limits.
+    fn log_overload(&mut self) {
+        if self.ticks.is_multiple_of(OVERLOAD_LOG_TICKS) && self.overload_closes.0 > 0 {
+            let (n, example) = std::mem::take(&mut self.overload_closes);
+            tracing::warn!(node = %self.config.id, "closed {n} client connections at the node's limits, for example: {example}");
+        }
     }
 
     /// Step the replica and pass its actions through the gate.
@@ -808,9 +1024,16 @@ impl<S: StateMachine> ReplicaNode<S> {
     }
 
     fn reply(&mut self, submission: u64, result: Result<S::Output, NotLeader>) {
-        let Some((conn, id)) = self.pending.remove(&submission) else {
+        let Some((conn, id, bytes)) = self.pending.remove(&submission) else {
             return;
         };
+        self.pending_bytes -= bytes;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.in_flight -= 1;
+            if c.paused {
+                self.unpaused.insert(conn);
+            }
+        }
         if !self.conns.contains_key(&conn) {
             return; // The client left; it will retry elsewhere.
         }

@@ -27,6 +27,7 @@ fn node() -> ReplicaNode<KvStore> {
         cluster: CLUSTER,
         protocol: KV_PROTOCOL_VERSION,
         max_frame_bytes: MAX,
+        limits: node_shell::ClientLimits::default(),
     };
     let rsm = RsmConfig::new(Config::new(NodeId(1), ids));
     ReplicaNode::restore(config, rsm, Durable::default(), KvStore::default()).unwrap()

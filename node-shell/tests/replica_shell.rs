@@ -18,6 +18,14 @@ const MAX: u32 = 1 << 20;
 const CLUSTER: u64 = 9;
 
 fn node(id: u64, members: u64) -> ReplicaNode<KvStore> {
+    node_with_limits(id, members, node_shell::ClientLimits::default())
+}
+
+fn node_with_limits(
+    id: u64,
+    members: u64,
+    limits: node_shell::ClientLimits,
+) -> ReplicaNode<KvStore> {
     let ids: Vec<NodeId> = (1..=members).map(NodeId).collect();
     let config = NodeConfig {
         id: NodeId(id),
@@ -26,6 +34,7 @@ fn node(id: u64, members: u64) -> ReplicaNode<KvStore> {
         cluster: CLUSTER,
         protocol: KV_PROTOCOL_VERSION,
         max_frame_bytes: MAX,
+        limits,
     };
     let rsm = RsmConfig::new(Config::new(NodeId(id), ids));
     ReplicaNode::restore(config, rsm, Durable::default(), KvStore::default()).unwrap()
@@ -191,7 +200,9 @@ fn handshakes_are_checked_and_refusals_name_the_reason() {
         n.step(NodeInput::Accepted { conn });
         let out = n.step(NodeInput::Received { conn, bytes });
         match out.as_slice() {
-            [NodeAction::Close { conn: c, reason }] => {
+            [NodeAction::Close {
+                conn: c, reason, ..
+            }] => {
                 assert_eq!(*c, conn);
                 assert!(
                     reason.contains(why),
@@ -277,6 +288,7 @@ fn peer_node(id: u64, peers: u64) -> ReplicaNode<KvStore> {
         cluster: CLUSTER,
         protocol: KV_PROTOCOL_VERSION,
         max_frame_bytes: MAX,
+        limits: node_shell::ClientLimits::default(),
     };
     let rsm = RsmConfig::new(Config::new(NodeId(id), Vec::new()));
     ReplicaNode::restore(config, rsm, Durable::default(), KvStore::default()).unwrap()
@@ -445,7 +457,7 @@ fn a_wiped_member_is_refused_under_its_old_id_and_stops_itself() {
     let reason = out
         .iter()
         .find_map(|a| match a {
-            NodeAction::Close { conn, reason } if *conn == ConnId(9) => Some(reason.clone()),
+            NodeAction::Close { conn, reason, .. } if *conn == ConnId(9) => Some(reason.clone()),
             _ => None,
         })
         .expect("the connection is refused");
@@ -477,6 +489,7 @@ fn a_wiped_member_is_refused_under_its_old_id_and_stops_itself() {
         cluster: CLUSTER,
         protocol: KV_PROTOCOL_VERSION,
         max_frame_bytes: MAX,
+        limits: node_shell::ClientLimits::default(),
     };
     let durable = Durable {
         snapshot: Some(core_raft::Snapshot {
@@ -619,4 +632,325 @@ fn a_wiped_node_learns_it_from_the_first_peer_that_dials_it() {
         bytes: peer_hello_expecting(1, 101, "h:1", true, 102),
     });
     assert_eq!(stop_reason(&out), None, "{out:?}");
+}
+
+fn writes_to(actions: &[NodeAction], conn: ConnId) -> Vec<Frame<ClientRequest, Outcome>> {
+    let mut decoder = wire::Decoder::new(MAX);
+    for a in actions {
+        if let NodeAction::Write { conn: c, bytes } = a {
+            if *c == conn {
+                decoder.push(bytes);
+            }
+        }
+    }
+    std::iter::from_fn(|| decoder.next_message().unwrap()).collect()
+}
+
+fn closed(actions: &[NodeAction], conn: ConnId) -> Option<&str> {
+    actions.iter().find_map(|a| match a {
+        NodeAction::Close {
+            conn: c, reason, ..
+        } if *c == conn => Some(reason.as_str()),
+        _ => None,
+    })
+}
+
+fn client_conn(n: &mut ReplicaNode<KvStore>, conn: ConnId) {
+    n.step(NodeInput::Accepted { conn });
+    let bytes = hello(KV_PROTOCOL_VERSION, CLUSTER, CLIENT_NODE);
+    assert!(n.step(NodeInput::Received { conn, bytes }).is_empty());
+}
+
+/// Bounded memory (issue 12): a node takes at most `max_pending_requests`
+/// requests at once. One more is answered `Busy` at once, without being
+/// submitted (no persist, no log entry); once the earlier ones are
+/// answered, requests are taken again.
+#[test]
+fn requests_beyond_the_pending_limit_are_answered_busy_unseen() {
+    let limits = node_shell::ClientLimits {
+        max_pending_requests: 2,
+        ..Default::default()
+    };
+    let mut n = node_with_limits(1, 1, limits);
+    elected(&mut n);
+    let conn = ConnId(3);
+    client_conn(&mut n, conn);
+    let last = n.replica().raft().last_index();
+    let set = |i: u64| Op::Set {
+        key: format!("k{i}"),
+        value: "v".into(),
+    };
+    // Two requests are taken and wait for their persists.
+    let mut held = Vec::new();
+    for seq in 1..=2 {
+        held.extend(n.step(NodeInput::Received {
+            conn,
+            bytes: request(seq, set(seq)),
+        }));
+    }
+    assert_eq!(n.pending(), 2);
+    assert_eq!(n.replica().raft().last_index().0, last.0 + 2);
+    // The third is refused unseen.
+    let actions = n.step(NodeInput::Received {
+        conn,
+        bytes: request(3, set(3)),
+    });
+    assert_eq!(writes_to(&actions, conn), vec![Frame::Busy { id: 3 }]);
+    assert_eq!(n.pending(), 2);
+    assert_eq!(
+        n.replica().raft().last_index().0,
+        last.0 + 2,
+        "not in the log"
+    );
+    // The first two are answered; then a request is taken again.
+    let released = persist_all(&mut n, held);
+    assert_eq!(writes_to(&released, conn).len(), 2, "{released:?}");
+    assert_eq!(n.pending(), 0);
+    let actions = n.step(NodeInput::Received {
+        conn,
+        bytes: request(3, set(3)),
+    });
+    let answers = writes_to(&persist_all(&mut n, actions), conn);
+    assert!(
+        matches!(
+            answers.as_slice(),
+            [Frame::Reply {
+                id: 3,
+                result: Ok(Outcome::Ok),
+                ..
+            }]
+        ),
+        "{answers:?}"
+    );
+}
+
+/// The byte bound on pending requests works the same way, and a lone
+/// request larger than it still fits (so no request is refused forever).
+#[test]
+fn pending_request_bytes_are_bounded_too() {
+    let big = |seq: u64| {
+        request(
+            seq,
+            Op::Set {
+                key: format!("k{seq}"),
+                value: "x".repeat(3000),
+            },
+        )
+    };
+    let limits = node_shell::ClientLimits {
+        max_pending_bytes: 4000,
+        ..Default::default()
+    };
+    let mut n = node_with_limits(1, 1, limits);
+    elected(&mut n);
+    let conn = ConnId(3);
+    client_conn(&mut n, conn);
+    let held = n.step(NodeInput::Received {
+        conn,
+        bytes: big(1),
+    });
+    assert_eq!(n.pending(), 1);
+    let actions = n.step(NodeInput::Received {
+        conn,
+        bytes: big(2),
+    });
+    assert_eq!(writes_to(&actions, conn), vec![Frame::Busy { id: 2 }]);
+    persist_all(&mut n, held);
+    n.step(NodeInput::Received {
+        conn,
+        bytes: big(2),
+    });
+    assert_eq!(n.pending(), 1, "taken once the first is answered");
+}
+
+/// A handshake is a few dozen bytes: a connection that claims a larger
+/// first frame is closed before the node buffers it; a client's request
+/// larger than `max_request_bytes` likewise.
+#[test]
+fn oversized_hellos_and_requests_close_the_connection_before_buffering() {
+    let limits = node_shell::ClientLimits {
+        max_request_bytes: 1000,
+        ..Default::default()
+    };
+    let mut n = node_with_limits(1, 1, limits);
+    elected(&mut n);
+    let conn = ConnId(3);
+    n.step(NodeInput::Accepted { conn });
+    let mut claim = (node_shell::MAX_HELLO_BYTES + 1).to_be_bytes().to_vec();
+    claim.extend([0u8; 16]);
+    let actions = n.step(NodeInput::Received { conn, bytes: claim });
+    assert!(closed(&actions, conn).is_some(), "{actions:?}");
+
+    let conn = ConnId(4);
+    client_conn(&mut n, conn);
+    let bytes = request(
+        1,
+        Op::Set {
+            key: "k".into(),
+            value: "x".repeat(2000),
+        },
+    );
+    let actions = n.step(NodeInput::Received {
+        conn,
+        bytes: bytes[..100].to_vec(),
+    });
+    assert!(closed(&actions, conn).is_some(), "{actions:?}");
+    assert_eq!(n.pending(), 0);
+}
+
+/// Clients that send half a frame and stop hold at most
+/// `max_unfinished_bytes` between them: the one that passes the bound is
+/// closed, the others keep their place, and closing one frees its share.
+#[test]
+fn unfinished_frames_across_connections_are_bounded() {
+    let limits = node_shell::ClientLimits {
+        max_unfinished_bytes: 2500,
+        ..Default::default()
+    };
+    let mut n = node_with_limits(1, 1, limits);
+    elected(&mut n);
+    let half = |seq: u64| {
+        let bytes = request(
+            seq,
+            Op::Set {
+                key: format!("k{seq}"),
+                value: "x".repeat(2000),
+            },
+        );
+        bytes[..1000].to_vec()
+    };
+    for c in 1..=2 {
+        client_conn(&mut n, ConnId(c));
+        let actions = n.step(NodeInput::Received {
+            conn: ConnId(c),
+            bytes: half(c),
+        });
+        assert!(closed(&actions, ConnId(c)).is_none(), "{actions:?}");
+    }
+    client_conn(&mut n, ConnId(3));
+    let actions = n.step(NodeInput::Received {
+        conn: ConnId(3),
+        bytes: half(3),
+    });
+    let reason = closed(&actions, ConnId(3)).expect("the third is closed");
+    assert!(reason.contains("unfinished"), "{reason}");
+    // Once one of the first two leaves, another half frame fits.
+    n.step(NodeInput::Closed { conn: ConnId(1) });
+    client_conn(&mut n, ConnId(4));
+    let actions = n.step(NodeInput::Received {
+        conn: ConnId(4),
+        bytes: half(4),
+    });
+    assert!(closed(&actions, ConnId(4)).is_none(), "{actions:?}");
+}
+
+/// Clients may hold all connections but `PEER_RESERVE`: one more client is
+/// closed after its hello, while a peer still gets in; and a connection
+/// that never finishes its handshake is closed after `HANDSHAKE_TICKS`.
+#[test]
+fn clients_leave_room_for_peers_and_handshakes_have_a_deadline() {
+    let limits = node_shell::ClientLimits {
+        max_connections: node_shell::PEER_RESERVE + 2,
+        ..Default::default()
+    };
+    let mut n = node_with_limits(1, 3, limits);
+    client_conn(&mut n, ConnId(1));
+    client_conn(&mut n, ConnId(2));
+    n.step(NodeInput::Accepted { conn: ConnId(3) });
+    let bytes = hello(KV_PROTOCOL_VERSION, CLUSTER, CLIENT_NODE);
+    let actions = n.step(NodeInput::Received {
+        conn: ConnId(3),
+        bytes,
+    });
+    let reason = closed(&actions, ConnId(3)).expect("a third client is refused");
+    assert!(reason.contains("clients are connected"), "{reason}");
+    // A peer is not a client.
+    n.step(NodeInput::Accepted { conn: ConnId(4) });
+    let actions = n.step(NodeInput::Received {
+        conn: ConnId(4),
+        bytes: peer_hello(2, 0, "", true),
+    });
+    assert!(closed(&actions, ConnId(4)).is_none(), "{actions:?}");
+    // A client that leaves frees its place.
+    n.step(NodeInput::Closed { conn: ConnId(1) });
+    client_conn(&mut n, ConnId(5));
+
+    // Silence after accepting: closed once the handshake's time is up, and
+    // not before; finished handshakes are left alone.
+    n.step(NodeInput::Accepted { conn: ConnId(6) });
+    let mut closed_at = None;
+    for tick in 1..=node_shell::HANDSHAKE_TICKS + 1 {
+        let actions = n.step(NodeInput::Tick);
+        for c in [2, 4, 5] {
+            assert!(
+                closed(&actions, ConnId(c)).is_none(),
+                "conn {c} closed at {tick}"
+            );
+        }
+        if closed(&actions, ConnId(6)).is_some() {
+            closed_at = Some(tick);
+        }
+    }
+    assert_eq!(closed_at, Some(node_shell::HANDSHAKE_TICKS));
+}
+
+/// A connection with `max_in_flight_per_connection` requests taken is held:
+/// the node takes no more of its requests (it says `PauseReading`, and the
+/// requests that had arrived wait, undecoded) until an answer makes room;
+/// then it takes the waiting ones and says `ResumeReading`. No request is
+/// refused or lost: this is back-pressure, not an error.
+#[test]
+fn a_connection_at_its_in_flight_limit_is_paused_then_resumed() {
+    let limits = node_shell::ClientLimits {
+        max_in_flight_per_connection: 2,
+        ..Default::default()
+    };
+    let mut n = node_with_limits(1, 1, limits);
+    elected(&mut n);
+    let conn = ConnId(3);
+    client_conn(&mut n, conn);
+    let mut bytes = Vec::new();
+    for seq in 1..=3 {
+        bytes.extend(request(
+            seq,
+            Op::Set {
+                key: format!("k{seq}"),
+                value: "v".into(),
+            },
+        ));
+    }
+    let actions = n.step(NodeInput::Received { conn, bytes });
+    assert_eq!(n.pending(), 2, "two taken, the third waits");
+    let pauses = |a: &[NodeAction]| {
+        a.iter()
+            .filter(|a| matches!(a, NodeAction::PauseReading { conn: c } if *c == conn))
+            .count()
+    };
+    let resumes = |a: &[NodeAction]| {
+        a.iter()
+            .filter(|a| matches!(a, NodeAction::ResumeReading { conn: c } if *c == conn))
+            .count()
+    };
+    assert_eq!(pauses(&actions), 1, "{actions:?}");
+    assert!(writes_to(&actions, conn).is_empty(), "no busy answer");
+    // The answers make room: the third is taken and reading resumes.
+    let released = persist_all(&mut n, actions);
+    assert_eq!(resumes(&released), 1, "{released:?}");
+    let released = persist_all(&mut n, released);
+    let mut ids: Vec<u64> = writes_to(&released, conn)
+        .into_iter()
+        .filter_map(|f| match f {
+            Frame::Reply {
+                id, result: Ok(_), ..
+            } => Some(id),
+            _ => None,
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        vec![1, 2, 3],
+        "every request answered once: {released:?}"
+    );
+    assert_eq!(n.pending(), 0);
 }

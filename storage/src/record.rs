@@ -193,9 +193,17 @@ pub fn decode(bytes: &[u8], at: usize) -> Frame {
     }
     let available = rest.len() - HEADER_BYTES;
     if len > available {
-        return Frame::Torn(format!(
-            "record claims {len} payload bytes but only {available} remain"
-        ));
+        let what = format!("record claims {len} payload bytes but only {available} remain");
+        // A torn final append holds nothing whole after its header; a whole
+        // record there means this length field was damaged in place (a
+        // bit flip), and taking it for a torn tail would drop synced
+        // records.
+        return match whole_record_within(rest, HEADER_BYTES) {
+            Some(o) => Frame::Corrupt(format!(
+                "{what}, yet a whole record starts {o} bytes further on: the length is damaged"
+            )),
+            None => Frame::Torn(what),
+        };
     }
     let payload = &rest[HEADER_BYTES..HEADER_BYTES + len];
     let actual = crc32fast::hash(payload);
@@ -221,6 +229,35 @@ pub fn decode(bytes: &[u8], at: usize) -> Frame {
             "payload passed its checksum but does not decode as a record: {e}"
         )),
     }
+}
+
+/// Most payload bytes [`whole_record_within`] checksums before it gives up
+/// (and the caller keeps the torn-tail reading): keeps recovery linear.
+const MAX_SCAN_BYTES: usize = 64 << 20;
+
+/// The offset within `rest`, from `from` on, of the first whole record
+/// (length in range, checksum right, payload decodes), if any.
+fn whole_record_within(rest: &[u8], from: usize) -> Option<usize> {
+    let mut budget = MAX_SCAN_BYTES;
+    for o in from..rest.len().saturating_sub(HEADER_BYTES) {
+        let len = u32::from_le_bytes(rest[o..o + 4].try_into().expect("4 bytes")) as usize;
+        let end = o + HEADER_BYTES + len;
+        if len == 0 || len > MAX_RECORD_BYTES || end > rest.len() {
+            continue;
+        }
+        if len > budget {
+            return None;
+        }
+        budget -= len;
+        let crc = u32::from_le_bytes(rest[o + 4..o + 8].try_into().expect("4 bytes"));
+        let payload = &rest[o + HEADER_BYTES..end];
+        if crc32fast::hash(payload) == crc
+            && matches!(postcard::take_from_bytes::<Record>(payload), Ok((_, [])))
+        {
+            return Some(o);
+        }
+    }
+    None
 }
 
 /// True if a sector overlapping `bytes[from..to]` reads as a sector a crash
@@ -316,6 +353,38 @@ mod tests {
         let (mut buf, second) = three_records();
         buf[1024..1535].fill(0);
         assert!(matches!(decode(&buf, second), Frame::Corrupt(_)));
+    }
+
+    /// A flipped bit in a length field that makes a record reach past the
+    /// end of the data reads like a torn final append, but whole records
+    /// follow it: corruption, not a tail to cut (which would drop them).
+    #[test]
+    fn a_damaged_length_with_records_after_it_is_corruption() {
+        let (mut buf, second) = three_records();
+        // The second record's length now reaches past the end.
+        buf[second + 1] ^= 0x5a;
+        match decode(&buf, second) {
+            Frame::Corrupt(what) => assert!(what.contains("damaged"), "{what}"),
+            other => panic!("{other:?}"),
+        }
+        // A genuinely cut last record is still torn.
+        let (buf, _) = three_records();
+        let last_start = {
+            let mut at = 0;
+            let mut starts = Vec::new();
+            while at < buf.len() {
+                starts.push(at);
+                match decode(&buf, at) {
+                    Frame::Record(_, len) => at += len,
+                    other => panic!("{other:?}"),
+                }
+            }
+            *starts.last().unwrap()
+        };
+        assert!(matches!(
+            decode(&buf[..buf.len() - 2], last_start),
+            Frame::Torn(_)
+        ));
     }
 
     #[test]

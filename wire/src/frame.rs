@@ -139,6 +139,12 @@ impl Decoder {
         }
     }
 
+    /// From now on accept payloads of at most `max_frame_bytes` (for
+    /// example a small limit for a handshake, then the connection's own).
+    pub fn set_max_frame_bytes(&mut self, max_frame_bytes: u32) {
+        self.max_frame_bytes = max_frame_bytes;
+    }
+
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);

@@ -98,6 +98,22 @@ enum Command {
         /// so a state of any size fits through it.
         #[arg(long, default_value_t = node_shell::DEFAULT_MAX_FRAME_BYTES, value_parser = clap::value_parser!(u32).range(4096..))]
         max_frame_bytes: u32,
+        /// Connections (clients and peers) open at once; new ones beyond it
+        /// are closed at once. Bounds the node's memory under a flood of
+        /// clients, with the limits below (see ARCHITECTURE.md, "Bounded
+        /// memory").
+        #[arg(long, default_value_t = node_shell::ClientLimits::default().max_connections, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        max_connections: usize,
+        /// Client requests taken and not yet answered, across all
+        /// connections; one more is answered "busy" without being taken,
+        /// and the client retries after a short back-off.
+        #[arg(long, default_value_t = node_shell::ClientLimits::default().max_pending_requests, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        max_pending_requests: usize,
+        /// Largest request, in bytes, a client may send (at most
+        /// --max-frame-bytes); a connection that sends a larger one is
+        /// closed.
+        #[arg(long, default_value_t = node_shell::ClientLimits::default().max_request_bytes, value_parser = clap::value_parser!(u32).range(64..))]
+        max_request_bytes: u32,
         /// I/O runtime: tokio, or a mio event loop on a std thread. Both speak
         /// the same wire format, so one cluster can mix them.
         #[arg(long, value_enum, default_value_t = Runtime::Tokio)]
@@ -236,6 +252,46 @@ enum Command {
         /// Distinct keys.
         #[arg(long, default_value_t = 1000)]
         keys: u64,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Overload a running cluster on purpose and report what came back.
+    ///
+    /// Opens many raw client connections, spread over the given nodes:
+    /// pipelining ones (each keeps --in-flight unconditional writes
+    /// outstanding), --silent ones (send reads of a large value and never
+    /// read an answer) and --half-frames ones (send half of a large request
+    /// and stop).
+    /// Prints the connections opened and closed by the nodes and the
+    /// requests answered, answered "busy" and refused. A node should stay
+    /// up and within its memory bounds (see `kv serve --max-connections`,
+    /// `--max-pending-requests`); watch it with `kv status` or `ps`.
+    Flood {
+        /// Pipelining connections.
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        /// Writes each pipelining connection keeps outstanding.
+        #[arg(long, default_value_t = 8)]
+        in_flight: usize,
+        /// Connections that send reads of a large value and never read the
+        /// answers.
+        #[arg(long, default_value_t = 0)]
+        silent: usize,
+        /// Bytes of the value the --silent connections read.
+        #[arg(long, default_value_t = 64 << 10)]
+        big_value_bytes: usize,
+        /// Connections that send half a request and stop.
+        #[arg(long, default_value_t = 0)]
+        half_frames: usize,
+        /// Bytes each half-frame connection sends (announcing twice as many).
+        #[arg(long, default_value_t = 1 << 20)]
+        half_frame_bytes: usize,
+        /// Bytes per written value.
+        #[arg(long, default_value_t = 256)]
+        value_size: usize,
+        /// Seconds to keep it up.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
         #[command(flatten)]
         target: Target,
     },
@@ -432,6 +488,9 @@ fn main() -> ExitCode {
             tick_ms,
             max_raft_state,
             max_frame_bytes,
+            max_connections,
+            max_pending_requests,
+            max_request_bytes,
             runtime,
             fault_injection,
         } => {
@@ -459,6 +518,12 @@ fn main() -> ExitCode {
                 max_raft_state: Some(max_raft_state),
                 fault_injection,
                 max_frame_bytes,
+                limits: node_shell::ClientLimits {
+                    max_connections,
+                    max_pending_requests,
+                    max_request_bytes,
+                    ..node_shell::ClientLimits::default()
+                },
                 ..base
             };
             if let Err(e) = opts.validate() {
@@ -675,6 +740,39 @@ async fn run_async(command: Command) -> ExitCode {
             keys,
             target,
         } => bench(clients, duration, value_size, read_ratio, keys, target).await,
+        Command::Flood {
+            connections,
+            in_flight,
+            silent,
+            half_frames,
+            half_frame_bytes,
+            big_value_bytes,
+            value_size,
+            duration,
+            target,
+        } => {
+            let opts = cli::kv::flood::FloodOptions {
+                servers: target.cluster,
+                cluster_id: target.cluster_id,
+                connections,
+                in_flight,
+                silent,
+                half_frames,
+                half_frame_bytes,
+                value_size,
+                big_value_bytes,
+                duration: Duration::from_secs_f64(duration.max(0.0)),
+                first_client: client_id_base(),
+            };
+            eprintln!(
+                "flooding {} node(s) for {duration} s: {connections} pipelining connections \
+                 ({in_flight} writes in flight each), {silent} silent, {half_frames} half-frame",
+                opts.servers.len()
+            );
+            let report = cli::kv::flood::run_flood(&opts).await;
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
         Command::Get { key, target } => client_op(target, Op::Get { key }).await,
         Command::Put {
             key,
@@ -944,4 +1042,13 @@ async fn bench(
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Client ids for a flood's connections start here: distinct from every
+/// earlier run's (wall clock and process id), as exactly-once sessions need.
+fn client_id_base() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (nanos ^ (u64::from(std::process::id()) << 40)) & !0xFFFF_FFFF
 }

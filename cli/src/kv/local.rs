@@ -133,6 +133,11 @@ impl LocalCluster {
         }
     }
 
+    /// The process id of node `id`, if it is running.
+    pub fn pid(&self, id: usize) -> Option<u32> {
+        self.children.get(&id).map(Child::id)
+    }
+
     /// Whether node `id` was started and has not been reaped since.
     pub fn is_running(&self, id: usize) -> bool {
         self.children.contains_key(&id)

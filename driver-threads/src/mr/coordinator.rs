@@ -9,7 +9,7 @@ use mr_exec::addr::resolve;
 use mr_exec::error::CoordinatorError;
 use mr_exec::host::{CoordinatorHost, JobSummary, SocketAction};
 use mr_exec::options::CoordinatorOptions;
-use node_shell::mr::{ConnId, Input};
+use node_shell::mr::{ConnId, Input, MAX_CONNECTIONS, MAX_QUEUED_BYTES};
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
@@ -35,6 +35,8 @@ struct EventLoop<'a> {
     next_token: usize,
     next_tick: Instant,
     stop_at: Option<Instant>,
+    /// Accepting stopped on an error: try again at the next tick.
+    accept_again: bool,
 }
 
 /// Runs a coordinator until the job ends plus the grace period.
@@ -78,6 +80,7 @@ impl<'a> EventLoop<'a> {
             next_token: 1,
             next_tick: Instant::now() + opts.tick,
             stop_at: None,
+            accept_again: false,
         })
     }
 
@@ -97,6 +100,9 @@ impl<'a> EventLoop<'a> {
                     // Writable: the flush below resumes a blocked write.
                     _ => {}
                 }
+            }
+            if self.accept_again {
+                self.accept()?;
             }
             self.tick_if_due();
             self.flush_all();
@@ -119,15 +125,24 @@ impl<'a> EventLoop<'a> {
     /// Accepts every pending connection and lets the shell greet each.
     fn accept(&mut self) -> io::Result<()> {
         let mut accepted = Vec::new();
-        crate::net::accept_all(
+        let room = MAX_CONNECTIONS.saturating_sub(self.conns.len());
+        let ended = crate::net::accept_all(
             &self.listener,
             &self.poll,
             &mut self.next_token,
+            room,
             |token, stream, peer| {
                 tracing::debug!(conn = token.0, %peer, "accepted");
                 accepted.push((token, stream));
             },
         )?;
+        self.accept_again = ended.retry;
+        if ended.refused > 0 {
+            tracing::warn!(
+                "closed {} new connections at once: {MAX_CONNECTIONS} are open, the limit",
+                ended.refused
+            );
+        }
         for (token, stream) in accepted {
             self.conns.insert(
                 token,
@@ -215,8 +230,14 @@ impl<'a> EventLoop<'a> {
         for action in self.host.step(input) {
             match action {
                 SocketAction::Write { conn, bytes } => {
-                    if let Some(c) = self.conns.get_mut(&token(conn)) {
-                        c.out.extend_from_slice(&bytes);
+                    let Some(c) = self.conns.get_mut(&token(conn)) else {
+                        continue;
+                    };
+                    c.out.extend_from_slice(&bytes);
+                    if c.out.len() > MAX_QUEUED_BYTES {
+                        let reason = "it does not read its answers";
+                        self.close(token(conn), reason);
+                        self.step(Input::Closed { conn });
                     }
                 }
                 SocketAction::Close { conn, reason } => self.close(token(conn), &reason),

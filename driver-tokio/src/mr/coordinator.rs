@@ -8,10 +8,12 @@ use mr_exec::addr::resolve;
 use mr_exec::error::CoordinatorError;
 use mr_exec::host::{CoordinatorHost, JobSummary, SocketAction};
 use mr_exec::options::CoordinatorOptions;
-use node_shell::mr::{ConnId, Input};
+use node_shell::mr::{ConnId, Input, MAX_CONNECTIONS, MAX_QUEUED_BYTES};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -37,6 +39,8 @@ struct Link {
     /// Bytes for the writer task; dropping it lets the writer send what is
     /// queued and then shut the socket down.
     outgoing: mpsc::UnboundedSender<Vec<u8>>,
+    /// Bytes queued for the writer and not yet written.
+    queued: Arc<AtomicUsize>,
     reader: JoinHandle<()>,
 }
 
@@ -100,15 +104,29 @@ impl Server {
             Ok(a) => a,
             Err(e) => return tracing::warn!("accept failed: {e}"),
         };
+        if self.links.len() >= MAX_CONNECTIONS {
+            return tracing::warn!(
+                %peer,
+                "closed a new connection at once: {MAX_CONNECTIONS} are open, the limit"
+            );
+        }
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         tracing::debug!(%conn, %peer, "accepted");
         let _ = stream.set_nodelay(true);
         let (rd, wr) = stream.into_split();
         let (outgoing, queue) = mpsc::unbounded_channel();
-        tokio::spawn(write_bytes(wr, queue));
+        let queued = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(write_bytes(wr, queue, Arc::clone(&queued)));
         let reader = tokio::spawn(read_bytes(conn, rd, self.events.clone()));
-        self.links.insert(conn, Link { outgoing, reader });
+        self.links.insert(
+            conn,
+            Link {
+                outgoing,
+                queued,
+                reader,
+            },
+        );
         self.step(Input::Accepted { conn });
     }
 
@@ -127,9 +145,20 @@ impl Server {
         for action in self.host.step(input) {
             match action {
                 SocketAction::Write { conn, bytes } => {
-                    if let Some(link) = self.links.get(&conn) {
-                        let _ = link.outgoing.send(bytes);
+                    let Some(link) = self.links.get(&conn) else {
+                        continue;
+                    };
+                    let len = bytes.len();
+                    if link.queued.fetch_add(len, Ordering::Relaxed) + len > MAX_QUEUED_BYTES {
+                        // A worker reads each answer before asking again.
+                        tracing::debug!(%conn, "closing: it does not read its answers");
+                        if let Some(link) = self.links.remove(&conn) {
+                            link.reader.abort();
+                        }
+                        self.step(Input::Closed { conn });
+                        continue;
                     }
+                    let _ = link.outgoing.send(bytes);
                 }
                 SocketAction::Close { conn, reason } => {
                     if let Some(link) = self.links.remove(&conn) {
@@ -159,11 +188,16 @@ async fn read_bytes(conn: ConnId, mut rd: OwnedReadHalf, events: mpsc::Sender<Ev
 }
 
 /// Sends what the loop queues until it drops the queue, then shuts down.
-async fn write_bytes(mut wr: OwnedWriteHalf, mut queue: mpsc::UnboundedReceiver<Vec<u8>>) {
+async fn write_bytes(
+    mut wr: OwnedWriteHalf,
+    mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
+) {
     while let Some(bytes) = queue.recv().await {
         if wr.write_all(&bytes).await.is_err() {
             return;
         }
+        queued.fetch_sub(bytes.len(), Ordering::Relaxed);
     }
     let _ = wr.shutdown().await;
 }

@@ -26,7 +26,7 @@ use std::io::{Cursor, Read};
 /// `core_kv::KV_PROTOCOL_VERSION`), or a node of an older release, is
 /// refused with a message naming both versions instead of misreading its
 /// bytes. Bump it whenever [`Op`] or [`Answer`] change shape.
-pub const PROTOCOL: u32 = 103;
+pub const PROTOCOL: u32 = 104;
 
 /// An operation on the registry, as clients send it and the log stores it.
 ///
