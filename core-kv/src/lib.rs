@@ -42,9 +42,9 @@ pub use rsm::{
 };
 pub use server::{KvServer, ServerAction, ServerInput};
 pub use session::{
-    Admission, ClientRequest, SessionOutput, SessionRequest, Sessioned, Sessions, Stale,
+    Admission, ClientRequest, Session, SessionOutput, SessionRequest, Sessioned, Sessions, Stale,
 };
-pub use store::{KvStore, SnapshotError};
+pub use store::{mutation_rule, read_rule, KvStore, SnapshotError};
 pub use types::{ClientId, Seq, Version};
 
 /// The replicated key/value service: a [`KvStore`] on Raft.

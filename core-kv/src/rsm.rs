@@ -76,6 +76,21 @@ pub trait StateMachine {
     /// snapshot is corrupt; the replica then refuses to start or to install
     /// it.
     fn restore(&mut self, snapshot: &mut dyn std::io::Read) -> Result<(), String>;
+
+    /// [`StateMachine::restore`] from a snapshot of the log through
+    /// `index`: what the replica calls. A machine that keeps its state
+    /// durably records `index` as its [`StateMachine::applied_index`],
+    /// committed together with the restored state (without the index it
+    /// could not tell after a restart which entries the snapshot holds).
+    /// The default forgets the index and calls `restore`.
+    fn restore_at(
+        &mut self,
+        index: LogIndex,
+        snapshot: &mut dyn std::io::Read,
+    ) -> Result<(), String> {
+        let _ = index;
+        self.restore(snapshot)
+    }
 }
 
 /// Settings of one replica.
@@ -357,10 +372,16 @@ pub struct Rsm<S: StateMachine> {
 
 impl<S: StateMachine> Rsm<S> {
     /// Start a replica from durable state (empty for a new one), restoring
-    /// `sm` from the stored snapshot.
+    /// `sm` from the stored snapshot, unless `sm` keeps its state durably
+    /// and has applied at least through that snapshot already (its
+    /// [`StateMachine::applied_index`]): its own state is then the newer.
     pub fn restore(config: RsmConfig, durable: Durable, mut sm: S) -> Result<Rsm<S>, RsmError> {
-        if let Some(s) = &durable.snapshot {
-            sm.restore(&mut s.data.as_slice())
+        let stored = durable
+            .snapshot
+            .as_ref()
+            .filter(|s| sm.applied_index().is_none_or(|a| a < s.index));
+        if let Some(s) = stored {
+            sm.restore_at(s.index, &mut s.data.as_slice())
                 .map_err(|e| RsmError::Snapshot {
                     index: s.index,
                     reason: e,
@@ -529,7 +550,10 @@ impl<S: StateMachine> Rsm<S> {
             .iter()
             .find(|a| matches!(a, Action::ApplySnapshot(_)))
         {
-            if let Err(e) = self.sm.restore(&mut snapshot.data.as_slice()) {
+            if let Err(e) = self
+                .sm
+                .restore_at(snapshot.index, &mut snapshot.data.as_slice())
+            {
                 self.fail_install(snapshot.index, e);
                 return;
             }
@@ -790,6 +814,8 @@ mod tests {
     struct Durable3 {
         applied: Option<LogIndex>,
         seen: Vec<LogIndex>,
+        /// The snapshot indexes it was restored at.
+        restored: Vec<LogIndex>,
     }
 
     impl StateMachine for Durable3 {
@@ -816,6 +842,12 @@ mod tests {
         }
 
         fn restore(&mut self, _: &mut dyn std::io::Read) -> Result<(), String> {
+            Err("a durable machine is restored at an index".into())
+        }
+
+        fn restore_at(&mut self, index: LogIndex, _: &mut dyn std::io::Read) -> Result<(), String> {
+            self.restored.push(index);
+            self.applied = Some(index);
             Ok(())
         }
     }
@@ -843,13 +875,64 @@ mod tests {
         // crash: entries 1 and 2 are not applied again; 3 and 4 are.
         let sm = Durable3 {
             applied: Some(LogIndex(2)),
-            seen: Vec::new(),
+            ..Durable3::default()
         };
         let config = RsmConfig::new(Config::new(NodeId(1), vec![NodeId(1)]));
         let mut rsm = Rsm::restore(config, durable, sm).unwrap();
         rsm.step(RsmInput::Tick);
         assert_eq!(rsm.state().seen, vec![LogIndex(3), LogIndex(4)]);
         assert_eq!(rsm.raft().applied_index(), LogIndex(4));
+    }
+
+    /// A replica whose log was compacted into a snapshot at 3, with
+    /// entries 4..=6 after it, committed through 6.
+    fn compacted() -> Durable {
+        Durable {
+            hard_state: HardState {
+                term: Term(1),
+                vote: Some(NodeId(1)),
+                commit: LogIndex(6),
+            },
+            snapshot: Some(Snapshot {
+                index: LogIndex(3),
+                term: Term(1),
+                membership: core_raft::Membership::with_voters([NodeId(1)]),
+                data: Vec::new(),
+            }),
+            entries: (4..=6).map(|i| entry(i, i as u8)).collect(),
+        }
+    }
+
+    /// A durable machine that lost its latest applies in a crash and is
+    /// behind the stored snapshot is restored from it, told its index, and
+    /// handed the entries after it.
+    #[test]
+    fn a_durable_machine_behind_the_stored_snapshot_is_restored_at_its_index() {
+        let sm = Durable3 {
+            applied: Some(LogIndex(1)),
+            ..Durable3::default()
+        };
+        let config = RsmConfig::new(Config::new(NodeId(1), vec![NodeId(1)]));
+        let mut rsm = Rsm::restore(config, compacted(), sm).unwrap();
+        rsm.step(RsmInput::Tick);
+        assert_eq!(rsm.state().restored, vec![LogIndex(3)]);
+        assert_eq!(rsm.state().seen, (4..=6).map(LogIndex).collect::<Vec<_>>());
+    }
+
+    /// A durable machine already past the stored snapshot keeps its own
+    /// state: restoring the older snapshot would only be undone by
+    /// applying the same entries again.
+    #[test]
+    fn a_durable_machine_past_the_stored_snapshot_is_not_restored() {
+        let sm = Durable3 {
+            applied: Some(LogIndex(5)),
+            ..Durable3::default()
+        };
+        let config = RsmConfig::new(Config::new(NodeId(1), vec![NodeId(1)]));
+        let mut rsm = Rsm::restore(config, compacted(), sm).unwrap();
+        rsm.step(RsmInput::Tick);
+        assert!(rsm.state().restored.is_empty());
+        assert_eq!(rsm.state().seen, vec![LogIndex(6)]);
     }
 }
 

@@ -69,6 +69,38 @@ pub struct Sessions<Out> {
     duplicates: u64,
 }
 
+impl<Out> Session<Out> {
+    /// Request `seq` was applied with answer `outcome`.
+    pub fn new(seq: Seq, outcome: Out) -> Self {
+        Session { seq, outcome }
+    }
+
+    /// The request number of the latest applied request.
+    pub fn seq(&self) -> Seq {
+        self.seq
+    }
+
+    /// Its answer.
+    pub fn outcome(&self) -> &Out {
+        &self.outcome
+    }
+}
+
+impl<Out: Clone> Session<Out> {
+    /// The admission rule for request `seq` of a client whose latest
+    /// applied request is `latest`: [`Sessions::admit`] without the table,
+    /// for a store that keeps its sessions elsewhere (a database), so that
+    /// every store decides alike. It counts nothing; the caller counts
+    /// [`Admission::Duplicate`]s where [`Sessions::duplicates`] would.
+    pub fn admit(latest: Option<&Session<Out>>, seq: Seq) -> Admission<Out> {
+        match latest {
+            Some(s) if seq == s.seq => Admission::Duplicate(s.outcome.clone()),
+            Some(s) if seq < s.seq => Admission::Stale,
+            _ => Admission::Fresh,
+        }
+    }
+}
+
 impl<Out> Default for Sessions<Out> {
     fn default() -> Self {
         Sessions {
@@ -88,14 +120,11 @@ impl<Out: Clone> Sessions<Out> {
     /// it changes the table only by counting duplicates, so it may run
     /// inside `apply`.
     pub fn admit(&mut self, client: ClientId, seq: Seq) -> Admission<Out> {
-        match self.table.get(&client) {
-            Some(s) if seq == s.seq => {
-                self.duplicates += 1;
-                Admission::Duplicate(s.outcome.clone())
-            }
-            Some(s) if seq < s.seq => Admission::Stale,
-            _ => Admission::Fresh,
+        let admission = Session::admit(self.table.get(&client), seq);
+        if let Admission::Duplicate(_) = admission {
+            self.duplicates += 1;
         }
+        admission
     }
 
     /// Remember `outcome` as the answer to `client`'s request `seq`, which
@@ -124,6 +153,11 @@ impl<Out> Sessions<Out> {
     /// True if no client has a session.
     pub fn is_empty(&self) -> bool {
         self.table.is_empty()
+    }
+
+    /// Every client's session, in client order (the order of the encoding).
+    pub fn iter(&self) -> impl Iterator<Item = (ClientId, &Session<Out>)> {
+        self.table.iter().map(|(c, s)| (*c, s))
     }
 
     /// The latest applied request number of `client`, if it has a session.
@@ -255,6 +289,23 @@ impl<S: StateMachine> StateMachine for Sessioned<S> {
     }
 
     fn restore(&mut self, snapshot: &mut dyn std::io::Read) -> Result<(), String> {
+        self.restore_sessions(snapshot)?;
+        self.inner.restore(snapshot)
+    }
+
+    fn restore_at(
+        &mut self,
+        index: LogIndex,
+        snapshot: &mut dyn std::io::Read,
+    ) -> Result<(), String> {
+        self.restore_sessions(snapshot)?;
+        self.inner.restore_at(index, snapshot)
+    }
+}
+
+impl<S: StateMachine> Sessioned<S> {
+    /// Read the session table at the head of a snapshot.
+    fn restore_sessions(&mut self, snapshot: &mut dyn std::io::Read) -> Result<(), String> {
         use std::io::Read;
         let mut len = [0u8; 8];
         snapshot
@@ -272,7 +323,7 @@ impl<S: StateMachine> StateMachine for Sessioned<S> {
             ));
         }
         self.sessions = crate::snapshot::decode_bytes(&table)?;
-        self.inner.restore(snapshot)
+        Ok(())
     }
 }
 

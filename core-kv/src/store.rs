@@ -85,6 +85,55 @@ mod untrusted_map {
     }
 }
 
+/// The rule for a read-only operation, given its key's value and version
+/// (`None`: absent): `Value` or `ErrNoKey` for a `Get`; a mutation gets
+/// `ErrVersion` (it is never applied by a read). Shared by every key/value
+/// store, in memory or on disk, so that they answer alike.
+pub fn read_rule(current: Option<(&str, Version)>, op: &Op) -> Outcome {
+    match (op, current) {
+        (Op::Get { .. }, Some((value, version))) => Outcome::Value {
+            value: value.to_owned(),
+            version,
+        },
+        (Op::Get { .. }, None) => Outcome::ErrNoKey,
+        _ => Outcome::ErrVersion,
+    }
+}
+
+/// The rule for one admitted (fresh) operation, given its key's value and
+/// version (`None`: absent): its outcome, and the entry to store for the
+/// key (`None`: the key is left as it is). Versions start at 1 and every
+/// change adds one; a versioned `Put` installs only at the version it names
+/// (0 creates). Shared by every key/value store, in memory or on disk, so
+/// that they cannot drift apart.
+pub fn mutation_rule(
+    current: Option<(&str, Version)>,
+    op: &Op,
+) -> (Outcome, Option<(String, Version)>) {
+    match op {
+        Op::Get { .. } => (read_rule(current, op), None),
+        Op::Put { value, version, .. } => match current {
+            Some((_, at)) if at == *version => {
+                (Outcome::Ok, Some((value.clone(), Version(at.0 + 1))))
+            }
+            Some(_) => (Outcome::ErrVersion, None),
+            None if version.0 == 0 => (Outcome::Ok, Some((value.clone(), Version(1)))),
+            None => (Outcome::ErrNoKey, None),
+        },
+        Op::Set { value, .. } => {
+            let at = current.map_or(0, |(_, v)| v.0);
+            (Outcome::Ok, Some((value.clone(), Version(at + 1))))
+        }
+        Op::Append { value, .. } => {
+            let (old, at) = current.map_or(("", 0), |(v, at)| (v, at.0));
+            let mut new = String::with_capacity(old.len() + value.len());
+            new.push_str(old);
+            new.push_str(value);
+            (Outcome::Ok, Some((new, Version(at + 1))))
+        }
+    }
+}
+
 /// A snapshot that does not decode.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 #[error("corrupt key/value snapshot: {0}")]
@@ -117,51 +166,21 @@ impl KvStore {
     /// Answer a read-only operation from the current state. Mutations get
     /// `ErrVersion` (they are never applied here).
     pub fn read(&self, op: &Op) -> Outcome {
-        match op {
-            Op::Get { key } => match self.data.get(key) {
-                Some((value, version)) => Outcome::Value {
-                    value: value.clone(),
-                    version: *version,
-                },
-                None => Outcome::ErrNoKey,
-            },
-            _ => Outcome::ErrVersion,
-        }
+        read_rule(self.entry(op.key()), op)
+    }
+
+    fn entry(&self, key: &str) -> Option<(&str, Version)> {
+        self.data
+            .get(key)
+            .map(|(v, version)| (v.as_str(), *version))
     }
 
     fn mutate(&mut self, op: &Op) -> Outcome {
-        match op {
-            Op::Get { .. } => self.read(op),
-            Op::Put {
-                key,
-                value,
-                version,
-            } => match self.data.get_mut(key) {
-                Some((v, current)) if current == version => {
-                    *v = value.clone();
-                    current.0 += 1;
-                    Outcome::Ok
-                }
-                Some(_) => Outcome::ErrVersion,
-                None if version.0 == 0 => {
-                    self.data.insert(key.clone(), (value.clone(), Version(1)));
-                    Outcome::Ok
-                }
-                None => Outcome::ErrNoKey,
-            },
-            Op::Set { key, value } => {
-                let entry = self.data.entry(key.clone()).or_default();
-                entry.0 = value.clone();
-                entry.1 .0 += 1;
-                Outcome::Ok
-            }
-            Op::Append { key, value } => {
-                let entry = self.data.entry(key.clone()).or_default();
-                entry.0.push_str(value);
-                entry.1 .0 += 1;
-                Outcome::Ok
-            }
+        let (outcome, write) = mutation_rule(self.entry(op.key()), op);
+        if let Some(entry) = write {
+            self.data.insert(op.key().to_owned(), entry);
         }
+        outcome
     }
 
     /// How many retried mutations were answered from the session table
