@@ -24,6 +24,22 @@ impl Runtime {
     }
 }
 
+/// Where a key/value node keeps its state machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// In a redb database, DATA_DIR/state.redb (`kv-disk`): a restart
+    /// replays at most the applies since the last durable commit, and the
+    /// state may be larger than memory.
+    Disk,
+    /// In memory (`core_kv::KvStore`), rebuilt at start from the latest
+    /// snapshot and the log.
+    Memory,
+}
+
+/// The file a disk-backed node keeps its state in, inside its data
+/// directory.
+pub const STATE_FILE: &str = "state.redb";
+
 /// Log to stderr; `RUST_LOG` overrides `default_filter` (e.g. `info`).
 pub fn init_logging(default_filter: &str) {
     tracing_subscriber::fmt()

@@ -60,12 +60,45 @@ pub trait StateMachine {
     /// Answer a read-only operation from the current state.
     fn query(&self, op: &Self::Op) -> Self::Output;
 
+    /// True for a machine that keeps its state durably itself, committed
+    /// together with its [`StateMachine::applied_index`] (a database on
+    /// disk). The replica then compacts the log up to that index without a
+    /// copy of the state (`core_raft::Input::Compact`), captures the state
+    /// only when a lagging follower needs it, and on a restart trusts the
+    /// machine's own state rather than restoring it. False (the default)
+    /// for machines rebuilt from the snapshot and the log.
+    const DURABLE: bool = false;
+
     /// The index through which this state has applied the log, for a
     /// machine that keeps its state durably (committed together with the
     /// index). The replica then skips entries at or below it after a
     /// restart. In-memory machines, rebuilt from the snapshot and the log,
     /// return `None` (the default).
     fn applied_index(&self) -> Option<LogIndex> {
+        None
+    }
+
+    /// A [`StateMachine::DURABLE`] machine: make every apply so far durable
+    /// now, and return the durable applied index. The replica calls it
+    /// when the log has grown past its limit and the durable index has not
+    /// moved since the last compaction. The default returns
+    /// [`StateMachine::applied_index`].
+    fn make_durable(&mut self) -> Option<LogIndex> {
+        self.applied_index()
+    }
+
+    /// The replica has applied a run of committed entries (one or more
+    /// [`StateMachine::apply`] calls) and will answer from the state next:
+    /// a machine that keeps its state on disk commits them together here,
+    /// in one transaction rather than one per entry. Reads
+    /// ([`StateMachine::query`]) and captures ([`StateMachine::snapshot`])
+    /// only come after it. The default does nothing.
+    fn applied_batch(&mut self) {}
+
+    /// Where the state lives and how large it is, for an operator's status
+    /// display (for example `disk (redb), 1.2 GiB at DIR/state.redb`).
+    /// `None` (the default): in memory, size unknown.
+    fn storage_summary(&self) -> Option<String> {
         None
     }
 
@@ -367,6 +400,12 @@ pub struct Rsm<S: StateMachine> {
     snapshot_bytes: usize,
     /// The index of a capture handed to the driver and not yet returned.
     capturing: Option<LogIndex>,
+    /// Raft asked for a copy of the state to send a follower
+    /// (`Action::SnapshotWanted`): capture one at the end of the step.
+    copy_wanted: bool,
+    /// A durable machine installed the leader's snapshot: compact at its
+    /// index at the end of the step, so that Raft drops its copy.
+    drop_copy_at: Option<LogIndex>,
     out: Vec<RsmAction<S::Output>>,
 }
 
@@ -376,10 +415,28 @@ impl<S: StateMachine> Rsm<S> {
     /// and has applied at least through that snapshot already (its
     /// [`StateMachine::applied_index`]): its own state is then the newer.
     pub fn restore(config: RsmConfig, durable: Durable, mut sm: S) -> Result<Rsm<S>, RsmError> {
+        if let Some(s) = durable.snapshot.as_ref().filter(|s| s.external) {
+            // The log was compacted up to state the machine said it holds.
+            let held = sm.applied_index();
+            if !S::DURABLE || held.is_none_or(|a| a < s.index) {
+                return Err(RsmError::Snapshot {
+                    index: s.index,
+                    reason: format!(
+                        "the log was compacted through {} on the state machine's word that \
+                         it holds the state through there itself, but it holds it through \
+                         {} only (its state file was removed, replaced or restored from a \
+                         backup, or the node was started with another backend). Move this \
+                         node's data directory away and add the node back as a new member",
+                        s.index.0,
+                        held.map_or(0, |a| a.0)
+                    ),
+                });
+            }
+        }
         let stored = durable
             .snapshot
             .as_ref()
-            .filter(|s| sm.applied_index().is_none_or(|a| a < s.index));
+            .filter(|s| !s.external && sm.applied_index().is_none_or(|a| a < s.index));
         if let Some(s) = stored {
             sm.restore_at(s.index, &mut s.data.as_slice())
                 .map_err(|e| RsmError::Snapshot {
@@ -400,6 +457,8 @@ impl<S: StateMachine> Rsm<S> {
             failure: None,
             snapshot_bytes,
             capturing: None,
+            copy_wanted: false,
+            drop_copy_at: None,
             out: Vec::new(),
         })
     }
@@ -597,6 +656,7 @@ impl<S: StateMachine> Rsm<S> {
                         self.reply_err(sub, leader_hint);
                     }
                 }
+                Action::SnapshotWanted { .. } => self.copy_wanted = true,
                 // Membership changes and transfers are not submitted
                 // through the replica.
                 Action::Proposed { .. }
@@ -633,6 +693,7 @@ impl<S: StateMachine> Rsm<S> {
     }
 
     fn apply(&mut self, entries: Vec<Entry>) {
+        let mut applied_any = false;
         for e in entries {
             let output = match &e.payload {
                 Payload::Noop | Payload::Membership(_) => None,
@@ -641,7 +702,10 @@ impl<S: StateMachine> Rsm<S> {
                     None
                 }
                 Payload::Command(data) => match postcard::from_bytes::<S::Op>(data) {
-                    Ok(op) => Some(self.sm.apply(e.index, &op)),
+                    Ok(op) => {
+                        applied_any = true;
+                        Some(self.sm.apply(e.index, &op))
+                    }
                     Err(err) => {
                         // Only a replica of another build could have written
                         // it; applying nothing keeps replicas identical.
@@ -659,6 +723,9 @@ impl<S: StateMachine> Rsm<S> {
                     _ => self.reply_err(id, self.raft.leader_hint()),
                 }
             }
+        }
+        if applied_any {
+            self.sm.applied_batch();
         }
     }
 
@@ -696,6 +763,11 @@ impl<S: StateMachine> Rsm<S> {
             bytes = snapshot.data.len(),
             "installed the leader's snapshot"
         );
+        // A durable machine committed the snapshot with its index: Raft
+        // need not keep the copy.
+        if S::DURABLE && self.sm.applied_index() >= Some(snapshot.index) {
+            self.drop_copy_at = Some(snapshot.index);
+        }
         // Entries through the snapshot were applied elsewhere; we cannot tell
         // whether the waiters' entries are among them.
         let later = self.waiting.split_off(&snapshot.index.next());
@@ -743,10 +815,21 @@ impl<S: StateMachine> Rsm<S> {
     }
 
     fn maybe_snapshot(&mut self) {
+        if let Some(index) = self.drop_copy_at.take() {
+            self.raft_step(Input::Compact { index });
+        }
+        if self.copy_wanted && self.capturing.is_none() {
+            self.copy_wanted = false;
+            self.capture();
+        }
         let Some(max) = self.config.max_raft_state else {
             return;
         };
         if self.capturing.is_some() {
+            return;
+        }
+        if S::DURABLE {
+            self.compact_durable(max);
             return;
         }
         let threshold = match self.config.snapshot_rule {
@@ -755,25 +838,52 @@ impl<S: StateMachine> Rsm<S> {
         };
         let applied = self.raft.applied_index();
         if self.raft.log_bytes() >= threshold && applied > self.raft.snapshot_index() {
-            if self.config.capture_off_loop {
-                self.capturing = Some(applied);
-                let job = SnapshotJob::new(applied, self.sm.snapshot());
-                self.out.push(RsmAction::Capture(job));
+            self.capture();
+        }
+    }
+
+    /// Capture the state at the applied index and hand it to Raft: on a
+    /// worker thread (through [`RsmAction::Capture`]) when the driver does
+    /// that, else here.
+    fn capture(&mut self) {
+        let applied = self.raft.applied_index();
+        if self.config.capture_off_loop {
+            self.capturing = Some(applied);
+            let job = SnapshotJob::new(applied, self.sm.snapshot());
+            self.out.push(RsmAction::Capture(job));
+            return;
+        }
+        let data = match crate::snapshot::read_all(&mut self.sm.snapshot()) {
+            Ok(data) => data,
+            Err(e) => {
+                // The log keeps growing; the next step tries again.
+                tracing::error!(index = %applied, "cannot capture a snapshot: {e}");
                 return;
             }
-            let data = match crate::snapshot::read_all(&mut self.sm.snapshot()) {
-                Ok(data) => data,
-                Err(e) => {
-                    // The log keeps growing; the next step tries again.
-                    tracing::error!(index = %applied, "cannot capture a snapshot: {e}");
-                    return;
-                }
-            };
-            self.snapshot_bytes = data.len();
-            self.raft_step(Input::Snapshot {
-                index: applied,
-                data,
-            });
+        };
+        self.snapshot_bytes = data.len();
+        self.raft_step(Input::Snapshot {
+            index: applied,
+            data,
+        });
+    }
+
+    /// A durable machine: once the log holds `max` bytes, drop it through
+    /// the machine's durable applied index (making the latest applies
+    /// durable first if that index has not moved). No copy of the state is
+    /// made: compaction costs the same whatever the state's size.
+    fn compact_durable(&mut self, max: usize) {
+        if self.raft.log_bytes() < max {
+            return;
+        }
+        let snapshot = self.raft.snapshot_index();
+        let mut durable = self.sm.applied_index().unwrap_or(LogIndex(0));
+        if durable <= snapshot {
+            durable = self.sm.make_durable().unwrap_or(LogIndex(0));
+        }
+        let durable = durable.min(self.raft.applied_index());
+        if durable > snapshot {
+            self.raft_step(Input::Compact { index: durable });
         }
     }
 
@@ -898,6 +1008,7 @@ mod tests {
                 term: Term(1),
                 membership: core_raft::Membership::with_voters([NodeId(1)]),
                 data: Vec::new(),
+                external: false,
             }),
             entries: (4..=6).map(|i| entry(i, i as u8)).collect(),
         }

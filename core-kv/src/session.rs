@@ -276,8 +276,23 @@ impl<S: StateMachine> StateMachine for Sessioned<S> {
         Ok(self.inner.query(&req.op))
     }
 
+    /// Never durable: the session table lives in memory only, so even
+    /// around a durable machine the pair must be rebuilt from snapshots
+    /// and the log. For the same reason it reports no applied index: the
+    /// replica must apply every entry after the snapshot again, or the
+    /// table would miss their sessions after a restart.
+    const DURABLE: bool = false;
+
     fn applied_index(&self) -> Option<LogIndex> {
-        self.inner.applied_index()
+        None
+    }
+
+    fn applied_batch(&mut self) {
+        self.inner.applied_batch();
+    }
+
+    fn storage_summary(&self) -> Option<String> {
+        self.inner.storage_summary()
     }
 
     fn snapshot(&self) -> Self::Snapshot {

@@ -82,9 +82,13 @@ impl Display for HardState {
     }
 }
 
-/// `i300/t4 bytes=130`: what it covers and how big the state is.
+/// `i300/t4 bytes=130`: what it covers and how big the state is;
+/// `i300/t4 external` when the application keeps the state itself.
 impl Display for Snapshot {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        if self.external {
+            return write!(f, "{}/{} external", self.index, self.term);
+        }
         write!(f, "{}/{} bytes={}", self.index, self.term, self.data.len())
     }
 }
@@ -234,6 +238,7 @@ impl Display for Input {
             Input::Snapshot { index, data } => {
                 write!(f, "snapshot {index} bytes={}", data.len())
             }
+            Input::Compact { index } => write!(f, "compact {index}"),
             Input::ChangeMembership(change) => write!(f, "change-membership {change:?}"),
             Input::TransferLeadership { to } => write!(f, "transfer-leadership to={to}"),
         }
@@ -270,6 +275,7 @@ impl Display for Action {
             Action::Apply(es) => write!(f, "apply entries {}", Indexes(es)),
             Action::ApplySnapshot(s) => write!(f, "apply snapshot {s}"),
             Action::ReadReady { id, index } => write!(f, "read-ready id={id} index={index}"),
+            Action::SnapshotWanted { index } => write!(f, "snapshot-wanted from={index}"),
             Action::ReadFailed { id, leader_hint } => {
                 write!(f, "read-failed id={id} hint={}", MaybeNode(*leader_hint))
             }
@@ -304,12 +310,7 @@ mod tests {
     }
 
     fn snapshot() -> Snapshot {
-        Snapshot {
-            membership: Default::default(),
-            index: LogIndex(300),
-            term: Term(4),
-            data: vec![0; 130],
-        }
+        Snapshot::new(LogIndex(300), Term(4), Default::default(), vec![0; 130])
     }
 
     fn line(x: impl Display) -> String {

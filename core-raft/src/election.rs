@@ -202,6 +202,8 @@ impl Raft {
         self.heartbeat_elapsed = 0;
         // A leader receives no snapshot; free a half-assembled one.
         self.incoming = None;
+        // A copy asked for in an earlier term may never have come.
+        self.snapshot_wanted = false;
         let next = self.log.last_index().next();
         self.progress = self
             .peers

@@ -40,6 +40,16 @@ pub enum Input {
         /// The application's serialized state.
         data: Vec<u8>,
     },
+    /// The application keeps its state through `index` durably itself (a
+    /// state machine on disk that commits its applied index with its
+    /// data): discard the log through `index` without a copy of the state
+    /// ([`Snapshot::external`]). Cheap whatever the state's size; a leader
+    /// that later must send a follower a snapshot asks for a copy with
+    /// [`Action::SnapshotWanted`].
+    Compact {
+        /// Index through which the application's durable state reaches.
+        index: LogIndex,
+    },
     /// Leader only: append a single-server membership change. Answered by
     /// [`Action::Proposed`] (it is in effect at once and done when
     /// applied, like a command), [`Action::NotLeader`], or
@@ -113,6 +123,15 @@ pub enum Action {
     /// Replace the application state with this snapshot (received from the
     /// leader). Entries after `snapshot.index` follow in later `Apply`s.
     ApplySnapshot(Snapshot),
+    /// A leader must send a follower a snapshot, but its latest one is
+    /// external (it holds no copy of the state). Capture the state at the
+    /// applied index (at least `index`) and hand it in with
+    /// [`Input::Snapshot`]; the follower waits until then. Asked once until
+    /// a snapshot arrives.
+    SnapshotWanted {
+        /// The latest snapshot's index: the copy must cover at least this.
+        index: LogIndex,
+    },
     /// A [`Input::ReadIndex`] is safe to serve once the application has
     /// applied through `index`.
     ReadReady {

@@ -91,6 +91,9 @@ pub struct Raft {
     log: RaftLog,
     /// Latest snapshot, kept to send to lagging followers.
     snapshot: Option<Snapshot>,
+    /// Leader: [`Action::SnapshotWanted`] was asked and no snapshot has
+    /// come since.
+    snapshot_wanted: bool,
     /// The membership as of the snapshot (or, before any snapshot, the one
     /// the cluster was bootstrapped with: `Config::voters`).
     base_membership: Membership,
@@ -179,6 +182,7 @@ impl Raft {
             vote: durable.hard_state.vote,
             log,
             snapshot: durable.snapshot,
+            snapshot_wanted: false,
             base_membership,
             membership_log,
             role: Role::Follower,
@@ -213,6 +217,7 @@ impl Raft {
             Input::ProposeBatch(batch) => self.propose(batch),
             Input::ReadIndex { id } => self.read_index(id),
             Input::Snapshot { index, data } => self.compact(index, data),
+            Input::Compact { index } => self.compact_external(index),
             Input::ChangeMembership(change) => self.change_membership(change),
             Input::TransferLeadership { to } => self.transfer_leadership(to),
         }

@@ -55,8 +55,35 @@ pub struct Snapshot {
     pub term: Term,
     /// The membership in effect at `index`.
     pub membership: crate::Membership,
-    /// The application's serialized state.
+    /// The application's serialized state (empty when `external`).
     pub data: Vec<u8>,
+    /// The application keeps the state through `index` itself (a state
+    /// machine on disk that commits its applied index with its data), so
+    /// this snapshot holds no copy: `data` is empty. Such a snapshot only
+    /// compacts the log ([`crate::Input::Compact`]); it is never sent, and
+    /// a restart does not restore from it. A leader that must bring a
+    /// follower up to date asks the application for a copy
+    /// ([`crate::Action::SnapshotWanted`]).
+    #[serde(default)]
+    pub external: bool,
+}
+
+impl Snapshot {
+    /// A snapshot of the state through `index` with its bytes.
+    pub fn new(
+        index: crate::LogIndex,
+        term: crate::Term,
+        membership: crate::Membership,
+        data: Vec<u8>,
+    ) -> Snapshot {
+        Snapshot {
+            index,
+            term,
+            membership,
+            data,
+            external: false,
+        }
+    }
 }
 
 /// The durable scalar state of a node (Figure 2, "persistent state").

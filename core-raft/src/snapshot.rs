@@ -9,25 +9,64 @@ use crate::{Action, Raft, Role};
 
 impl Raft {
     /// The application captured its state through `index`: discard the log
-    /// prefix it covers.
+    /// prefix it covers, and keep the bytes to send to lagging followers.
+    /// A capture at the index of an external snapshot replaces it (that is
+    /// what [`Action::SnapshotWanted`] asks for).
     pub(crate) fn compact(&mut self, index: LogIndex, data: Vec<u8>) {
-        if index <= self.log.snapshot_index() || index > self.applied {
+        self.snapshot_wanted = false;
+        let external_here = self
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.external && s.index == index);
+        if (index <= self.log.snapshot_index() && !external_here) || index > self.applied {
             tracing::debug!(node = %self.config.id, %index, applied = %self.applied, "ignoring snapshot outside (snapshot, applied]");
             return;
         }
+        self.replace_snapshot(index, data, false);
+    }
+
+    /// The application holds its state through `index` durably itself:
+    /// discard the log prefix it covers, keeping no copy of the state
+    /// ([`Snapshot::external`]). Ignored while a follower is being sent a
+    /// snapshot (the transfer would have to start over with a copy made for
+    /// it), and at or below the latest snapshot unless that one holds bytes
+    /// at `index` (a follower that installed the leader's snapshot drops its
+    /// copy so).
+    pub(crate) fn compact_external(&mut self, index: LogIndex) {
+        let copy_here = self
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| !s.external && s.index == index);
+        let transferring = self
+            .progress
+            .values()
+            .any(|p| matches!(p.mode(), Mode::Snapshot(_)));
+        if (index <= self.log.snapshot_index() && !copy_here)
+            || index > self.applied
+            || transferring
+        {
+            tracing::debug!(node = %self.config.id, %index, applied = %self.applied, transferring, "ignoring compaction");
+            return;
+        }
+        self.replace_snapshot(index, Vec::new(), true);
+    }
+
+    /// Make the snapshot through `index` (at or after the log's start) the
+    /// latest, dropping the log through it.
+    fn replace_snapshot(&mut self, index: LogIndex, data: Vec<u8>, external: bool) {
         let term = self
             .log
             .term_at(index)
             .expect("applied entries after the snapshot are in the log");
         let membership = self.membership_at(index).clone();
-        self.log.compact(index, term);
-        self.base_membership = membership.clone();
-        self.membership_log.retain(|(at, _)| *at > index);
+        if index > self.log.snapshot_index() {
+            self.log.compact(index, term);
+            self.base_membership = membership.clone();
+            self.membership_log.retain(|(at, _)| *at > index);
+        }
         let snapshot = Snapshot {
-            index,
-            term,
-            membership,
-            data,
+            external,
+            ..Snapshot::new(index, term, membership, data)
         };
         self.snapshot = Some(snapshot.clone());
         self.out.push(Action::PersistSnapshot {
@@ -39,9 +78,20 @@ impl Raft {
     /// Leader: start shipping the latest snapshot to `peer`, from its first
     /// byte.
     pub(crate) fn send_snapshot(&mut self, peer: NodeId) {
-        let Some(index) = self.snapshot.as_ref().map(|s| s.index) else {
+        let Some(snapshot) = self.snapshot.as_ref() else {
             unreachable!("a compacted log always has a snapshot");
         };
+        let index = snapshot.index;
+        if snapshot.external {
+            // The application keeps the state itself: ask it for a copy.
+            // Meanwhile the follower waits; the next heartbeat brings it
+            // back here.
+            if !self.snapshot_wanted {
+                self.snapshot_wanted = true;
+                self.out.push(Action::SnapshotWanted { index });
+            }
+            return;
+        }
         let now = self.ticks;
         self.progress
             .get_mut(&peer)
@@ -184,12 +234,7 @@ impl Raft {
             );
             return;
         }
-        let snapshot = Snapshot {
-            index: m.index,
-            term: m.snapshot_term,
-            membership: m.membership,
-            data: incoming.data,
-        };
+        let snapshot = Snapshot::new(m.index, m.snapshot_term, m.membership, incoming.data);
         self.install_snapshot(snapshot);
         let reply = answer(m.index, received);
         self.send(from, Message::InstallSnapshotResponse(reply));

@@ -38,6 +38,9 @@ pub struct Options {
     /// durable commit. A crash loses at most this many applies, which the
     /// replica applies again from its log. At least 1 (every apply).
     pub durable_every: u64,
+    /// Bytes of pages redb may cache in memory (redb's own default is
+    /// 1 GiB, more than a node with a memory cap can spare).
+    pub cache_bytes: usize,
 }
 
 impl Default for Options {
@@ -47,6 +50,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             durable_every: 1000,
+            cache_bytes: 64 << 20,
         }
     }
 }
@@ -64,8 +68,11 @@ pub struct DiskKv {
     durable: Option<LogIndex>,
     /// The applied index of the last commit.
     last_applied: Option<LogIndex>,
-    /// Commits since the last durable one.
+    /// Applies since the last durable commit.
     pending: u64,
+    /// The transaction the applies of the current batch go into, committed
+    /// at [`core_kv::StateMachine::applied_batch`].
+    open: Option<WriteTransaction>,
 }
 
 impl std::fmt::Debug for DiskKv {
@@ -88,7 +95,10 @@ impl DiskKv {
     /// Open the database at `path`, creating it if absent.
     pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<DiskKv, Error> {
         let path = path.as_ref().to_path_buf();
-        let db = Database::create(&path).map_err(|e| Error::opening(path.clone(), e))?;
+        let db = Database::builder()
+            .set_cache_size(options.cache_bytes)
+            .create(&path)
+            .map_err(|e| Error::opening(path.clone(), e))?;
         Self::init(db, Some(path), options)
     }
 
@@ -97,6 +107,7 @@ impl DiskKv {
     /// synced bytes apart to lose the unsynced ones in a simulated crash.
     pub fn open_backend(backend: impl StorageBackend, options: Options) -> Result<DiskKv, Error> {
         let db = Database::builder()
+            .set_cache_size(options.cache_bytes)
             .create_with_backend(backend)
             .map_err(|e| Error::opening(PathBuf::from("<backend>"), e))?;
         Self::init(db, None, options)
@@ -139,10 +150,12 @@ impl DiskKv {
             path,
             options: Options {
                 durable_every: options.durable_every.max(1),
+                ..options
             },
             durable: applied,
             last_applied: applied,
             pending: 0,
+            open: None,
         })
     }
 
@@ -155,6 +168,7 @@ impl DiskKv {
     /// applied index. Call it on a timer, so that a quiet node's latest
     /// applies do not wait for [`Options::durable_every`] more.
     pub fn sync(&mut self) -> Result<Option<LogIndex>, Error> {
+        self.commit_batch(true)?;
         if self.pending > 0 {
             let tx = self.begin(true)?;
             tx.commit().map_err(storage)?;
@@ -218,9 +232,31 @@ impl DiskKv {
         Ok(tx)
     }
 
+    /// Commit the batch's transaction, if one is open: durably (with an
+    /// fsync) when `durable` or when [`Options::durable_every`] applies
+    /// have gone by without one.
+    fn commit_batch(&mut self, durable: bool) -> Result<(), Error> {
+        let Some(mut tx) = self.open.take() else {
+            return Ok(());
+        };
+        let durable = durable || self.pending >= self.options.durable_every;
+        if durable {
+            tx.set_durability(Durability::Immediate).map_err(storage)?;
+            tx.set_quick_repair(true);
+        }
+        tx.commit().map_err(storage)?;
+        if durable {
+            self.durable = self.last_applied;
+            self.pending = 0;
+        }
+        Ok(())
+    }
+
     fn try_apply(&mut self, index: LogIndex, req: &ClientRequest) -> Result<Outcome, Error> {
-        let durable = self.pending + 1 >= self.options.durable_every;
-        let tx = self.begin(durable)?;
+        let tx = match self.open.take() {
+            Some(tx) => tx,
+            None => self.begin(false)?,
+        };
         let outcome = {
             let mut data = tx.open_table(DATA).map_err(storage)?;
             let mut sessions = tx.open_table(SESSIONS).map_err(storage)?;
@@ -268,20 +304,25 @@ impl DiskKv {
             meta.insert(META_APPLIED, index.0).map_err(storage)?;
             outcome
         };
-        tx.commit().map_err(storage)?;
+        self.open = Some(tx);
         self.last_applied = Some(index);
-        if durable {
-            self.durable = Some(index);
-            self.pending = 0;
-        } else {
-            self.pending += 1;
-        }
+        self.pending += 1;
         Ok(outcome)
     }
 
     fn try_query(&self, op: &Op) -> Result<Outcome, Error> {
         if !op.is_read_only() {
             return Ok(read_rule(None, op));
+        }
+        // The replica reads after `applied_batch`; should it not, the
+        // batch's own transaction sees its applies.
+        if let Some(tx) = &self.open {
+            let data = tx.open_table(DATA).map_err(storage)?;
+            let current = data.get(op.key()).map_err(storage)?;
+            return Ok(read_rule(
+                decode_entry(op.key(), current.as_ref().map(|v| v.value()))?,
+                op,
+            ));
         }
         let tx = self.db.begin_read().map_err(storage)?;
         let data = tx.open_table(DATA).map_err(storage)?;
@@ -300,6 +341,8 @@ impl DiskKv {
         index: Option<LogIndex>,
         reader: &mut dyn std::io::Read,
     ) -> Result<(), String> {
+        // Applies not yet committed are superseded by the snapshot.
+        self.open = None;
         let tx = self.begin(true).map_err(|e| e.to_string())?;
         snapshot::restore_into(&tx, reader)?;
         {
@@ -378,6 +421,33 @@ impl core_kv::StateMachine for DiskKv {
         req.op.is_read_only()
     }
 
+    /// Commit the batch's applies in one transaction (without fsync, but
+    /// durably every [`Options::durable_every`] applies).
+    fn applied_batch(&mut self) {
+        if let Err(e) = self.commit_batch(false) {
+            panic!("kv-disk: cannot commit applies through {:?}: {e}; restart to resume from the last durable apply", self.last_applied);
+        }
+    }
+
+    fn storage_summary(&self) -> Option<String> {
+        let size = self.size_on_disk().ok().flatten();
+        let keys = self.len().ok();
+        let mut s = String::from("disk (redb)");
+        if let Some(keys) = keys {
+            s += &format!(", {keys} keys");
+        }
+        if let Some(size) = size {
+            s += &format!(", {:.1} MiB", size as f64 / (1 << 20) as f64);
+        }
+        if let Some(path) = &self.path {
+            s += &format!(" in {}", path.display());
+        }
+        if let Some(durable) = self.durable {
+            s += &format!(", durable through index {}", durable.0);
+        }
+        Some(s)
+    }
+
     fn query(&self, req: &ClientRequest) -> Outcome {
         match self.try_query(&req.op) {
             Ok(outcome) => outcome,
@@ -385,9 +455,19 @@ impl core_kv::StateMachine for DiskKv {
         }
     }
 
+    /// The state, its sessions and its applied index commit together.
+    const DURABLE: bool = true;
+
     /// The index of the last durable apply: what a crash keeps.
     fn applied_index(&self) -> Option<LogIndex> {
         self.durable
+    }
+
+    fn make_durable(&mut self) -> Option<LogIndex> {
+        match self.sync() {
+            Ok(durable) => durable,
+            Err(e) => panic!("kv-disk: cannot make the applies through {:?} durable: {e}; restart to resume from the last durable apply", self.last_applied),
+        }
     }
 
     fn snapshot(&self) -> SnapshotReader {

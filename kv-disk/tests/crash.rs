@@ -150,6 +150,7 @@ fn run(seed: u64, how: Crash) {
     let rng = work.rng();
     let options = Options {
         durable_every: 1 + rng.below(40),
+        ..Options::default()
     };
     let crash_at = 1 + rng.below(ENTRIES);
 
@@ -158,6 +159,10 @@ fn run(seed: u64, how: Crash) {
     let mut durable = 0;
     for i in 1..=crash_at {
         kv.apply(LogIndex(i), &reqs[i as usize - 1]);
+        // Batches of random length; a crash may cut one short.
+        if rng.below(3) == 0 {
+            kv.applied_batch();
+        }
         if rng.below(50) == 0 {
             kv.sync().unwrap();
         }
@@ -192,6 +197,7 @@ fn run(seed: u64, how: Crash) {
         let req = &reqs[i as usize - 1];
         assert_eq!(kv.apply(LogIndex(i), req), mem.apply(req), "seed {seed}");
     }
+    kv.applied_batch();
     assert_eq!(
         drain(kv.snapshot()),
         applied(&reqs).to_snapshot(),
@@ -227,9 +233,17 @@ fn a_copy_of_the_file_mid_run_reopens_at_a_whole_apply() {
     let dir = Scratch::new("copy");
     let mut work = Workload::new(7, 50, 4);
     let reqs: Vec<ClientRequest> = (0..2000).map(|_| work.next()).collect();
-    let mut kv = DiskKv::open_with(dir.file("kv.redb"), Options { durable_every: 300 }).unwrap();
+    let mut kv = DiskKv::open_with(
+        dir.file("kv.redb"),
+        Options {
+            durable_every: 300,
+            ..Options::default()
+        },
+    )
+    .unwrap();
     for (i, req) in reqs.iter().enumerate().take(1000) {
         kv.apply(LogIndex(i as u64 + 1), req);
+        kv.applied_batch();
     }
     let durable = kv.applied_index().unwrap().0;
     assert_eq!(durable, 900);

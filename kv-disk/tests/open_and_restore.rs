@@ -16,6 +16,7 @@ fn filled(path: &std::path::Path, n: u64) -> (DiskKv, KvStore) {
     for i in 1..=n {
         let req = work.next();
         assert_eq!(kv.apply(LogIndex(i), &req), mem.apply(&req));
+        kv.applied_batch();
     }
     (kv, mem)
 }
@@ -149,10 +150,18 @@ fn a_database_of_another_format_is_refused_with_both_formats_named() {
 #[test]
 fn durability_follows_the_rule() {
     let dir = Scratch::new("rule");
-    let mut kv = DiskKv::open_with(dir.file("kv.redb"), Options { durable_every: 10 }).unwrap();
+    let mut kv = DiskKv::open_with(
+        dir.file("kv.redb"),
+        Options {
+            durable_every: 10,
+            ..Options::default()
+        },
+    )
+    .unwrap();
     let mut work = Workload::new(5, 10, 2);
     for i in 1..=25 {
         kv.apply(LogIndex(i), &work.next());
+        kv.applied_batch();
         let want = (i / 10) * 10;
         assert_eq!(kv.applied_index(), (want > 0).then_some(LogIndex(want)));
         assert_eq!(kv.last_applied(), Some(LogIndex(i)));

@@ -20,7 +20,14 @@ fn run(seed: u64) {
     let mut work = Workload::new(seed, 1 + seed % 30, 1 + (seed % 6) as usize);
     let durable_every = 1 + work.rng().below(50);
     let mut mem = KvStore::new();
-    let mut disk = DiskKv::open_with(dir.file("kv.redb"), Options { durable_every }).unwrap();
+    let mut disk = DiskKv::open_with(
+        dir.file("kv.redb"),
+        Options {
+            durable_every,
+            ..Options::default()
+        },
+    )
+    .unwrap();
     // A capture taken mid-run, drained later: it must read as the state
     // at the capture, not as it is when drained.
     let mut capture = None;
@@ -32,6 +39,10 @@ fn run(seed: u64) {
         assert_eq!(disk.last_applied(), Some(LogIndex(i)));
         if req.op.is_read_only() {
             assert_eq!(disk.query(&req), mem.read(&req.op));
+        }
+        // Batches of random length, as the replica hands them.
+        if work.rng().below(4) == 0 || i % 500 == 0 || i == OPS / 2 || i == OPS {
+            disk.applied_batch();
         }
         if i == OPS / 2 {
             capture = Some((disk.snapshot(), mem.to_snapshot()));
@@ -68,6 +79,7 @@ fn run(seed: u64) {
             mem.apply(&req),
             "seed {seed}"
         );
+        other.applied_batch();
     }
     assert_eq!(drain(other.snapshot()), mem.to_snapshot(), "seed {seed}");
 }

@@ -98,6 +98,7 @@ fn messages_from_unknown_nodes_are_dropped() {
                 index: LogIndex(50),
                 term,
                 data: vec![],
+                external: false,
             },
             0,
         )),
@@ -234,6 +235,7 @@ fn malformed_and_old_install_snapshot_change_nothing() {
                 index: LogIndex(index),
                 term: sterm,
                 data: b"junk".to_vec(),
+                external: false,
             },
             0,
         ))
@@ -631,6 +633,7 @@ fn restore_rejects_invalid_durable_state() {
         index: LogIndex(5),
         term: Term(2),
         data: vec![],
+        external: false,
     });
     assert_eq!(
         restore(d).unwrap_err(),
@@ -650,6 +653,7 @@ fn restore_rejects_invalid_durable_state() {
         index: LogIndex(4),
         term: Term(2),
         data: vec![],
+        external: false,
     });
     assert_eq!(
         restore(d).unwrap_err(),
@@ -667,6 +671,7 @@ fn restore_rejects_invalid_durable_state() {
         index: LogIndex(5),
         term: Term(2),
         data: vec![],
+        external: false,
     });
     assert_eq!(
         restore(d).unwrap_err(),

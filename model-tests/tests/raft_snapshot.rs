@@ -132,6 +132,7 @@ fn install_snapshot_keeps_a_matching_suffix_and_drops_a_conflicting_log() {
             index: last.prev(),
             term,
             data: b"s".to_vec(),
+            external: false,
         },
         0,
     ));
@@ -161,6 +162,7 @@ fn install_snapshot_keeps_a_matching_suffix_and_drops_a_conflicting_log() {
             index: LogIndex(last.0 + 5),
             term,
             data: b"t".to_vec(),
+            external: false,
         },
         0,
     ));
@@ -455,4 +457,116 @@ fn chunks_of_an_older_transfer_leave_the_newer_one_alone() {
     assert!(a.iter().any(|a| matches!(a, Action::ApplySnapshot(_))));
     let s = installed(&c, n(3)).unwrap();
     assert_eq!((s.index, s.data), (newer, vec![1; 20]));
+}
+
+/// Issue 17, snapshots that cost what changed: an application that keeps
+/// its state durably itself compacts with `Input::Compact`: the log prefix
+/// goes, and the snapshot Raft keeps (and persists) is external, holding no
+/// copy of the state. Outside (snapshot, applied] it is ignored, like a
+/// snapshot with bytes.
+#[test]
+fn compact_drops_the_log_without_a_copy_of_the_state() {
+    let mut c = cluster_with_commands(10);
+    let applied = c.node(n(1)).applied_index();
+    let at = LogIndex(applied.0 - 3);
+    let a = c.step(n(1), Input::Compact { index: at });
+    match &a[..] {
+        [Action::PersistSnapshot {
+            snapshot,
+            discard_log: false,
+        }] => {
+            assert!(snapshot.external && snapshot.data.is_empty(), "{snapshot}");
+            assert_eq!(snapshot.index, at);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.node(n(1)).snapshot_index(), at);
+    assert!(c
+        .durable(n(1))
+        .snapshot
+        .as_ref()
+        .is_some_and(|s| s.external));
+    assert_eq!(c.step(n(1), Input::Compact { index: at }), vec![]);
+    assert_eq!(
+        c.step(
+            n(1),
+            Input::Compact {
+                index: applied.next()
+            }
+        ),
+        vec![]
+    );
+    // The cluster keeps working on top of it.
+    c.propose(n(1), b"more");
+    c.run(3);
+    assert_eq!(c.applied_commands(n(2)).last(), Some(&b"more".to_vec()));
+}
+
+/// A leader whose snapshot is external asks the application for a copy
+/// (`Action::SnapshotWanted`, once however often the follower is tried),
+/// sends the copy it is given (captured at the applied index, which may be
+/// the external snapshot's own), and the follower catches up. While the
+/// transfer runs, `Compact` is ignored: it would replace the copy being
+/// sent.
+#[test]
+fn an_external_snapshot_is_copied_on_demand_for_a_lagging_follower() {
+    let mut c = Scenario::new(3, |_| {});
+    c.elect(n(1));
+    c.isolate(n(3));
+    for i in 0..10u8 {
+        c.propose(n(1), &[i]);
+    }
+    c.run(3);
+    let applied = c.node(n(1)).applied_index();
+    c.step(n(1), Input::Compact { index: applied });
+    c.heal();
+    c.run(10);
+    let wanted: Vec<LogIndex> = c
+        .outputs(n(1))
+        .iter()
+        .filter_map(|a| match a {
+            Action::SnapshotWanted { index } => Some(*index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(wanted, vec![applied], "asked once, for the compacted index");
+    assert_eq!(
+        c.count_sent(|e| matches!(e.msg, Message::InstallSnapshot(_))),
+        0,
+        "nothing to send before the copy"
+    );
+    // The application hands in a copy at the same index.
+    let a = snapshot(&mut c, n(1), applied);
+    assert!(
+        matches!(&a[..], [Action::PersistSnapshot { snapshot, .. }] if !snapshot.external && snapshot.index == applied),
+        "{a:?}"
+    );
+    // Once the leader has sent the copy, and before node 3 has answered,
+    // the transfer runs: a compaction is ignored.
+    for _ in 0..50 {
+        if c.count_sent(|e| matches!(e.msg, Message::InstallSnapshot(_))) > 0 {
+            break;
+        }
+        c.step(n(1), Input::Tick);
+    }
+    assert!(c.count_sent(|e| matches!(e.msg, Message::InstallSnapshot(_))) > 0);
+    assert_eq!(c.step(n(1), Input::Compact { index: applied }), vec![]);
+    c.run(10);
+    let installed = c.outputs(n(3)).iter().find_map(|a| match a {
+        Action::ApplySnapshot(s) => Some(s.clone()),
+        _ => None,
+    });
+    let s = installed.expect("node 3 installed the copy");
+    assert_eq!(s.index, applied);
+    assert_eq!(s.data, format!("state through {}", applied.0).into_bytes());
+    c.propose(n(1), b"after");
+    c.run(3);
+    assert_eq!(c.applied_commands(n(3)), vec![b"after".to_vec()]);
+    // A follower that installed a copy may drop it at the same index: its
+    // application holds the state now.
+    let a = c.step(n(3), Input::Compact { index: applied });
+    assert!(
+        matches!(&a[..], [Action::PersistSnapshot { snapshot, .. }] if snapshot.external && snapshot.index == applied),
+        "{a:?}"
+    );
 }

@@ -484,6 +484,7 @@ fn corrupt_snapshot(c: &C, leader: core_raft::NodeId) -> Message {
             index: LogIndex(r.last_index().0 + 5),
             term: r.term(),
             data: vec![0xff, 0xff, 0xff],
+            external: false,
         },
         0,
     ))

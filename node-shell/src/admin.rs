@@ -69,6 +69,9 @@ pub struct NodeStatus {
     /// Whether it belongs to a cluster yet (a node waiting to be added or
     /// to bootstrap does not).
     pub formed: bool,
+    /// Where the state machine keeps its state and how large it is, as it
+    /// says (`StateMachine::storage_summary`); `None`: in memory.
+    pub state: Option<String>,
 }
 
 impl NodeStatus {
@@ -103,6 +106,10 @@ impl fmt::Display for NodeStatus {
             "  log: commit {}, applied {}, last {}, snapshot {}, {} bytes not compacted",
             self.commit.0, self.applied.0, self.last_index.0, self.snapshot_index.0, self.log_bytes
         )?;
+        match &self.state {
+            Some(state) => writeln!(f, "  state: {state}")?,
+            None => writeln!(f, "  state: in memory")?,
+        }
         if !self.formed {
             writeln!(f, "  not yet a member of a cluster")?;
         }

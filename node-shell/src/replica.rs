@@ -429,6 +429,7 @@ impl<S: StateMachine> ReplicaNode<S> {
                 .filter_map(|p| raft.match_index(*p).map(|m| (*p, m)))
                 .collect(),
             formed: self.formed(),
+            state: self.replica.state().storage_summary(),
         }
     }
 

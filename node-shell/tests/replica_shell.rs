@@ -502,6 +502,7 @@ fn a_wiped_member_is_refused_under_its_old_id_and_stops_itself() {
                 std::io::Read::read_to_end(&mut reader, &mut bytes).unwrap();
                 bytes
             },
+            external: false,
         }),
         hard_state: core_raft::HardState {
             term: core_raft::Term(1),

@@ -42,12 +42,12 @@ pub struct SnapshotMeta {
 impl SnapshotMeta {
     /// The stand-in used during replay until the real snapshot file is read.
     fn placeholder(self) -> Snapshot {
-        Snapshot {
-            index: self.index,
-            term: self.term,
-            membership: core_raft::Membership::default(),
-            data: Vec::new(),
-        }
+        Snapshot::new(
+            self.index,
+            self.term,
+            core_raft::Membership::default(),
+            Vec::new(),
+        )
     }
 }
 

@@ -17,12 +17,15 @@ use crate::segment::sync_dir;
 use core_raft::{LogIndex, Snapshot};
 use std::path::{Path, PathBuf};
 
-/// Format 2: the snapshot carries the cluster membership at its index.
-const MAGIC: &[u8; 8] = b"RAFTSNP3";
+/// Format 4: a snapshot may be external (the application keeps the state;
+/// the file holds no copy of it).
+const MAGIC: &[u8; 8] = b"RAFTSNP4";
 /// Format 1 (before membership): refused with a message saying so.
 const MAGIC_V1: &[u8; 8] = b"RAFTSNP1";
 /// Format 2: memberships without addresses and incarnations.
 const MAGIC_V2: &[u8; 8] = b"RAFTSNP2";
+/// Format 3: no external snapshots.
+const MAGIC_V3: &[u8; 8] = b"RAFTSNP3";
 const HEADER_BYTES: usize = 8 + 8 + 4;
 /// Suffix of a snapshot file still being written.
 pub(crate) const TEMP_SUFFIX: &str = ".tmp";
@@ -116,12 +119,16 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Snapshot, StorageError> {
             MAGIC_V2,
             "format 2, written by a version without node identities",
         ),
+        (
+            MAGIC_V3,
+            "format 3, written by a version without external snapshots",
+        ),
     ] {
         if &bytes[..8] == old {
             return Err(corrupt(
                 0,
                 format!(
-                    "snapshot {what}: this version reads format 3 only. Restore the node \
+                    "snapshot {what}: this version reads format 4 only. Restore the node \
                      from a peer: move this data directory away and add the node back as \
                      a new member"
                 ),

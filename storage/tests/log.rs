@@ -228,8 +228,12 @@ fn a_snapshot_file_of_the_format_before_membership_is_refused_with_advice() {
     // Rewrite the file's magic to each older format.
     let file = dir.files("snapshot-").pop().expect("a snapshot file");
     let current = std::fs::read(&file).unwrap();
-    assert_eq!(&current[..8], b"RAFTSNP3");
-    for (magic, named) in [(b"RAFTSNP1", "format 1"), (b"RAFTSNP2", "format 2")] {
+    assert_eq!(&current[..8], b"RAFTSNP4");
+    for (magic, named) in [
+        (b"RAFTSNP1", "format 1"),
+        (b"RAFTSNP2", "format 2"),
+        (b"RAFTSNP3", "format 3"),
+    ] {
         let mut bytes = current.clone();
         bytes[..8].copy_from_slice(magic);
         std::fs::write(&file, bytes).unwrap();

@@ -2,7 +2,7 @@
 //! running cluster.
 
 use clap::{Parser, Subcommand};
-use cli::common::{init_logging, stop_flag, stopped, tokio_runtime, Runtime};
+use cli::common::{init_logging, stop_flag, stopped, tokio_runtime, Backend, Runtime};
 use core_kv::{Op, Outcome, Version};
 use driver_tokio::kv::KvClient;
 use node_shell::NodeOptions;
@@ -118,6 +118,15 @@ enum Command {
         /// the same wire format, so one cluster can mix them.
         #[arg(long, value_enum, default_value_t = Runtime::Tokio)]
         runtime: Runtime,
+        /// Where the key/value state lives: disk (DATA_DIR/state.redb; a
+        /// restart reads no state, and the log is compacted without copying
+        /// it) or memory (rebuilt from the latest snapshot and the log at
+        /// each start). Both send and install the same snapshots, so one
+        /// cluster can mix them. A memory node may be restarted on disk;
+        /// not the other way once its log was compacted (refused with a
+        /// message).
+        #[arg(long, value_enum, default_value_t = Backend::Disk)]
+        backend: Backend,
         /// For tests only (`kv chaos` sets it): obey the fault-injection
         /// control file DATA_DIR/faults, read every 50 ms. Its lines:
         /// `drop-to ID..` (this node's Raft frames to those peers are
@@ -492,6 +501,7 @@ fn main() -> ExitCode {
             max_pending_requests,
             max_request_bytes,
             runtime,
+            backend,
             fault_injection,
         } => {
             let protocol = core_kv::KV_PROTOCOL_VERSION;
@@ -534,7 +544,7 @@ fn main() -> ExitCode {
                 seeds: join,
                 learner,
             });
-            serve(opts, runtime, join)
+            serve(opts, runtime, backend, join)
         }
         Command::Member { action } => member(action),
         Command::TransferLeader { to, target } => {
@@ -624,7 +634,12 @@ fn status(target: &AdminTarget) -> ExitCode {
 /// event loop on this thread and starts no tokio runtime. With a join
 /// plan, a helper thread adds the node to the cluster once it runs; if
 /// that fails for good, the node stops.
-fn serve(opts: NodeOptions, runtime: Runtime, join: Option<JoinPlan>) -> ExitCode {
+fn serve(
+    opts: NodeOptions,
+    runtime: Runtime,
+    backend: Backend,
+    join: Option<JoinPlan>,
+) -> ExitCode {
     let stop = match stop_flag() {
         Ok(f) => f,
         Err(e) => {
@@ -658,14 +673,21 @@ fn serve(opts: NodeOptions, runtime: Runtime, join: Option<JoinPlan>) -> ExitCod
             }
         });
     }
-    let result = match runtime {
-        Runtime::Threads => driver_threads::kv::run_kv_node(opts, &stop).map_err(|e| e.to_string()),
-        Runtime::Tokio => match tokio_runtime() {
-            Ok(rt) => rt
-                .block_on(driver_tokio::kv::run_kv_node(opts, stopped(stop)))
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(format!("cannot start the tokio runtime: {e}")),
-        },
+    let result = match backend {
+        Backend::Memory => run_replica(opts, runtime, stop, core_kv::KvStore::default()),
+        Backend::Disk => {
+            let path = opts.data_dir.join(cli::common::STATE_FILE);
+            let opened = std::fs::create_dir_all(&opts.data_dir)
+                .map_err(|e| format!("cannot create {}: {e}", opts.data_dir.display()))
+                .and_then(|()| kv_disk::DiskKv::open(&path).map_err(|e| e.to_string()));
+            match opened {
+                Ok(sm) => {
+                    tracing::info!(state = %path.display(), applied = ?sm.last_applied(), "key/value state on disk (redb)");
+                    run_replica(opts, runtime, stop, sm)
+                }
+                Err(e) => Err(e),
+            }
+        }
     };
     if let Some(why) = join_failed.lock().expect("not poisoned").take() {
         eprintln!("kv serve: {why}");
@@ -677,6 +699,30 @@ fn serve(opts: NodeOptions, runtime: Runtime, join: Option<JoinPlan>) -> ExitCod
             eprintln!("kv serve: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Run one replica of `sm` on `runtime` until `stop` is set.
+fn run_replica<S>(
+    opts: NodeOptions,
+    runtime: Runtime,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    sm: S,
+) -> Result<(), String>
+where
+    S: core_kv::StateMachine + Send + 'static,
+{
+    match runtime {
+        Runtime::Threads => driver_threads::run_node(opts, sm, &stop)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        Runtime::Tokio => match tokio_runtime() {
+            Ok(rt) => rt
+                .block_on(driver_tokio::run_node(opts, sm, stopped(stop)))
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(format!("cannot start the tokio runtime: {e}")),
+        },
     }
 }
 

@@ -407,6 +407,7 @@ fn status() -> NodeStatus {
         membership_index: LogIndex(9),
         replication: vec![(NodeId(1), LogIndex(50)), (NodeId(3), LogIndex(12))],
         formed: true,
+        state: Some("disk (redb), 12 keys, 0.1 MiB".into()),
     }
 }
 
@@ -688,22 +689,20 @@ fn fix_record(bytes: &mut [u8]) {
     bytes[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
-const SNAPSHOT_MAGIC: &[u8; 8] = b"RAFTSNP3";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"RAFTSNP4";
 const SNAPSHOT_HEADER_BYTES: usize = 8 + 8 + 4;
 
 fn snapshot_file_corpus() -> Vec<Vec<u8>> {
     let snapshots = [
+        Snapshot::new(
+            LogIndex(1000),
+            Term(8),
+            membership(),
+            kv_snapshot_corpus().pop().expect("two snapshots"),
+        ),
         Snapshot {
-            index: LogIndex(1000),
-            term: Term(8),
-            membership: membership(),
-            data: kv_snapshot_corpus().pop().expect("two snapshots"),
-        },
-        Snapshot {
-            index: LogIndex(0),
-            term: Term(0),
-            membership: Membership::default(),
-            data: Vec::new(),
+            external: true,
+            ..Snapshot::new(LogIndex(0), Term(0), Membership::default(), Vec::new())
         },
     ];
     snapshots

@@ -1406,6 +1406,7 @@ mod tests {
                         index: i,
                         term: t,
                         data: vec![1],
+                        external: false,
                     },
                     1,
                 )),

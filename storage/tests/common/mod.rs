@@ -76,6 +76,7 @@ pub fn snapshot(index: u64, term: u64, data: &[u8], discard_log: bool) -> Action
             index: LogIndex(index),
             term: Term(term),
             data: data.to_vec(),
+            external: false,
         },
         discard_log,
     }
@@ -115,6 +116,7 @@ pub fn random_action(rng: &mut SplitMix64, model: &Durable) -> Action {
                     // Sometimes several sectors long, so that a crash can
                     // tear a snapshot file that was not fsynced.
                     data: vec![rng.next_u64() as u8; rng.range_inclusive(0, 1200) as usize],
+                    external: false,
                 },
                 discard_log: false,
             }
@@ -125,6 +127,7 @@ pub fn random_action(rng: &mut SplitMix64, model: &Durable) -> Action {
                 index: LogIndex(snap_index + rng.range_inclusive(1, 20)),
                 term: hs.term,
                 data: b"installed".to_vec(),
+                external: false,
             },
             discard_log: true,
         },
