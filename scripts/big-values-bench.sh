@@ -4,15 +4,16 @@
 # a row on the growing state (about 250 MB by the end), printing each run's
 # throughput and latency percentiles and the leader's data size.
 #
-#   scripts/big-values-bench.sh [--runtime tokio|threads] [--port 7600]
+#   scripts/big-values-bench.sh [--runtime tokio|threads] [--backend disk|memory] [--port 7600]
 #
 # Needs: cargo build --release -p cli (uses target/release/kv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runtime=tokio; port=7600
+runtime=tokio; backend=disk; port=7600
 while [ $# -gt 0 ]; do
   case "$1" in
     --runtime) runtime=$2; shift 2 ;;
+    --backend) backend=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
     -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
@@ -27,7 +28,8 @@ trap cleanup EXIT
 a=(127.0.0.1:$((port+1)) 127.0.0.1:$((port+2)) 127.0.0.1:$((port+3)))
 peers="1=${a[0]},2=${a[1]},3=${a[2]}"
 for i in 1 2 3; do
-  $KV serve --id $i --peers "$peers" --runtime "$runtime" --data-dir "$dir/n$i" 2>"$dir/log$i" &
+  $KV serve --id $i --peers "$peers" --runtime "$runtime" --backend "$backend" \
+    --data-dir "$dir/n$i" 2>"$dir/log$i" &
   pids+=($!)
 done
 sleep 2

@@ -37,3 +37,13 @@ pub(crate) fn lock<F: Fs>(fs: &F, dir: &Path) -> Result<F::Lock, StorageError> {
         Err(e) => Err(StorageError::io("lock", &path)(e)),
     }
 }
+
+/// Fail as [`crate::DiskStorage::open`] would if another process holds the
+/// data directory `dir` (which must exist), without keeping the lock: for
+/// a process that opens other files in the directory (a state machine's
+/// database) before its storage, so that a second node on a directory in
+/// use is refused with the owner's process id rather than a lesser error
+/// about one of those files.
+pub fn check_not_in_use(dir: &Path) -> Result<(), StorageError> {
+    lock(&crate::fs::RealFs, dir).map(drop)
+}

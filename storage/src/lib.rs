@@ -64,7 +64,7 @@ pub mod snapshot_file;
 mod writer;
 
 pub use delayed::DelayedSync;
-pub use dir_lock::LOCK_FILE;
+pub use dir_lock::{check_not_in_use, LOCK_FILE};
 pub use disk::DiskStorage;
 pub use error::StorageError;
 pub use identity::{NodeIdentity, DATA_FORMAT};

@@ -677,8 +677,11 @@ fn serve(
         Backend::Memory => run_replica(opts, runtime, stop, core_kv::KvStore::default()),
         Backend::Disk => {
             let path = opts.data_dir.join(cli::common::STATE_FILE);
+            // The directory's owner first: a second node on it is refused
+            // by name (with the owner's process id), not by the database.
             let opened = std::fs::create_dir_all(&opts.data_dir)
                 .map_err(|e| format!("cannot create {}: {e}", opts.data_dir.display()))
+                .and_then(|()| storage::check_not_in_use(&opts.data_dir).map_err(|e| e.to_string()))
                 .and_then(|()| kv_disk::DiskKv::open(&path).map_err(|e| e.to_string()));
             match opened {
                 Ok(sm) => {
