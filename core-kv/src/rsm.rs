@@ -872,8 +872,15 @@ impl<S: StateMachine> Rsm<S> {
     /// the machine's durable applied index (making the latest applies
     /// durable first if that index has not moved). No copy of the state is
     /// made: compaction costs the same whatever the state's size.
+    ///
+    /// A leader also keeps what its followers still need, so that one a
+    /// little behind catches up from the log rather than from a copy of the
+    /// whole state: it compacts no further than the lowest follower's match
+    /// index, until the log reaches [`KEEP_FOR_FOLLOWERS`] times `max` (a
+    /// follower that is down must not pin the log in memory for ever).
     fn compact_durable(&mut self, max: usize) {
-        if self.raft.log_bytes() < max {
+        let bytes = self.raft.log_bytes();
+        if bytes < max {
             return;
         }
         let snapshot = self.raft.snapshot_index();
@@ -881,9 +888,20 @@ impl<S: StateMachine> Rsm<S> {
         if durable <= snapshot {
             durable = self.sm.make_durable().unwrap_or(LogIndex(0));
         }
-        let durable = durable.min(self.raft.applied_index());
-        if durable > snapshot {
-            self.raft_step(Input::Compact { index: durable });
+        let mut index = durable.min(self.raft.applied_index());
+        if self.raft.is_leader() && bytes < max.saturating_mul(KEEP_FOR_FOLLOWERS) {
+            let slowest = self
+                .raft
+                .peers()
+                .iter()
+                .filter_map(|p| self.raft.match_index(*p))
+                .min();
+            if let Some(slowest) = slowest {
+                index = index.min(slowest);
+            }
+        }
+        if index > snapshot {
+            self.raft_step(Input::Compact { index });
         }
     }
 
@@ -894,6 +912,10 @@ impl<S: StateMachine> Rsm<S> {
         });
     }
 }
+
+/// A durable machine's leader keeps the log its slowest follower still
+/// needs until the log holds this many times `max_raft_state` bytes.
+pub const KEEP_FOR_FOLLOWERS: usize = 64;
 
 /// Why a replica could not start.
 #[derive(Debug, thiserror::Error)]

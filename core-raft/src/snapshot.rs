@@ -84,11 +84,19 @@ impl Raft {
         let index = snapshot.index;
         if snapshot.external {
             // The application keeps the state itself: ask it for a copy.
-            // Meanwhile the follower waits; the next heartbeat brings it
-            // back here.
+            // Meanwhile the follower waits in probe mode (nothing streams
+            // to it); the next heartbeat brings it back here.
             if !self.snapshot_wanted {
                 self.snapshot_wanted = true;
                 self.out.push(Action::SnapshotWanted { index });
+            }
+            let pr = self
+                .progress
+                .get_mut(&peer)
+                .expect("leader tracks every peer");
+            if pr.mode() != Mode::Probe {
+                let next = pr.next_index();
+                pr.become_probe(next);
             }
             return;
         }

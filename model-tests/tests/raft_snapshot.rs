@@ -570,3 +570,54 @@ fn an_external_snapshot_is_copied_on_demand_for_a_lagging_follower() {
         "{a:?}"
     );
 }
+
+/// A follower streaming entries (replicate mode) whose window is full
+/// when the leader compacts past its next entry waits in probe mode for the
+/// copy: on its next acknowledgement the leader must not loop trying to
+/// stream it entries it no longer has (it once spun for ever in
+/// `send_more`).
+#[test]
+fn a_streaming_follower_behind_an_external_compaction_waits_for_the_copy() {
+    let mut c = Scenario::new(3, |cfg| {
+        cfg.max_inflight_messages = 2;
+        cfg.max_entries_per_message = 1;
+    });
+    c.elect(n(1));
+    c.propose(n(1), b"first");
+    c.deliver_all();
+    c.run(3);
+    // Node 3's appends are held back: its window fills while node 2
+    // acknowledges everything and the entries commit.
+    let mut held = Vec::new();
+    for i in 0..6u8 {
+        c.propose(n(1), &[i]);
+        for e in c.take_queue() {
+            if e.to == n(3) {
+                held.push(e);
+            } else {
+                c.deliver(e);
+            }
+        }
+        c.deliver_all();
+    }
+    let applied = c.node(n(1)).applied_index();
+    assert!(c.node(n(1)).match_index(n(3)) < Some(applied));
+    c.step(n(1), Input::Compact { index: applied });
+    // Node 3 acknowledges what it was sent: the leader must ask for a copy
+    // rather than spin.
+    for e in held {
+        c.deliver(e);
+    }
+    c.run(10);
+    let wanted = c
+        .outputs(n(1))
+        .iter()
+        .filter(|a| matches!(a, Action::SnapshotWanted { .. }))
+        .count();
+    assert_eq!(wanted, 1);
+    let now = c.node(n(1)).applied_index();
+    snapshot(&mut c, n(1), now);
+    c.run(10);
+    assert_eq!(c.node(n(3)).last_index(), c.node(n(1)).last_index());
+    assert_eq!(c.node(n(3)).applied_index(), now);
+}
