@@ -89,10 +89,12 @@ pub trait StateMachine {
 
     /// The replica has applied a run of committed entries (one or more
     /// [`StateMachine::apply`] calls) and will answer from the state next:
-    /// a machine that keeps its state on disk commits them together here,
-    /// in one transaction rather than one per entry. Reads
-    /// ([`StateMachine::query`]) and captures ([`StateMachine::snapshot`])
-    /// only come after it. The default does nothing.
+    /// a machine that keeps its state on disk may commit them together
+    /// here, in one transaction rather than one per entry (or keep the
+    /// transaction open for more, as long as [`StateMachine::query`] sees
+    /// it). Before a capture ([`StateMachine::snapshot`]) of a
+    /// [`StateMachine::DURABLE`] machine the replica calls
+    /// [`StateMachine::make_durable`]. The default does nothing.
     fn applied_batch(&mut self) {}
 
     /// Where the state lives and how large it is, for an operator's status
@@ -846,6 +848,11 @@ impl<S: StateMachine> Rsm<S> {
     /// worker thread (through [`RsmAction::Capture`]) when the driver does
     /// that, else here.
     fn capture(&mut self) {
+        if S::DURABLE {
+            // A durable machine may hold applies in an open transaction;
+            // a capture reads what is committed.
+            self.sm.make_durable();
+        }
         let applied = self.raft.applied_index();
         if self.config.capture_off_loop {
             self.capturing = Some(applied);

@@ -38,6 +38,12 @@ pub struct Options {
     /// durable commit. A crash loses at most this many applies, which the
     /// replica applies again from its log. At least 1 (every apply).
     pub durable_every: u64,
+    /// Commit the open transaction once it holds this many applies (at
+    /// least 1). A commit, durable or not, writes the pages it changed, so
+    /// committing every replica step would cost a few page writes per
+    /// small write; reads see the open transaction meanwhile, and a crash
+    /// only loses what the Raft log still holds.
+    pub commit_every: u64,
     /// Bytes of pages redb may cache in memory (redb's own default is
     /// 1 GiB, more than a node with a memory cap can spare).
     pub cache_bytes: usize,
@@ -50,6 +56,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             durable_every: 1000,
+            commit_every: 256,
             cache_bytes: 64 << 20,
         }
     }
@@ -70,6 +77,8 @@ pub struct DiskKv {
     last_applied: Option<LogIndex>,
     /// Applies since the last durable commit.
     pending: u64,
+    /// Applies in the open transaction.
+    in_open: u64,
     /// The transaction the applies of the current batch go into, committed
     /// at [`core_kv::StateMachine::applied_batch`].
     open: Option<WriteTransaction>,
@@ -150,11 +159,13 @@ impl DiskKv {
             path,
             options: Options {
                 durable_every: options.durable_every.max(1),
+                commit_every: options.commit_every.max(1),
                 ..options
             },
             durable: applied,
             last_applied: applied,
             pending: 0,
+            in_open: 0,
             open: None,
         })
     }
@@ -239,7 +250,14 @@ impl DiskKv {
         let Some(mut tx) = self.open.take() else {
             return Ok(());
         };
+        self.in_open = 0;
         let durable = durable || self.pending >= self.options.durable_every;
+        // The applied index goes into the transaction that holds the
+        // applies: they commit (or a crash drops them) together.
+        if let Some(applied) = self.last_applied {
+            let mut meta = tx.open_table(META).map_err(storage)?;
+            meta.insert(META_APPLIED, applied.0).map_err(storage)?;
+        }
         if durable {
             tx.set_durability(Durability::Immediate).map_err(storage)?;
             tx.set_quick_repair(true);
@@ -260,7 +278,6 @@ impl DiskKv {
         let outcome = {
             let mut data = tx.open_table(DATA).map_err(storage)?;
             let mut sessions = tx.open_table(SESSIONS).map_err(storage)?;
-            let mut meta = tx.open_table(META).map_err(storage)?;
             let outcome = if req.op.is_read_only() {
                 let current = data.get(req.op.key()).map_err(storage)?;
                 read_rule(
@@ -275,6 +292,7 @@ impl DiskKv {
                     .map_err(|e| corrupt_row("session", req.client.0, e))?;
                 match Session::admit(latest.as_ref(), req.seq) {
                     Admission::Duplicate(outcome) => {
+                        let mut meta = tx.open_table(META).map_err(storage)?;
                         let count = meta.get(META_DUPLICATES).map_err(storage)?;
                         let count = count.map_or(0, |v| v.value()) + 1;
                         meta.insert(META_DUPLICATES, count).map_err(storage)?;
@@ -301,12 +319,12 @@ impl DiskKv {
                     }
                 }
             };
-            meta.insert(META_APPLIED, index.0).map_err(storage)?;
             outcome
         };
         self.open = Some(tx);
         self.last_applied = Some(index);
         self.pending += 1;
+        self.in_open += 1;
         Ok(outcome)
     }
 
@@ -343,6 +361,7 @@ impl DiskKv {
     ) -> Result<(), String> {
         // Applies not yet committed are superseded by the snapshot.
         self.open = None;
+        self.in_open = 0;
         let tx = self.begin(true).map_err(|e| e.to_string())?;
         snapshot::restore_into(&tx, reader)?;
         {
@@ -421,9 +440,15 @@ impl core_kv::StateMachine for DiskKv {
         req.op.is_read_only()
     }
 
-    /// Commit the batch's applies in one transaction (without fsync, but
-    /// durably every [`Options::durable_every`] applies).
+    /// Commit the applies of the open transaction once it holds
+    /// [`Options::commit_every`] of them (without fsync, but durably every
+    /// [`Options::durable_every`] applies). Reads see the open transaction
+    /// meanwhile; the replica makes the store durable before it captures a
+    /// snapshot (`make_durable`).
     fn applied_batch(&mut self) {
+        if self.in_open < self.options.commit_every && self.pending < self.options.durable_every {
+            return;
+        }
         if let Err(e) = self.commit_batch(false) {
             panic!("kv-disk: cannot commit applies through {:?}: {e}; restart to resume from the last durable apply", self.last_applied);
         }

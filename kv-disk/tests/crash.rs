@@ -197,7 +197,7 @@ fn run(seed: u64, how: Crash) {
         let req = &reqs[i as usize - 1];
         assert_eq!(kv.apply(LogIndex(i), req), mem.apply(req), "seed {seed}");
     }
-    kv.applied_batch();
+    kv.make_durable();
     assert_eq!(
         drain(kv.snapshot()),
         applied(&reqs).to_snapshot(),

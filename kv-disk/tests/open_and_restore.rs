@@ -25,6 +25,7 @@ fn filled(path: &std::path::Path, n: u64) -> (DiskKv, KvStore) {
 fn a_corrupt_or_cut_snapshot_leaves_the_state_as_it_was() {
     let dir = Scratch::new("corrupt");
     let (mut kv, mem) = filled(&dir.file("kv.redb"), 300);
+    kv.make_durable();
     let before = drain(kv.snapshot());
     let applied = (kv.applied_index(), kv.last_applied());
 

@@ -122,7 +122,9 @@ fn run(durable_every: u64) -> (Option<LogIndex>, LogIndex) {
         mem.apply(&request(i));
     }
     assert_eq!(rsm.state().last_applied(), Some(rsm.raft().applied_index()));
-    assert_eq!(drain(rsm.state().snapshot()), mem.to_snapshot());
+    let mut kv = rsm.into_state();
+    kv.make_durable();
+    assert_eq!(drain(kv.snapshot()), mem.to_snapshot());
     (reopened, snapshot)
 }
 

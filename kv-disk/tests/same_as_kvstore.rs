@@ -45,9 +45,12 @@ fn run(seed: u64) {
             disk.applied_batch();
         }
         if i == OPS / 2 {
+            // As the replica does before a capture.
+            disk.make_durable();
             capture = Some((disk.snapshot(), mem.to_snapshot()));
         }
         if i % 500 == 0 {
+            disk.make_durable();
             assert_eq!(
                 drain(disk.snapshot()),
                 mem.to_snapshot(),
@@ -62,6 +65,7 @@ fn run(seed: u64) {
     assert_eq!(disk.duplicates().unwrap(), mem.duplicates());
 
     // Each restores from the other's snapshot.
+    disk.make_durable();
     let bytes = drain(disk.snapshot());
     assert_eq!(bytes, mem.to_snapshot(), "seed {seed}");
     assert_eq!(KvStore::from_snapshot(&bytes).unwrap(), mem);
@@ -81,6 +85,7 @@ fn run(seed: u64) {
         );
         other.applied_batch();
     }
+    other.make_durable();
     assert_eq!(drain(other.snapshot()), mem.to_snapshot(), "seed {seed}");
 }
 
