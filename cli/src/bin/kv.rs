@@ -1070,6 +1070,9 @@ async fn bench(
         value_size,
         read_ratio,
         keys,
+        seed: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
     };
     let r = run_bench(&opts).await;
     let ms = |q: f64| r.latency_us.value_at_quantile(q) as f64 / 1000.0;

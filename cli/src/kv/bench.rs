@@ -29,6 +29,10 @@ pub struct BenchOptions {
     pub read_ratio: f64,
     /// Distinct keys.
     pub keys: u64,
+    /// Seed of the clients' key sequences. Give each run its own (the
+    /// `kv bench` command takes the clock's), or consecutive runs write
+    /// the same keys in the same order.
+    pub seed: u64,
 }
 
 /// What the run measured.
@@ -117,7 +121,9 @@ async fn client(
         return (h, 0, 0);
     };
     // A small per-client generator: the workload need not be random-grade.
-    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (c + 1);
+    let mut x = (0x9E37_79B9_7F4A_7C15u64 ^ opts.seed)
+        .wrapping_add((c + 1).wrapping_mul(0xD1B5_4A32_D192_ED03))
+        | 1;
     let value = "v".repeat(opts.value_size);
     let read_per_mille = (opts.read_ratio.clamp(0.0, 1.0) * 1000.0) as u64;
     while Instant::now() < deadline {
