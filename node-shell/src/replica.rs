@@ -946,13 +946,7 @@ impl<S: StateMachine> ReplicaNode<S> {
     }
 
     fn close(&mut self, conn: ConnId, reason: String) {
-        self.forget(conn);
-        let overload = false;
-        self.out.push(NodeAction::Close {
-            conn,
-            reason,
-            overload,
-        });
+        self.close_as(conn, reason, false);
     }
 
     /// Close `conn` to stay within the limits: counted, and summed up in
@@ -962,8 +956,11 @@ impl<S: StateMachine> ReplicaNode<S> {
             self.overload_closes.1 = reason.clone();
         }
         self.overload_closes.0 += 1;
+        self.close_as(conn, reason, true);
+    }
+
+    fn close_as(&mut self, conn: ConnId, reason: String, overload: bool) {
         self.forget(conn);
-        let overload = true;
         self.out.push(NodeAction::Close {
             conn,
             reason,
